@@ -23,12 +23,12 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_S3_ENDPOINT_URL": "S3 endpoint override for S3-compatible stores (MinIO, moto). Default: AWS.",
     "WEALTH_S3_REGION": "S3 region. Default: us-east-1",
     "WEALTH_PROVIDER": "Market data provider: synthetic (default), vendor, or http.",
-    "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2022-01-03",
+    "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2023-01-02",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
 }
 
-DEFAULT_PARTITION_START = "2022-01-03"
+DEFAULT_PARTITION_START = "2023-01-02"
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -1,0 +1,222 @@
+"""``wealth-pipeline``: the local database, the demo, the UI, and partition runs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+DEMO_START = "2023-01-02"
+DEMO_END = "2024-12-31"
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# ---- db ------------------------------------------------------------------------------------------
+def cmd_db(args: argparse.Namespace) -> int:
+    from wealth_pipeline import environment
+    from wealth_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    external = settings.database_url
+    if args.action in ("start", "stop", "status") and external:
+        print(f"WEALTH_DATABASE_URL is set: using that server, no local cluster is {args.action}ed.")
+        return 0
+    cluster = environment.local_cluster(settings)
+    if args.action == "start":
+        env = environment.bootstrap()
+        state = cluster.state
+        print(f"PostgreSQL running on {state.host}:{state.port} (data: {state.data_dir})")
+        print(f"warehouse: {env.warehouse_url}")
+        return 0
+    if args.action == "stop":
+        print("stopped" if cluster.stop() else "not running")
+        return 0
+    if args.action == "status":
+        _print_json(cluster.status())
+        return 0 if cluster.is_running() else 3
+    env = environment.bootstrap(start_database=not external)
+    if args.action == "url":
+        print(env.dagster_url if args.database == "dagster" else env.warehouse_url)
+        return 0
+    if args.action == "psql":
+        psql = shutil.which("psql") or str(_bindir() / "psql")
+        url = env.dagster_url if args.database == "dagster" else env.warehouse_url
+        return subprocess.call([psql, url, *args.psql_args])
+    from wealth_pipeline.warehouse import migrate
+
+    if args.action == "upgrade":
+        applied = migrate.upgrade(env.warehouse_url, target=args.target)
+        print(f"applied migrations: {applied or 'none (up to date)'}; version {migrate.current_version(env.warehouse_url)}")
+        return 0
+    if args.action == "downgrade":
+        reverted = migrate.downgrade(env.warehouse_url, target=args.target or 0)
+        print(f"reverted migrations: {reverted or 'none'}; version {migrate.current_version(env.warehouse_url)}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def _bindir():  # noqa: ANN202
+    from wealth_pipeline.warehouse.localpg import find_pg_bindir
+
+    return find_pg_bindir()
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+def materialize_range(start: str, end: str, selection: str = "*", progress: bool = True) -> dict[str, object]:
+    """Materialize the selected assets for an inclusive session range in this process.
+
+    Unpartitioned assets run first, then every partitioned asset over the whole range as one run
+    (the single-run backfill policy): the same shape a UI backfill takes.
+    """
+    import dagster as dg
+
+    from wealth_pipeline.definitions import defs
+    from wealth_pipeline.defs.partitions import trading_sessions
+
+    instance = dg.DagsterInstance.get()
+    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    if not keys:
+        raise SystemExit(f"no trading-session partitions between {start} and {end}")
+    graph = defs.resolve_asset_graph()
+    selected = dg.AssetSelection.from_string(selection).resolve(graph)
+    unpartitioned = [k for k in selected if graph.get(k).partitions_def is None]
+    partitioned = [k for k in selected if graph.get(k).partitions_def is not None]
+    summary: dict[str, object] = {"partitions": len(keys), "range": f"{keys[0]}..{keys[-1]}", "runs": []}
+    stages = [("reference", unpartitioned, {}), ("sessions", partitioned, {
+        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})]
+    for label, asset_keys, tags in stages:
+        if not asset_keys:
+            continue
+        job = dg.define_asset_job(f"demo_{label}", selection=dg.AssetSelection.assets(*asset_keys))
+        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+        started = time.monotonic()
+        if progress:
+            print(f"[{label}] materializing {len(asset_keys)} assets over {len(keys) if tags else 1} partition(s)...", flush=True)
+        result = resolved.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        elapsed = time.monotonic() - started
+        summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success, "seconds": round(elapsed, 1)})
+        if progress:
+            print(f"[{label}] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})", flush=True)
+        if not result.success:
+            for event in result.all_events:
+                if event.is_step_failure:
+                    print(event.step_key, event.event_specific_data.error.to_string() if event.event_specific_data else "", file=sys.stderr)
+            raise SystemExit(f"run {result.run_id} failed")
+    return summary
+
+
+def _warehouse_counts(url: str) -> list[tuple[str, int]]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT schemaname || '.' || relname FROM pg_stat_user_tables "
+            "WHERE schemaname IN ('ref','market','analytics','portfolio','models','marts') ORDER BY 1"
+        ).fetchall()
+        from psycopg import sql
+
+        counts = []
+        for (qualified,) in rows:
+            schema, table = qualified.split(".")
+            count = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))).fetchone()[0]
+            counts.append((qualified, int(count)))
+    return counts
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from wealth_pipeline import environment
+    from wealth_pipeline.settings import Settings
+    from wealth_pipeline.warehouse import migrate
+
+    os.environ.setdefault("WEALTH_PARTITION_START", args.start)
+    env = environment.bootstrap()
+    applied = migrate.upgrade(env.warehouse_url)
+    print(f"warehouse migrations applied: {applied or 'none (up to date)'}")
+    summary = materialize_range(args.start, args.end, args.select)
+    settings = Settings.from_env()
+    print("\n=== wealth_pipeline demo: done ===")
+    print(f"sessions materialized: {summary['partitions']} ({summary['range']})")
+    for run in summary["runs"]:
+        print(f"  run {run['run_id']} ({run['stage']}): {'success' if run['success'] else 'failed'} in {run['seconds']}s")
+    print("warehouse tables (rows):")
+    for table, count in _warehouse_counts(env.warehouse_url):
+        print(f"  {table:40s} {count:>10,}")
+    print(f"lakehouse:  {settings.lakehouse_uri}")
+    print(f"warehouse:  {env.warehouse_url.split('@')[-1]}  (psql: wealth-pipeline db psql)")
+    print(f"dagster:    DAGSTER_HOME={env.dagster_home}, storage in database 'dagster'")
+    print("open the UI on this state:  make ui   (then http://127.0.0.1:3000)")
+    return 0
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from wealth_pipeline import environment
+
+    environment.bootstrap()
+    end = args.end or args.partition
+    materialize_range(args.partition, end, args.select)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from wealth_pipeline import environment
+
+    env = environment.bootstrap()
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={env.dagster_home})", flush=True)
+    dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
+    return subprocess.call([dagster, "dev", "-w", args.workspace, "-h", args.host, "-p", str(args.port)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wealth-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the local PostgreSQL cluster and warehouse migrations")
+    db.add_argument("action", choices=["start", "stop", "status", "url", "psql", "upgrade", "downgrade"])
+    db.add_argument("--database", choices=["warehouse", "dagster"], default="warehouse")
+    db.add_argument("--target", type=int, default=None, help="migration version for upgrade/downgrade")
+    db.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
+    db.set_defaults(func=cmd_db)
+
+    demo = sub.add_parser("demo", help="start everything and materialize the asset graph for a default range")
+    demo.add_argument("--start", default=DEMO_START)
+    demo.add_argument("--end", default=DEMO_END)
+    demo.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("materialize", help="materialize one partition (or a range) in this process")
+    run.add_argument("--partition", required=True, help="session date YYYY-MM-DD")
+    run.add_argument("--end", default=None, help="last session of a range (single run)")
+    run.add_argument("--select", default="*")
+    run.set_defaults(func=cmd_materialize)
+
+    ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--workspace", default="workspace.yaml")
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _today() -> dt.date:
+    return dt.date.today()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

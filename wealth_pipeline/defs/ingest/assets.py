@@ -1,0 +1,184 @@
+"""Ingest: what the provider delivered, kept as immutable content-hashed versions in the raw tier."""
+
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+
+from wealth_pipeline.core import calendars
+from wealth_pipeline.defs import quality
+from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
+from wealth_pipeline.lakehouse import raw
+from wealth_pipeline.lakehouse.resource import LakehouseResource
+from wealth_pipeline.providers import base
+from wealth_pipeline.providers.base import MarketDataProvider
+
+OWNERS = ["team:market-data"]
+PROVIDER_RETRY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """One raw dataset: how to fetch it and which column routes its rows to partitions."""
+
+    name: str
+    schema: dict[str, pl.DataType]
+    date_column: str
+    keys: tuple[str, ...]
+    fetch: Callable[[MarketDataProvider, dt.date, dt.date], pl.DataFrame]
+    description: str
+
+
+RAW_DATASETS: tuple[RawDataset, ...] = (
+    RawDataset("bars", base.BARS_SCHEMA, "session_date", ("symbol", "session_date"),
+               lambda p, s, e: p.bars(s, e), "Daily OHLCV bars exactly as the provider delivered them."),
+    RawDataset("corporate_actions", base.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type"),
+               lambda p, s, e: p.corporate_actions(s, e), "Splits and cash dividends, partitioned by ex-date."),
+    RawDataset("fx_rates", base.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date"),
+               lambda p, s, e: p.fx_rates(s, e), "Daily FX rates (units of quote currency per base currency)."),
+    RawDataset("factor_returns", base.FACTOR_RETURNS_SCHEMA, "session_date", ("factor", "session_date"),
+               lambda p, s, e: p.factor_returns(s, e), "Daily factor returns (market excess, size, value, momentum) and the risk-free rate."),
+    RawDataset("benchmark_returns", base.BENCHMARK_RETURNS_SCHEMA, "session_date", ("benchmark", "session_date"),
+               lambda p, s, e: p.benchmark_returns(s, e), "Benchmark index levels and daily returns."),
+)
+
+
+def _raw_checks(dataset: RawDataset) -> list[quality.Check]:
+    return [
+        quality.Check("schema", f"raw_{dataset.name} has the documented columns and types.",
+                      predicate=quality.has_columns(dataset.schema)),
+    ]
+
+
+WINDOW_CHECK = "rows_inside_window"
+
+
+def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
+    checks = _raw_checks(dataset)
+    asset_name = f"raw_{dataset.name}"
+
+    @dg.asset(
+        name=asset_name,
+        group_name="ingest",
+        partitions_def=trading_sessions,
+        backfill_policy=single_run,
+        kinds={"polars", "parquet"},
+        owners=OWNERS,
+        description=dataset.description + " Immutable and content-hashed in the raw tier: a re-delivery of "
+        "the same content is a no-op, different content becomes a new version that supersedes the old one.",
+        check_specs=[c.spec(asset_name) for c in checks]
+        + [dg.AssetCheckSpec(WINDOW_CHECK, asset=asset_name, blocking=True,
+                             description="Every delivered row falls inside the requested partition window.")],
+        retry_policy=PROVIDER_RETRY,
+        tags={"wealth/tier": "raw"},
+    )
+    def _raw_asset(
+        context: dg.AssetExecutionContext, market_data: MarketDataResource, lakehouse: LakehouseResource
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        start, end = partition_window(context)
+        provider = market_data.get()
+        frame = base.conform(dataset.fetch(provider, start, end), dataset.schema)
+        outside = frame.filter(~pl.col(dataset.date_column).is_between(start, end))
+        outcomes = quality.evaluate(frame, checks, f"raw_{dataset.name}")
+        outcomes.append(quality.CheckOutcome(
+            WINDOW_CHECK, outside.is_empty(), True,
+            "Every delivered row falls inside the requested partition window.",
+            {"rows_outside": outside.height},
+        ))
+        yield from quality.gate(outcomes, context.asset_key)
+        if quality.blocking_failures(outcomes):
+            raise dg.Failure(quality.failure_message(asset_name, outcomes))
+        store = lakehouse.get().store
+        writes = raw.write_versions(store, dataset.name, frame, dataset.date_column, calendars.weekdays(start, end))
+        closed = closed_days(start, end)
+        status_counts = {s: sum(1 for w in writes if w.status == s) for s in ("new", "unchanged", "superseded")}
+        metadata: dict[str, object] = {
+            "dagster/row_count": frame.height,
+            "provider": provider.name,
+            "window": f"{start} .. {end}",
+            "partitions_written": dg.MetadataValue.json(status_counts),
+            "path": dg.MetadataValue.path(store.uri(f"raw/{dataset.name}/")),
+            "preview": dg.MetadataValue.md(frame.head(5).to_pandas().to_markdown(index=False)) if frame.height else "no rows",
+        }
+        superseded = [{"date": str(w.day), "new": w.key, "previous": w.superseded_key} for w in writes if w.status == "superseded"]
+        if superseded:
+            metadata["superseded"] = dg.MetadataValue.json(superseded[:50])
+        if closed:
+            metadata["market_closed"] = dg.MetadataValue.json([str(d) for d in closed])
+        if start == end and start in closed:
+            metadata["market_status"] = "closed"
+            context.log.info(f"{start} is not a session on any listing exchange: market closed, nothing to ingest")
+        yield dg.MaterializeResult(metadata=metadata)
+
+    return _raw_asset
+
+
+raw_assets = [_make_raw_asset(d) for d in RAW_DATASETS]
+
+_SYMBOL_MASTER_CHECKS = [
+    quality.Check("schema", "symbol_master has the documented columns and types.",
+                  predicate=quality.has_columns(base.SYMBOL_MASTER_SCHEMA)),
+    quality.Check("symbol_unique", "One row per symbol.", predicate=quality.unique_keys(["symbol"])),
+    quality.Check(
+        "known_exchanges_and_currencies",
+        "Every listing is on an exchange with a calendar and has an ISO currency code.",
+        expectations=lambda: _symbol_master_expectations(),
+    ),
+]
+
+
+def _symbol_master_expectations() -> list:
+    import great_expectations as gx
+
+    return [
+        gx.expectations.ExpectColumnValuesToNotBeNull(column="symbol"),
+        gx.expectations.ExpectColumnValuesToBeInSet(column="exchange", value_set=list(calendars.EXCHANGE_CALENDAR_CODES)),
+        gx.expectations.ExpectColumnValuesToMatchRegex(column="currency", regex=r"^[A-Z]{3}$"),
+    ]
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds={"polars", "parquet", "postgres"},
+    owners=OWNERS,
+    description="The universe: one row per listed security (exchange, currency, sector), content-hashed in the "
+    "raw tier, copied to the processed tier and loaded to `ref.securities`.",
+    check_specs=[c.spec("symbol_master") for c in _SYMBOL_MASTER_CHECKS],
+    retry_policy=PROVIDER_RETRY,
+    tags={"wealth/tier": "raw"},
+)
+def symbol_master(
+    context: dg.AssetExecutionContext,
+    market_data: MarketDataResource,
+    lakehouse: LakehouseResource,
+    warehouse: WarehouseResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    provider = market_data.get()
+    frame = base.conform(provider.symbol_master(), base.SYMBOL_MASTER_SCHEMA).sort("symbol")
+    outcomes = quality.evaluate(frame, _SYMBOL_MASTER_CHECKS, "symbol_master")
+    yield from quality.gate(outcomes, context.asset_key)
+    if quality.blocking_failures(outcomes):
+        raise dg.Failure(quality.failure_message("symbol_master", outcomes))
+    store = lakehouse.get().store
+    key = f"raw/symbol_master/{raw.frame_hash(frame)[:16]}.parquet"
+    from wealth_pipeline.lakehouse.store import frame_to_parquet
+
+    created = store.put_bytes_if_absent(key, frame_to_parquet(frame))
+    lakehouse.get().write_dataset("processed", "symbol_master", frame)
+    load = warehouse.replace_table("ref.securities", frame, asset="symbol_master", run_id=context.run_id)
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "provider": provider.name,
+            "synthetic": bool(frame["is_synthetic"].all()),
+            "by_exchange": dg.MetadataValue.json(dict(frame.group_by("exchange").len().sort("exchange").iter_rows())),
+            "raw_version": "new" if created else "unchanged",
+            "warehouse_table": "ref.securities",
+            "warehouse_checksum": load.checksum,
+            "path": dg.MetadataValue.path(store.uri(key)),
+        }
+    )

@@ -1,0 +1,45 @@
+"""The one trading-session partition definition shared by every daily asset."""
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import dagster as dg
+
+from wealth_pipeline.core import calendars
+from wealth_pipeline.settings import Settings
+
+# BackfillPolicy is beta in Dagster 1.13; it is the documented way to get single-run backfills.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+PARTITION_FORMAT = "%Y-%m-%d"
+
+# Weekday partitions: each listing exchange decides whether a weekday is a session for its
+# securities, so a NYSE holiday is still a partition (TSX trades) and a day closed everywhere
+# materializes an explicit "market closed" result. end_offset=1 makes today's session available
+# to the after-close schedule.
+trading_sessions = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 * * 1-5",
+    fmt=PARTITION_FORMAT,
+    start=Settings.from_env().partition_start.strftime(PARTITION_FORMAT),
+    timezone="America/New_York",
+    end_offset=1,
+)
+
+single_run = dg.BackfillPolicy.single_run()
+
+
+def partition_window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The inclusive session-date window of this run (one partition, or a single-run backfill range)."""
+    keys = context.partition_keys
+    return dt.date.fromisoformat(min(keys)), dt.date.fromisoformat(max(keys))
+
+
+def market_status(day: dt.date, exchanges: tuple[str, ...] = tuple(calendars.EXCHANGE_CALENDAR_CODES)) -> dict[str, bool]:
+    """Which listing exchanges hold a session on ``day``."""
+    return {exchange: calendars.is_session(exchange, day) for exchange in exchanges}
+
+
+def closed_days(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Weekdays in the window on which every listing exchange is closed."""
+    return [day for day in calendars.weekdays(start, end) if not any(market_status(day).values())]

@@ -1,0 +1,105 @@
+"""Bring up what the pipeline needs to run: database URLs and a Dagster home.
+
+With ``WEALTH_DATABASE_URL`` set, that server is used and no server is started. Otherwise the
+project-local cluster (``$WEALTH_HOME/pg``) is started and holds two databases: ``warehouse`` for
+the metric tables and ``dagster`` for Dagster's run, event and schedule storage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from wealth_pipeline.settings import Settings
+from wealth_pipeline.warehouse.localpg import LocalPostgres
+
+WAREHOUSE_DB = "warehouse"
+DAGSTER_DB = "dagster"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server and credentials as ``url``, another database."""
+    params = conninfo_to_dict(url)
+    params["dbname"] = database
+    dsn = make_conninfo(**params)
+    return dsn_to_url(dsn)
+
+
+def dsn_to_url(dsn: str) -> str:
+    """A ``postgresql://`` URL for a libpq DSN (SQLAlchemy and dagster-postgres want URLs)."""
+    from urllib.parse import quote
+
+    params = conninfo_to_dict(dsn)
+    user = quote(str(params.get("user", "")), safe="")
+    password = params.get("password")
+    auth = f"{user}:{quote(str(password), safe='')}@" if password else (f"{user}@" if user else "")
+    host = params.get("host", "localhost")
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"postgresql://{auth}{host}{port}/{quote(str(params.get('dbname', 'postgres')), safe='')}"
+
+
+def _ensure_database_on(url: str, database: str) -> None:
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+@dataclass(frozen=True)
+class RuntimeEnvironment:
+    """Where the warehouse, Dagster's storage and Dagster's home are for this process."""
+
+    warehouse_url: str
+    dagster_url: str
+    dagster_home: Path
+    local_cluster: LocalPostgres | None
+
+
+def local_cluster(settings: Settings | None = None) -> LocalPostgres:
+    settings = settings or Settings.from_env()
+    return LocalPostgres(settings.home / "pg")
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """A Dagster home holding the project's ``dagster.yaml`` (``DAGSTER_HOME`` wins when set)."""
+    configured = os.environ.get("DAGSTER_HOME")
+    if configured:
+        home = Path(configured)
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+    home = settings.home / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    source = REPO_ROOT / "dagster.yaml"
+    if source.exists():
+        shutil.copyfile(source, home / "dagster.yaml")
+    return home
+
+
+def bootstrap(start_database: bool = True, export: bool = True) -> RuntimeEnvironment:
+    """Resolve (and, for the embedded default, start) the databases; export the variables Dagster reads."""
+    settings = Settings.from_env()
+    cluster: LocalPostgres | None = None
+    if settings.database_url:
+        warehouse_url = settings.database_url
+        dagster_url = settings.dagster_database_url or with_database(warehouse_url, DAGSTER_DB)
+        if not settings.dagster_database_url:
+            _ensure_database_on(warehouse_url, DAGSTER_DB)
+    else:
+        cluster = local_cluster(settings)
+        if start_database:
+            cluster.start()
+        warehouse_url = cluster.ensure_database(WAREHOUSE_DB)
+        dagster_url = cluster.ensure_database(DAGSTER_DB)
+    dagster_home = prepare_dagster_home(settings)
+    if export:
+        os.environ["WEALTH_DATABASE_URL"] = warehouse_url
+        os.environ["WEALTH_DAGSTER_DATABASE_URL"] = dagster_url
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+        os.environ.setdefault("WEALTH_HOME", str(settings.home))
+    return RuntimeEnvironment(warehouse_url, dagster_url, dagster_home, cluster)

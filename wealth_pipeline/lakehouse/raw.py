@@ -1,0 +1,86 @@
+"""The raw tier: immutable, content-hashed versions of what a source delivered, per partition.
+
+A partition's folder ``raw/<dataset>/date=YYYY-MM-DD/`` holds one file per distinct delivery,
+named ``v<NNNN>-<sha256 prefix>.parquet``. Files are never overwritten or deleted. Re-delivering
+the content of the current version is a no-op; different content becomes a new version that
+supersedes the previous one (which stays, so nothing a source sent is lost). Readers take the
+newest version of each partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import polars as pl
+
+from wealth_pipeline.lakehouse.store import ObjectStore, frame_to_parquet, parquet_to_frame
+
+_VERSION = re.compile(r"^raw/(?P<dataset>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/v(?P<n>\d{4})-(?P<sha>[0-9a-f]+)\.parquet$")
+
+
+def frame_hash(frame: pl.DataFrame) -> str:
+    """A hash of a frame's content, independent of row order."""
+    canonical = frame.sort(frame.columns) if frame.height else frame
+    digest = hashlib.sha256()
+    digest.update(repr(list(frame.schema.items())).encode())
+    digest.update(canonical.write_csv().encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RawWrite:
+    """What happened to one partition of a raw write."""
+
+    day: dt.date
+    key: str
+    status: str  # "new", "unchanged" or "superseded"
+    rows: int
+    superseded_key: str | None = None
+
+
+def versions(store: ObjectStore, dataset: str) -> dict[dt.date, list[str]]:
+    """Every stored version key per partition date, oldest first."""
+    found: dict[dt.date, list[str]] = defaultdict(list)
+    for key in store.list_keys(f"raw/{dataset}/"):
+        match = _VERSION.match(key)
+        if match:
+            found[dt.date.fromisoformat(match["date"])].append(key)
+    return {day: sorted(keys) for day, keys in found.items()}
+
+
+def write_versions(
+    store: ObjectStore, dataset: str, frame: pl.DataFrame, date_column: str, days: list[dt.date]
+) -> list[RawWrite]:
+    """Write one version per day in ``days`` that has rows (a no-op where the content is unchanged)."""
+    existing = versions(store, dataset)
+    by_day = {key[0]: part for key, part in frame.partition_by(date_column, as_dict=True).items()} if frame.height else {}
+    writes = []
+    for day in days:
+        part = by_day.get(day)
+        if part is None or part.is_empty():
+            continue
+        digest = frame_hash(part)
+        previous = existing.get(day, [])
+        if previous and previous[-1].endswith(f"-{digest[:16]}.parquet"):
+            writes.append(RawWrite(day, previous[-1], "unchanged", part.height))
+            continue
+        key = f"raw/{dataset}/date={day.isoformat()}/v{len(previous) + 1:04d}-{digest[:16]}.parquet"
+        store.put_bytes_if_absent(key, frame_to_parquet(part))
+        status = "superseded" if previous else "new"
+        writes.append(RawWrite(day, key, status, part.height, previous[-1] if previous else None))
+    return writes
+
+
+def read_current(
+    store: ObjectStore, dataset: str, start: dt.date, end: dt.date, schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """The newest version of every partition in the inclusive window, concatenated."""
+    keys = [keys[-1] for day, keys in sorted(versions(store, dataset).items()) if start <= day <= end]
+    if not keys:
+        return pl.DataFrame(schema=schema)
+    frames = [parquet_to_frame(data) for data in store.get_many(keys)]
+    return pl.concat(frames, how="vertical_relaxed").select([pl.col(c).cast(t) for c, t in schema.items()])
