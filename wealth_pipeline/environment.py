@@ -45,6 +45,18 @@ def dsn_to_url(dsn: str) -> str:
     return f"postgresql://{auth}{host}{port}/{quote(str(params.get('dbname', 'postgres')), safe='')}"
 
 
+def dagster_storage_url(url: str) -> str:
+    """The URL dagster-postgres gets: pinned to psycopg2, the driver its SQL is written for.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, whose server-side parameters break
+    dagster-postgres' ``NOTIFY run_events, %(id)s``.
+    """
+    for scheme in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
 def _ensure_database_on(url: str, database: str) -> None:
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
@@ -99,7 +111,7 @@ def bootstrap(start_database: bool = True, export: bool = True) -> RuntimeEnviro
     dagster_home = prepare_dagster_home(settings)
     if export:
         os.environ["WEALTH_DATABASE_URL"] = warehouse_url
-        os.environ["WEALTH_DAGSTER_DATABASE_URL"] = dagster_url
+        os.environ["WEALTH_DAGSTER_DATABASE_URL"] = dagster_storage_url(dagster_url)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
         os.environ.setdefault("WEALTH_HOME", str(settings.home))
     return RuntimeEnvironment(warehouse_url, dagster_url, dagster_home, cluster)

@@ -82,9 +82,21 @@ def validate_loopback(host: str) -> str:
 
 
 def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host if host != "localhost" else "127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below the kernel's ephemeral range (32768+), so a client socket lingering in
+    TIME_WAIT on the same number can never block the server's bind on a later start."""
+    import random
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    address = host if host != "localhost" else "127.0.0.1"
+    candidates = random.Random().sample(range(20000, 32000), 200)
+    for port in candidates:
+        with socket.socket(family) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise LocalPostgresError(f"no free port found on {address} between 20000 and 32000")
 
 
 def _pid_alive(pid: int) -> bool:
