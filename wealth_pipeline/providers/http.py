@@ -109,10 +109,14 @@ class CircuitOpenError(ProviderError):
         self.failures = failures
         self.last_error = last_error
         retry_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=retry_in)
+        when = (
+            f"next trial request allowed in {retry_in:.1f} s (at about {retry_at:%Y-%m-%dT%H:%M:%SZ})"
+            if retry_in > 0
+            else "a trial request is in flight; retry in a moment"
+        )
         super().__init__(
             f"{provider}: circuit open for {base_url} after {failures} consecutive failed request(s); "
-            f"failing fast, next trial request allowed in {retry_in:.1f} s "
-            f"(at about {retry_at:%Y-%m-%dT%H:%M:%SZ}). Last error: {last_error}"
+            f"failing fast, {when}. Last error: {last_error}"
         )
 
 

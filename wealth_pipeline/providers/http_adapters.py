@@ -259,10 +259,10 @@ class AlphaVantageDailyBars:
             raise ProviderPayloadError(provider, subject, AV_SERIES_KEY,
                                        f"missing; top-level keys are {sorted(payload)[:10]}")
         meta = payload.get("Meta Data")
-        if isinstance(meta, dict) and isinstance(meta.get("2. Symbol"), str):
-            if meta["2. Symbol"].upper() != ticker.upper():
-                raise ProviderPayloadError(provider, subject, "Meta Data.2. Symbol",
-                                           f"answer is for {meta['2. Symbol']!r}, not {ticker!r}")
+        answered = meta.get("2. Symbol") if isinstance(meta, dict) else None
+        if isinstance(answered, str) and answered.upper() != ticker.upper():
+            raise ProviderPayloadError(provider, subject, "Meta Data.2. Symbol",
+                                       f"answer is for {answered!r}, not {ticker!r}")
         series = payload[AV_SERIES_KEY]
         if not isinstance(series, dict):
             raise ProviderPayloadError(provider, subject, AV_SERIES_KEY,

@@ -163,9 +163,9 @@ def test_500_then_success_is_retried_with_jittered_backoff(server, fake_time):
 
 def test_exhausted_retries_raise_with_status_url_and_body(server, fake_time):
     server.script("/ok", *[Reply(503, "upstream down for maintenance")] * 4)
-    with _client(server, fake_time, max_retries=3, backoff_base=10.0, backoff_max=25.0) as client:
-        with pytest.raises(ProviderHTTPError) as info:
-            client.get("/ok", {"symbol": "AAPL"})
+    client = _client(server, fake_time, max_retries=3, backoff_base=10.0, backoff_max=25.0)
+    with client, pytest.raises(ProviderHTTPError) as info:
+        client.get("/ok", {"symbol": "AAPL"})
     err = info.value
     assert (err.status, err.attempts) == (503, 4)
     assert err.url == f"{server.url}/ok?symbol=AAPL"
@@ -235,9 +235,9 @@ def test_timeout_is_retried_then_succeeds(server, fake_time):
 
 def test_timeouts_exhausted_raise_transport_error(server, fake_time):
     server.script("/ok", *[Reply(200, {"late": True}, delay=1.0)] * 2)
-    with _client(server, fake_time, timeout=0.1, max_retries=1) as client:
-        with pytest.raises(ProviderTransportError) as info:
-            client.get("/ok")
+    client = _client(server, fake_time, timeout=0.1, max_retries=1)
+    with client, pytest.raises(ProviderTransportError) as info:
+        client.get("/ok")
     assert info.value.status is None and info.value.attempts == 2
     assert "Timeout" in str(info.value) and "no response" in str(info.value)
     assert server.hit_count("/ok") == 2
@@ -369,9 +369,10 @@ def test_rate_limiter_counts_retries_and_allows_bursts(server, fake_time):
             client.get("/ok")  # 4 requests: the first call needs 2 attempts
     backoff = random.Random(0).uniform(0, 0.5)
     # 3 tokens in the bucket; the backoff refills backoff * 2 tokens, capped at the burst.
-    tokens_before_4th = min(3.0, 3 - 3 + backoff * 2)  # after 3 requests and the backoff
+    # Tokens: 3 -> 2 (attempt 1), backoff refills 2*b -> 1 + 2b (attempt 2), 2b (call 2), then call 3
+    # is short of 1 - 2b tokens and waits (1 - 2b) / rate.
     assert fake_time.sleeps[0] == backoff
-    assert fake_time.sleeps[1:] == pytest.approx([(1 - tokens_before_4th) / 2.0])
+    assert fake_time.sleeps[1:] == pytest.approx([(1 - 2 * backoff) / 2.0])
 
 
 def test_token_bucket_without_clock_advance_reserves_in_order():
