@@ -19,6 +19,7 @@ from psycopg import sql
 
 from wealth_pipeline.environment import with_database
 from wealth_pipeline.warehouse.localpg import LocalPostgres
+from wealth_pipeline_tests.s3_server import s3_endpoint_url  # noqa: F401  (session fixture: moto S3 on loopback)
 
 
 @pytest.fixture(scope="session")

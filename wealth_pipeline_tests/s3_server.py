@@ -18,6 +18,7 @@ no real account is ever reachable; the previous values are restored when the ser
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -143,8 +144,12 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=10)
 
 
+@functools.lru_cache(maxsize=8)
 def s3_test_client(endpoint_url: str) -> Any:
-    """A boto3 S3 client for the test server, with the dummy credentials passed explicitly."""
+    """A boto3 S3 client for the test server (cached per endpoint), with the dummy credentials explicit.
+
+    Shared: do not register event hooks on it.
+    """
     import boto3
 
     return boto3.client(

@@ -75,12 +75,30 @@ def write_versions(
     return writes
 
 
+SOURCE_COLUMNS: dict[str, pl.DataType] = {"source_file": pl.Utf8(), "source_row": pl.Int64()}
+
+
 def read_current(
-    store: ObjectStore, dataset: str, start: dt.date, end: dt.date, schema: dict[str, pl.DataType]
+    store: ObjectStore, dataset: str, start: dt.date, end: dt.date, schema: dict[str, pl.DataType],
+    *, with_source: bool = False,
 ) -> pl.DataFrame:
-    """The newest version of every partition in the inclusive window, concatenated."""
+    """The newest version of every partition in the inclusive window, concatenated.
+
+    With ``with_source``, each row also names the raw file it came from and its 1-based row in it,
+    so a rejected row can be traced back to exactly what the source delivered.
+    """
     keys = [keys[-1] for day, keys in sorted(versions(store, dataset).items()) if start <= day <= end]
+    columns = [pl.col(c).cast(t) for c, t in schema.items()]
+    if with_source:
+        columns += [pl.col(c) for c in SOURCE_COLUMNS]
     if not keys:
-        return pl.DataFrame(schema=schema)
-    frames = [parquet_to_frame(data) for data in store.get_many(keys)]
-    return pl.concat(frames, how="vertical_relaxed").select([pl.col(c).cast(t) for c, t in schema.items()])
+        return pl.DataFrame(schema=schema | (SOURCE_COLUMNS if with_source else {}))
+    frames = []
+    for key, data in zip(keys, store.get_many(keys), strict=True):
+        frame = parquet_to_frame(data, source=store.uri(key))
+        if with_source:
+            frame = frame.with_columns(
+                pl.lit(store.uri(key)).alias("source_file"), pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("source_row")
+            )
+        frames.append(frame)
+    return pl.concat(frames, how="vertical_relaxed").select(columns)
