@@ -86,7 +86,7 @@ def _validated_bars(bars: pl.DataFrame, price_columns: tuple[str, ...]) -> pl.Da
             f"{what} row {row['_row']} (symbol {row['symbol']!r}, session_date {row['session_date']}): "
             f"field 'close' must be a positive finite price, got {row['close']!r}"
         )
-    row = _first_bad_row(frame, pl.struct("symbol", "session_date").is_duplicated())
+    row = _first_bad_row(frame, ~pl.struct("symbol", "session_date").is_first_distinct())
     if row is not None:
         raise AdjustmentInputError(
             f"{what} row {row['_row']}: duplicate bar for symbol {row['symbol']!r} on "
@@ -111,7 +111,9 @@ def _validated_actions(actions: pl.DataFrame) -> pl.DataFrame:
             f"'action_type' is {row['action_type']!r}; expected one of {list(ACTION_TYPES)}"
         )
     is_split = pl.col("action_type") == "split"
-    bad_ratio = is_split & ~(pl.col("ratio").is_not_null() & pl.col("ratio").is_finite() & (pl.col("ratio") > 0))
+    bad_ratio = is_split & ~(
+        pl.col("ratio").is_not_null() & pl.col("ratio").is_finite() & (pl.col("ratio") > 0)
+    )
     row = _first_bad_row(frame, bad_ratio)
     if row is not None:
         raise AdjustmentInputError(
@@ -193,7 +195,9 @@ def _factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
             f"{row['_prev_close']!r} of the previous bar ({row['_prev_date']})"
         )
     split_part = _factor_per_bar(keys.drop("close"), splits, "split_factor")
-    dividend_part = _factor_per_bar(keys.drop("close"), dividends.select("symbol", "ex_date", "factor"), "dividend_factor")
+    dividend_part = _factor_per_bar(
+        keys.drop("close"), dividends.select("symbol", "ex_date", "factor"), "dividend_factor"
+    )
     return split_part.with_columns(dividend_part["dividend_factor"]).with_columns(
         (pl.col("split_factor") * pl.col("dividend_factor")).alias("adj_factor")
     )
@@ -222,6 +226,9 @@ def apply_adjustments(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame
         factors["split_factor"], factors["dividend_factor"], factors["adj_factor"]
     )
     return adjusted.with_columns(
-        *[(pl.col(name) * pl.col("adj_factor")).alias(f"adj_{name}") for name in ("open", "high", "low", "close")],
+        *[
+            (pl.col(name) * pl.col("adj_factor")).alias(f"adj_{name}")
+            for name in ("open", "high", "low", "close")
+        ],
         (pl.col("volume").cast(pl.Float64) / pl.col("split_factor")).alias("adj_volume"),
     )
