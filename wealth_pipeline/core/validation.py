@@ -77,6 +77,14 @@ class MissingColumnsError(ValueError):
         super().__init__(f"missing required column(s) {names}; expected columns {expected}")
 
 
+class ColumnTypeError(ValueError):
+    """A column's dtype can never hold the schema's type (e.g. a list where a number is expected)."""
+
+    def __init__(self, column: str, dtype: pl.DataType, expected: pl.DataType):
+        self.column = column
+        super().__init__(f"column {column!r} has type {dtype}, which cannot be read as {expected}")
+
+
 @dataclass(frozen=True)
 class ValidationResult:
     """Rows that passed every rule (``good``) and one reject per failing (row, field)."""
@@ -159,7 +167,7 @@ def _coerce(raw: pl.Expr, source: pl.DataType, target: pl.DataType) -> tuple[pl.
                 .then(pl.lit("not a finite number"))
             )
             return value, reason
-        if source.is_numeric() or source == pl.Boolean():
+        if source.is_numeric():
             value = raw.cast(pl.Float64, strict=False)
             reason = (
                 pl.when(present & value.is_null())
@@ -215,6 +223,12 @@ def _coerce(raw: pl.Expr, source: pl.DataType, target: pl.DataType) -> tuple[pl.
     raise TypeError(f"no coercion to {target}")  # pragma: no cover - schemas only use the types above
 
 
+def _readable(dtype: pl.DataType) -> bool:
+    """Scalar types a column may have: text, numbers, booleans, dates and times, or all-null."""
+    scalar = (pl.Utf8, pl.Categorical, pl.Enum, pl.Boolean, pl.Date, pl.Datetime, pl.Null, pl.Decimal)
+    return dtype.is_numeric() or isinstance(dtype, scalar)
+
+
 def _typed_frame(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """Row numbers, raw input columns, typed columns (schema names) and type-error reasons."""
     missing = [name for name in schema if name not in frame.columns]
@@ -224,12 +238,18 @@ def _typed_frame(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.D
         row_number = pl.col(_RN).cast(pl.Int64)
     else:
         row_number = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    for name, dtype in schema.items():
+        if not _readable(frame.schema[name]):
+            raise ColumnTypeError(name, frame.schema[name], dtype)
     raw = frame.select(row_number.alias(_RN), *[pl.col(name).alias(_raw(name)) for name in schema])
-    typed: list[pl.Expr] = []
+    values: list[pl.Expr] = []
     for name, dtype in schema.items():
         value, reason = _coerce(pl.col(_raw(name)), frame.schema[name], dtype)
-        typed += [value.cast(dtype).alias(name), reason.cast(pl.Utf8).alias(_terr(name))]
-    return raw.with_columns(typed)
+        values += [value.cast(dtype).alias(name), reason.cast(pl.Utf8).alias(_terr(name))]
+    # A value with a type error (e.g. NaN) is null for the other rules: they judge valid values only.
+    return raw.with_columns(values).with_columns(
+        pl.when(pl.col(_terr(name)).is_null()).then(pl.col(name)).alias(name) for name in schema
+    )
 
 
 def _drop_exact_duplicates(

@@ -29,6 +29,7 @@ from wealth_pipeline.core.validation import (
     DATASET_SCHEMAS,
     REJECT_SCHEMA,
     ROW_FIELD,
+    ColumnTypeError,
     MissingColumnsError,
     finish_rejects,
     validate,
@@ -297,7 +298,7 @@ def parse_vendor_file(
         (frame, warnings), parts = _read_parquet(file_name, data, schema), []
     try:
         result = validate(dataset, frame, known_symbols=known_symbols, is_session=is_session)
-    except MissingColumnsError as exc:  # pragma: no cover - columns were matched above
+    except (MissingColumnsError, ColumnTypeError) as exc:  # a parquet column of a non-scalar type
         raise VendorFileError(file_name, str(exc)) from None
     if result.rejects.height:
         ordered = result.rejects.with_columns(pl.lit(0, dtype=pl.Int64).alias("__order"))
