@@ -39,7 +39,7 @@ CONSTANT_FACTOR_REL_STD = 1e-6
 # the pivot is 1 - R² of one factor regressed on the previous ones, so 1e-10 means R² > 1 - 1e-10.
 COLLINEAR_PIVOT_TOL = 1e-10
 # Cells of the dense (sessions x symbols) grid processed per chunk, to bound memory.
-_CHUNK_CELLS = 250_000
+_CHUNK_CELLS = 25_000
 
 
 class FactorModelInputError(ValueError):
@@ -98,6 +98,17 @@ def _first_true(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _duplicate_rows(frame: pl.DataFrame, keys: list[str]) -> tuple[int, int] | None:
+    """Row numbers of the first two rows sharing a key, or None when the keys are unique."""
+    indexed = frame.select(keys).with_row_index("_r")
+    duplicated = indexed.filter(pl.struct(keys).is_duplicated())
+    if duplicated.height == 0:
+        return None
+    first = duplicated.row(0, named=True)
+    same = duplicated.filter(pl.all_horizontal([pl.col(key) == first[key] for key in keys]))
+    return int(same["_r"][0]), int(same["_r"][1])
+
+
 def _check_factor_names(factor_names: Sequence[str]) -> list[str]:
     if isinstance(factor_names, str):
         raise FactorModelInputError("factor_names must be a sequence of names, not one string")
@@ -124,10 +135,11 @@ def _prepare_factors(factors: pl.DataFrame, names: list[str]) -> tuple[pl.Series
     if dates.null_count():
         row = _first_true(dates.is_null().to_numpy())
         raise FactorModelInputError(f"factors row {row}: field 'session_date' is null")
-    duplicated = dates.is_duplicated().to_numpy()
-    if duplicated.any():
-        row = _first_true(duplicated)
-        raise FactorModelInputError(f"factors row {row}: duplicate session_date {dates[row]}")
+    pair = _duplicate_rows(factors, ["session_date"])
+    if pair:
+        raise FactorModelInputError(
+            f"factors rows {pair[0]} and {pair[1]}: duplicate session_date {dates[pair[0]]}"
+        )
     ordered = factors.with_row_index("_row").sort("session_date")
     matrix = np.column_stack(
         [ordered[name].cast(pl.Float64).fill_null(float("nan")).to_numpy() for name in names]
@@ -142,14 +154,17 @@ def _prepare_factors(factors: pl.DataFrame, names: list[str]) -> tuple[pl.Series
 
 
 def _prepare_returns(returns: pl.DataFrame) -> pl.DataFrame:
-    """``symbol, session_date, excess_return`` (Float64, null -> NaN) with the input row number."""
+    """``symbol, session_date, excess_return`` (Float64, null -> NaN) with the input row number ``_row``,
+    sorted by ``symbol, session_date`` and checked (no null keys, no duplicate keys, no infinities)."""
     _require_columns(returns, "returns", ["symbol", "session_date", "excess_return"])
     if returns.schema["session_date"] != pl.Date():
         raise FactorModelInputError(
             f"returns: column 'session_date' must be pl.Date, got {returns.schema['session_date']}"
         )
     if returns.schema["symbol"] not in (pl.Utf8(), pl.Categorical()):
-        raise FactorModelInputError(f"returns: column 'symbol' must be a string, got {returns.schema['symbol']}")
+        raise FactorModelInputError(
+            f"returns: column 'symbol' must be a string, got {returns.schema['symbol']}"
+        )
     _require_numeric(returns, "returns", "excess_return")
     frame = returns.select(
         pl.col("symbol").cast(pl.Utf8),
@@ -157,22 +172,28 @@ def _prepare_returns(returns: pl.DataFrame) -> pl.DataFrame:
         pl.col("excess_return").cast(pl.Float64).fill_null(float("nan")),
     ).with_row_index("_row")
     for column in ("symbol", "session_date"):
-        nulls = frame[column].is_null().to_numpy()
-        if nulls.any():
-            raise FactorModelInputError(f"returns row {_first_true(nulls)}: field {column!r} is null")
-    duplicated = frame.select(pl.struct("symbol", "session_date").is_duplicated()).to_series().to_numpy()
+        if frame[column].null_count():
+            row = _first_true(frame[column].is_null().to_numpy())
+            raise FactorModelInputError(f"returns row {row}: field {column!r} is null")
+    frame = frame.sort("symbol", "session_date", maintain_order=True)
+    # Sorted, so a duplicate key sits right after its first occurrence.
+    duplicated = frame.select(
+        (pl.col("symbol") == pl.col("symbol").shift())
+        & (pl.col("session_date") == pl.col("session_date").shift())
+    ).to_series()
     if duplicated.any():
-        row = _first_true(duplicated)
+        position = _first_true(duplicated.fill_null(False).to_numpy())
+        rows = sorted((int(frame["_row"][position - 1]), int(frame["_row"][position])))
         raise FactorModelInputError(
-            f"returns row {row}: duplicate (symbol, session_date) = "
-            f"({frame['symbol'][row]!r}, {frame['session_date'][row]})"
+            f"returns rows {rows[0]} and {rows[1]}: duplicate (symbol, session_date) = "
+            f"({frame['symbol'][position]!r}, {frame['session_date'][position]})"
         )
     infinite = np.isinf(frame["excess_return"].to_numpy())
     if infinite.any():
-        row = _first_true(infinite)
+        position = _first_true(infinite)
         raise FactorModelInputError(
-            f"returns row {row}: field 'excess_return' is infinite "
-            f"(symbol {frame['symbol'][row]!r}, session_date {frame['session_date'][row]})"
+            f"returns row {int(frame['_row'][position])}: field 'excess_return' is infinite "
+            f"(symbol {frame['symbol'][position]!r}, session_date {frame['session_date'][position]})"
         )
     return frame
 
@@ -205,6 +226,8 @@ def rolling_window_sums(values: np.ndarray, window: int) -> np.ndarray:
 
     Same re-anchored cumulative sums as the regressions use (see :func:`_window_sums_inplace`).
     """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[0]
     blocks = max(1, -(-n // window))
@@ -365,10 +388,8 @@ def rolling_factor_exposures(
     beta_columns = [f"beta_{name}" for name in names]
 
     calendar_index = pl.DataFrame({"session_date": calendar}).with_row_index("_t")
-    rows = (
-        frame.join(calendar_index, on="session_date", how="inner")
-        .sort("symbol", "session_date")
-        .with_columns((pl.col("symbol") != pl.col("symbol").shift()).fill_null(True).cum_sum().alias("_s"))
+    rows = frame.join(calendar_index, on="session_date", how="inner", maintain_order="left").with_columns(
+        (pl.col("symbol") != pl.col("symbol").shift()).fill_null(True).cum_sum().alias("_s")
     )
     if rows.height == 0:
         return pl.DataFrame(schema=schema)
@@ -416,27 +437,36 @@ def rolling_factor_exposures(
         np.multiply(design[:, :, None], valid[None, :, :], out=cells[:n_design, :n_sessions])
         cells[n_design, :n_sessions] = y_std_grid
         np.multiply(
-            x_std_data.T[:, :, None], y_std_grid[None, :, :], out=cells[n_design + 1 : n_design + 1 + k, :n_sessions]
+            x_std_data.T[:, :, None],
+            y_std_grid[None, :, :],
+            out=cells[n_design + 1 : n_design + 1 + k, :n_sessions],
         )
         np.multiply(y_std_grid, y_std_grid, out=cells[-1, :n_sessions])
         _window_sums_inplace(cells, window)
-        moments = cells[:, t_local, local]
-        del cells
-
-        count, ok, beta_std, ssr_std, cyy, intercept_std = _solve_moments(moments, k, min_obs)
-        sd_y = y_std[local]
-        mu_y = y_mean[local]
-        beta = beta_std * (sd_y / x_std[:, None])
-        df_resid = count - k - 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            resid_var = sd_y**2 * ssr_std / np.where(df_resid > 0, df_resid, 1)
-            rsq = 1.0 - ssr_std / cyy
-        varying_y = cyy > (CONSTANT_FACTOR_REL_STD**2) * np.maximum(count, 1)
+        flat_cells = cells.reshape(n_moments, -1)
+        flat_index = t_local * width + local
+        count = np.rint(flat_cells[0, flat_index]).astype(np.int64)
         n_obs[sl] = count
-        alpha[sl] = np.where(ok, mu_y + sd_y * intercept_std - x_mean @ beta, np.nan)
-        betas[:, sl] = np.where(ok, beta, np.nan)
-        r_squared[sl] = np.where(ok & varying_y, rsq, np.nan)
-        residual_vol[sl] = np.where(ok, np.sqrt(resid_var) * math.sqrt(TRADING_DAYS_PER_YEAR), np.nan)
+        enough = count >= min_obs
+        if not enough.any():
+            continue
+        targets = np.flatnonzero(enough) + sl.start  # output rows that get an estimate
+        moments = np.take(flat_cells, flat_index[enough], axis=1)
+        del cells, flat_cells
+
+        _, ok, beta_std, ssr_std, cyy, intercept_std = _solve_moments(moments, k, min_obs)
+        count = count[enough]
+        sd_y = y_std[local[enough]]
+        mu_y = y_mean[local[enough]]
+        beta = beta_std * (sd_y / x_std[:, None])
+        resid_var = sd_y**2 * ssr_std / (count - k - 1)  # min_obs >= k + 2, so the divisor is positive
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rsq = 1.0 - ssr_std / cyy
+        varying_y = cyy > (CONSTANT_FACTOR_REL_STD**2) * count
+        alpha[targets] = np.where(ok, mu_y + sd_y * intercept_std - x_mean @ beta, np.nan)
+        betas[:, targets] = np.where(ok, beta, np.nan)
+        r_squared[targets] = np.where(ok & varying_y, rsq, np.nan)
+        residual_vol[targets] = np.where(ok, np.sqrt(resid_var) * math.sqrt(TRADING_DAYS_PER_YEAR), np.nan)
 
     data: dict[str, object] = {
         "symbol": rows["symbol"],
@@ -483,18 +513,19 @@ def portfolio_exposures(weights: pl.DataFrame, exposures: pl.DataFrame) -> pl.Da
             nulls = nulls | np.isnan(weights[column].cast(pl.Float64).to_numpy())
         if nulls.any():
             raise FactorModelInputError(f"weights row {_first_true(nulls)}: field {column!r} is null or NaN")
-    duplicated = weights.select(pl.struct("portfolio_id", "symbol", "session_date").is_duplicated())
-    duplicated_mask = duplicated.to_series().to_numpy()
-    if duplicated_mask.any():
-        row = _first_true(duplicated_mask)
+    pair = _duplicate_rows(weights, ["portfolio_id", "symbol", "session_date"])
+    if pair:
+        row = pair[0]
         raise FactorModelInputError(
-            f"weights row {row}: duplicate (portfolio_id, symbol, session_date) = "
+            f"weights rows {pair[0]} and {pair[1]}: duplicate (portfolio_id, symbol, session_date) = "
             f"({weights['portfolio_id'][row]!r}, {weights['symbol'][row]!r}, {weights['session_date'][row]})"
         )
-    exposure_dup = exposures.select(pl.struct("symbol", "session_date").is_duplicated()).to_series().to_numpy()
-    if exposure_dup.any():
-        row = _first_true(exposure_dup)
-        raise FactorModelInputError(f"exposures row {row}: duplicate (symbol, session_date)")
+    pair = _duplicate_rows(exposures, ["symbol", "session_date"])
+    if pair:
+        raise FactorModelInputError(
+            f"exposures rows {pair[0]} and {pair[1]}: duplicate (symbol, session_date) = "
+            f"({exposures['symbol'][pair[0]]!r}, {exposures['session_date'][pair[0]]})"
+        )
 
     values = exposures.select(
         "symbol", "session_date", *[pl.col(c).cast(pl.Float64).fill_nan(None) for c in value_columns]
