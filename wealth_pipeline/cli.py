@@ -71,7 +71,16 @@ def _bindir():  # noqa: ANN202
 
 
 # ---- runs ----------------------------------------------------------------------------------------
-def materialize_range(start: str, end: str, selection: str = "*", progress: bool = True) -> dict[str, object]:
+def materialize_range(
+    start: str,
+    end: str,
+    selection: str = "*",
+    progress: bool = True,
+    *,
+    definitions: object | None = None,
+    instance: object | None = None,
+    raise_on_error: bool = True,
+) -> dict[str, object]:
     """Materialize the selected assets for an inclusive session range in this process.
 
     Unpartitioned assets run first, then every partitioned asset over the whole range as one run
@@ -79,10 +88,12 @@ def materialize_range(start: str, end: str, selection: str = "*", progress: bool
     """
     import dagster as dg
 
-    from wealth_pipeline.definitions import defs
     from wealth_pipeline.defs.partitions import trading_sessions
 
-    instance = dg.DagsterInstance.get()
+    if definitions is None:
+        from wealth_pipeline.definitions import defs as definitions
+    defs = definitions
+    instance = instance or dg.DagsterInstance.get()
     keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     if not keys:
         raise SystemExit(f"no trading-session partitions between {start} and {end}")
@@ -103,14 +114,17 @@ def materialize_range(start: str, end: str, selection: str = "*", progress: bool
             print(f"[{label}] materializing {len(asset_keys)} assets over {len(keys) if tags else 1} partition(s)...", flush=True)
         result = resolved.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         elapsed = time.monotonic() - started
-        summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success, "seconds": round(elapsed, 1)})
+        summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success,
+                                "seconds": round(elapsed, 1), "result": result})
         if progress:
             print(f"[{label}] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})", flush=True)
-        if not result.success:
+        if not result.success and raise_on_error:
             for event in result.all_events:
                 if event.is_step_failure:
                     print(event.step_key, event.event_specific_data.error.to_string() if event.event_specific_data else "", file=sys.stderr)
             raise SystemExit(f"run {result.run_id} failed")
+        if not result.success:
+            break
     return summary
 
 

@@ -26,8 +26,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     }
 
 
-defs = dg.Definitions.merge(
-    ingest.defs,
-    processed.defs,
-    dg.Definitions(resources=build_resources()),
-)
+def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
+    """All domains with the given resources (default: from the environment)."""
+    return dg.Definitions.merge(
+        ingest.defs,
+        processed.defs,
+        dg.Definitions(resources=resources or build_resources()),
+    )
+
+
+defs = build_definitions()

@@ -101,7 +101,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             "provider": provider.name,
             "window": f"{start} .. {end}",
             "partitions_written": dg.MetadataValue.json(status_counts),
-            "path": dg.MetadataValue.path(store.uri(f"raw/{dataset.name}/")),
+            "path": dg.MetadataValue.path(store.uri(f"raw/{dataset.name}")),
             "preview": dg.MetadataValue.md(frame.head(5).to_pandas().to_markdown(index=False)) if frame.height else "no rows",
         }
         superseded = [{"date": str(w.day), "new": w.key, "previous": w.superseded_key} for w in writes if w.status == "superseded"]

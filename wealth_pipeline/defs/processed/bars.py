@@ -87,28 +87,42 @@ def expected_bars(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.Da
     return pl.concat(rows) if rows else pl.DataFrame(schema={"symbol": pl.Utf8(), "session_date": pl.Date()})
 
 
+def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Rejects with the raw file and row they came from and the row's key: what quarantine keeps."""
+    context = [c for c in ("source_file", "source_row", "symbol", "session_date", "ex_date", "base_currency") if c in numbered.columns]
+    traced = rejects.join(numbered.select("row_number", *context), on="row_number", how="left")
+    return traced.with_columns(pl.lit(dataset).alias("dataset"))
+
+
 def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataFrame, start: dt.date, end: dt.date,
                source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validated, deduplicated, adjusted bars of the window, and the rejected rows with their reasons."""
+    """Validated, deduplicated, adjusted bars of the window, and the rejected rows with their reasons.
+
+    ``raw_bars`` may carry ``source_file``/``source_row`` (see ``raw.read_current``); rejects then
+    name the raw file and row of every problem.
+    """
     listings = dict(universe.select("symbol", "exchange").iter_rows())
-    deduped = raw_bars.unique(maintain_order=True)
-    result = validation.validate_bars(deduped, known_symbols=listings, is_session=calendars.is_session)
+    numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
+    result = validation.validate_bars(numbered, known_symbols=listings, is_session=calendars.is_session)
     good, rejects = result.good, result.rejects
+    good_numbered = good.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
     spikes = outliers.flag_spikes(good, SPIKE_RATIO)
     if spikes.any():
-        spiked = good.filter(spikes).with_row_index("row_number", offset=1)
-        rejects = pl.concat([rejects, pl.DataFrame({
-            "row_number": spiked["row_number"].cast(validation.REJECT_SCHEMA["row_number"]),
-            "field": ["close"] * spiked.height,
-            "value": spiked["close"].cast(pl.Utf8),
-            "reason": [f"{s} {d}: close is at least {SPIKE_RATIO:.0f}x away from both neighbouring closes and no corporate action explains it"
-                       for s, d in spiked.select("symbol", "session_date").iter_rows()],
-        }).select(list(validation.REJECT_SCHEMA)).cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
+        spiked = good_numbered.filter(spikes)
+        spike_rejects = spiked.select(
+            pl.col("row_number"),
+            pl.lit("close").alias("field"),
+            pl.col("close").cast(pl.Utf8).alias("value"),
+            pl.lit(f"close is at least {SPIKE_RATIO:.0f}x away from both neighbouring closes and no corporate action explains it").alias("reason"),
+        )
+        rejects = pl.concat([rejects, spike_rejects.cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
         good = good.filter(~spikes)
     adjusted = adjustments.apply_adjustments(good, actions)
     window = adjusted.filter(pl.col("session_date").is_between(start, end))
     window = window.join(universe.select("symbol", "exchange"), on="symbol", how="left").with_columns(pl.lit(source).alias("source"))
-    return window.select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()]).sort(["symbol", "session_date"]), rejects
+    traced = trace_rejects(rejects, numbered, "bars")
+    in_window = traced.filter(pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end))
+    return window.select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()]).sort(["symbol", "session_date"]), in_window
 
 
 def _completeness(frame: pl.DataFrame, expected: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
@@ -151,7 +165,7 @@ def bars(
     actions = lake.read_partitions("processed", "corporate_actions", history_start, end)
     if actions.is_empty():
         actions = pl.DataFrame(schema=base.CORPORATE_ACTIONS_SCHEMA)
-    raw_bars = raw.read_current(lake.store, "bars", start - dt.timedelta(days=LOOKBACK_DAYS), end, base.BARS_SCHEMA)
+    raw_bars = raw.read_current(lake.store, "bars", start - dt.timedelta(days=LOOKBACK_DAYS), end, base.BARS_SCHEMA, with_source=True)
     frame, rejects = build_bars(raw_bars, actions, universe, start, end, source="raw")
     outcomes = quality.evaluate(frame, CHECKS, "bars")
     passed, details = _completeness(frame, expected_bars(universe, start, end))
@@ -165,7 +179,7 @@ def bars(
     written = write_window(lake, "bars", frame, "session_date", start, end)
     load = warehouse.load_window(TABLE, frame, time_column="session_date", window_start=start, window_end=end,
                                  asset="bars", partition_key=f"{start}..{end}", run_id=context.run_id)
-    restated = _restate_history(context, lake, warehouse, actions, history_start, start, end)
+    restated = _restate_history(context, lake, warehouse, actions, frame, history_start, start, end)
     passed, details = reconcile(warehouse.url, TABLE, "session_date", start, end, frame.height)
     yield dg.AssetCheckResult(check_name=RECONCILE, passed=passed, metadata=details)
     yield dg.MaterializeResult(metadata={
@@ -182,7 +196,7 @@ def bars(
 
 
 def _restate_history(context: dg.AssetExecutionContext, lake: Any, warehouse: WarehouseResource, actions: pl.DataFrame,
-                     history_start: dt.date, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+                     window: pl.DataFrame, history_start: dt.date, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
     """Re-adjust processed history before the window for symbols with a corporate action inside it."""
     in_window = actions.filter(pl.col("ex_date").is_between(start, end))
     if in_window.is_empty() or start <= history_start:
@@ -197,7 +211,9 @@ def _restate_history(context: dg.AssetExecutionContext, lake: Any, warehouse: Wa
         return []
     adjusted_cols = [c for c in BARS_SCHEMA if c.startswith("adj_") or c.endswith("_factor")]
     raw_cols = ["symbol", "session_date", "open", "high", "low", "close", "volume", "currency"]
-    readjusted = adjustments.apply_adjustments(history.select(raw_cols), actions)
+    # The window's bars come along: an action only applies once a bar on or after its ex-date exists.
+    with_window = pl.concat([history.select(raw_cols), window.filter(pl.col("symbol").is_in(symbols)).select(raw_cols)])
+    readjusted = adjustments.apply_adjustments(with_window, actions).filter(pl.col("session_date") < start)
     restated = (
         history.drop(adjusted_cols)
         .join(readjusted.select("symbol", "session_date", *adjusted_cols), on=["symbol", "session_date"], how="left")

@@ -14,6 +14,7 @@ import polars as pl
 
 from wealth_pipeline.core import validation
 from wealth_pipeline.defs import quality
+from wealth_pipeline.defs.processed.bars import trace_rejects
 from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.processed.common import (
     OWNERS,
@@ -131,11 +132,14 @@ def _make(dataset: ReferenceDataset) -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         start, end = partition_window(context)
         lake = lakehouse.get()
-        frame = raw.read_current(lake.store, dataset.name, start, end, dataset.schema).unique(maintain_order=True)
+        delivered = raw.read_current(lake.store, dataset.name, start, end, dataset.schema, with_source=True)
+        numbered = delivered.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
         rejects = pl.DataFrame(schema=validation.REJECT_SCHEMA)
-        if dataset.validate is not None and frame.height:
-            result = dataset.validate(frame)
-            frame, rejects = result.good, result.rejects
+        if dataset.validate is not None and numbered.height:
+            result = dataset.validate(numbered)
+            frame, rejects = result.good, trace_rejects(result.rejects, numbered, dataset.name)
+        else:
+            frame = numbered.select(list(dataset.schema)).unique(maintain_order=True)
         frame = frame.sort(list(dataset.keys))
         outcomes = quality.evaluate(frame, checks, dataset.name)
         failed = quality.blocking_failures(outcomes)
