@@ -64,13 +64,23 @@ def cmd_db(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
-def _bindir():  # noqa: ANN202
+def _bindir():
     from wealth_pipeline.warehouse.localpg import find_pg_bindir
 
     return find_pg_bindir()
 
 
 # ---- runs ----------------------------------------------------------------------------------------
+def parse_selection(text: str):  # noqa: ANN201 - dg.AssetSelection, imported lazily
+    """A Dagster selection string (``group:ingest``, ``*bars``), or plain asset names separated by spaces/commas."""
+    import dagster as dg
+
+    names = [n for n in text.replace(",", " ").split() if n]
+    if names and all(n.replace("_", "").isalnum() for n in names):
+        return dg.AssetSelection.assets(*names)
+    return dg.AssetSelection.from_string(text)
+
+
 def materialize_range(
     start: str,
     end: str,
@@ -98,7 +108,7 @@ def materialize_range(
     if not keys:
         raise SystemExit(f"no trading-session partitions between {start} and {end}")
     graph = defs.resolve_asset_graph()
-    selected = dg.AssetSelection.from_string(selection).resolve(graph)
+    selected = parse_selection(selection).resolve(graph)
     unpartitioned = [k for k in selected if graph.get(k).partitions_def is None]
     partitioned = [k for k in selected if graph.get(k).partitions_def is not None]
     summary: dict[str, object] = {"partitions": len(keys), "range": f"{keys[0]}..{keys[-1]}", "runs": []}

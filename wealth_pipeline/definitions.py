@@ -22,6 +22,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             provider=settings.provider,
             synthetic_seed=settings.synthetic_seed,
             synthetic_universe=settings.synthetic_universe,
+            landing_uri=settings.landing_uri,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
         ),
     }
 

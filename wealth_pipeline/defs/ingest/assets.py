@@ -4,6 +4,7 @@
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -14,8 +15,10 @@ from wealth_pipeline.defs.partitions import closed_days, partition_window, singl
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
+from wealth_pipeline.lakehouse.store import ObjectStore
 from wealth_pipeline.providers import base
 from wealth_pipeline.providers.base import MarketDataProvider
+from wealth_pipeline.providers.landing import VendorFileProvider
 
 OWNERS = ["team:market-data"]
 PROVIDER_RETRY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -55,6 +58,40 @@ def _raw_checks(dataset: RawDataset) -> list[quality.Check]:
 
 
 WINDOW_CHECK = "rows_inside_window"
+DELIVERY_CHECK = "vendor_deliveries_clean"
+VENDOR_DATASETS = ("bars", "corporate_actions", "fx_rates")
+
+
+def keep_vendor_deliveries(provider: VendorFileProvider, dataset: str, store: ObjectStore) -> dict[str, Any]:
+    """Keep every landing file byte-for-byte in raw, quarantine its rejects, record supersessions.
+
+    Everything is keyed by the file's content hash, so re-delivering a file changes nothing.
+    """
+    from wealth_pipeline.lakehouse.store import frame_to_parquet
+
+    deliveries = provider.deliveries(dataset)
+    new_files, problems = 0, []
+    for d in deliveries:
+        name = d.key.rsplit("/", 1)[-1]
+        if store.put_bytes_if_absent(f"raw/vendor_files/{dataset}/{d.sha256}/{name}", d.data):
+            new_files += 1
+        report = d.rejects
+        if d.error is not None:
+            report = pl.DataFrame({"file_name": [store.uri(d.key)], "row_number": [None], "field": ["(file)"],
+                                   "value": [None], "reason": [d.error], "dataset": [dataset]},
+                                  schema={"file_name": pl.Utf8, "row_number": pl.Int64, "field": pl.Utf8,
+                                          "value": pl.Utf8, "reason": pl.Utf8, "dataset": pl.Utf8})
+        if report.height:
+            store.put_bytes(f"artifacts/quarantine/vendor/{dataset}/{d.sha256}.parquet", frame_to_parquet(report))
+            problems.append({"file": d.key, "error": d.error, "rejected_rows": report.height,
+                             "examples": [f"row {r['row_number']} {r['field']}: {r['reason']}" for r in report.head(3).to_dicts()]})
+    _, supersessions = provider.merged(dataset)
+    if supersessions.height:
+        digest = raw.frame_hash(supersessions)[:16]
+        store.put_bytes(f"artifacts/vendor_supersessions/{dataset}/{digest}.parquet", frame_to_parquet(supersessions))
+    return {"files": len(deliveries), "new_files": new_files, "problems": problems,
+            "superseded_rows": supersessions.height,
+            "supersession_examples": [str(r) for r in supersessions.head(5).rows()]}
 
 
 def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
@@ -72,7 +109,10 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         "the same content is a no-op, different content becomes a new version that supersedes the old one.",
         check_specs=[c.spec(asset_name) for c in checks]
         + [dg.AssetCheckSpec(WINDOW_CHECK, asset=asset_name, blocking=True,
-                             description="Every delivered row falls inside the requested partition window.")],
+                             description="Every delivered row falls inside the requested partition window.")]
+        + ([dg.AssetCheckSpec(DELIVERY_CHECK, asset=asset_name, blocking=False,
+                              description="Every vendor file in the landing zone parsed without rejected rows (warns; bad rows are quarantined).")]
+           if dataset.name in VENDOR_DATASETS else []),
         retry_policy=PROVIDER_RETRY,
         tags={"wealth/tier": "raw"},
     )
@@ -89,10 +129,21 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             "Every delivered row falls inside the requested partition window.",
             {"rows_outside": outside.height},
         ))
+        store = lakehouse.get().store
+        vendor: dict[str, Any] | None = None
+        if dataset.name in VENDOR_DATASETS:
+            if isinstance(provider, VendorFileProvider):
+                vendor = keep_vendor_deliveries(provider, dataset.name, store)
+                if vendor["problems"]:
+                    context.log.warning(f"{asset_name}: vendor files with problems (quarantined): {vendor['problems']}")
+                outcomes.append(quality.CheckOutcome(DELIVERY_CHECK, not vendor["problems"], False,
+                                                     "Every vendor file parsed without rejected rows.", {"problems": vendor["problems"]}))
+            else:
+                outcomes.append(quality.CheckOutcome(DELIVERY_CHECK, True, False, "No vendor files: the provider is "
+                                                     f"{provider.name}.", {}))
         yield from quality.gate(outcomes, context.asset_key)
         if quality.blocking_failures(outcomes):
             raise dg.Failure(quality.failure_message(asset_name, outcomes))
-        store = lakehouse.get().store
         writes = raw.write_versions(store, dataset.name, frame, dataset.date_column, calendars.weekdays(start, end))
         closed = closed_days(start, end)
         status_counts = {s: sum(1 for w in writes if w.status == s) for s in ("new", "unchanged", "superseded")}
@@ -107,6 +158,8 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         superseded = [{"date": str(w.day), "new": w.key, "previous": w.superseded_key} for w in writes if w.status == "superseded"]
         if superseded:
             metadata["superseded"] = dg.MetadataValue.json(superseded[:50])
+        if vendor is not None:
+            metadata["vendor_files"] = dg.MetadataValue.json(vendor)
         if closed:
             metadata["market_closed"] = dg.MetadataValue.json([str(d) for d in closed])
         if start == end and start in closed:

@@ -14,8 +14,8 @@ import polars as pl
 
 from wealth_pipeline.core import validation
 from wealth_pipeline.defs import quality
-from wealth_pipeline.defs.processed.bars import trace_rejects
 from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.processed.bars import trace_rejects
 from wealth_pipeline.defs.processed.common import (
     OWNERS,
     WAREHOUSE_RETRY,

@@ -1,0 +1,171 @@
+"""Vendor files in a landing zone (a folder or an S3 prefix) as a market data provider.
+
+Files are ``<dataset>/<name>.csv|.parquet`` (layouts in ``docs/vendor-file-layouts.md``) and are
+applied in lexicographic order of their path: name deliveries with a sortable timestamp
+(``bars/2024-07-09T2200Z-vendorx.csv``). A later file's row for a key already delivered supersedes the
+earlier row; every supersession is reported. Datasets vendors do not send here (factor and benchmark
+returns, and the symbol master unless ``symbol_master/*.csv`` is dropped too) come from a reference
+provider.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from wealth_pipeline.core import calendars
+from wealth_pipeline.lakehouse.store import ObjectStore, open_store
+from wealth_pipeline.providers import base
+from wealth_pipeline.providers.base import MarketDataProvider
+from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, parse_vendor_file
+
+SYMBOL_MASTER_FOLDER = "symbol_master"
+_KEYS: dict[str, tuple[str, ...]] = {
+    "bars": ("symbol", "session_date"),
+    "corporate_actions": ("symbol", "ex_date", "action_type"),
+    "fx_rates": ("base_currency", "quote_currency", "session_date"),
+}
+_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "bars": base.BARS_SCHEMA,
+    "corporate_actions": base.CORPORATE_ACTIONS_SCHEMA,
+    "fx_rates": base.FX_RATES_SCHEMA,
+}
+_DATE_COLUMNS = {"bars": "session_date", "corporate_actions": "ex_date", "fx_rates": "session_date"}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One landing file: its bytes' hash, what parsing made of it, or why it was refused whole."""
+
+    key: str
+    dataset: str
+    sha256: str
+    data: bytes = field(repr=False)
+    good: pl.DataFrame = field(repr=False)
+    rejects: pl.DataFrame = field(repr=False)
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+    def dates(self) -> list[dt.date]:
+        if self.good.is_empty():
+            return []
+        return sorted(self.good[_DATE_COLUMNS[self.dataset]].unique().to_list())
+
+
+class LandingZone:
+    """The files waiting in the landing zone."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    @classmethod
+    def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1") -> LandingZone:
+        return cls(open_store(uri, s3_endpoint_url, s3_region))
+
+    def files(self, dataset: str) -> list[str]:
+        """Keys of the dataset's files, in delivery (lexicographic) order."""
+        suffixes = (".csv", ".parquet")
+        return sorted(k for k in self.store.list_keys(dataset + "/") if k.lower().endswith(suffixes))
+
+    def read(self, key: str) -> bytes:
+        return self.store.get_bytes(key)
+
+
+def symbol_master_from_csv(data: bytes, source: str) -> pl.DataFrame:
+    """A symbol master file (SYMBOL_MASTER_SCHEMA columns; is_synthetic optional, default false)."""
+    try:
+        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
+    except Exception as exc:  # polars raises several error types for malformed CSV
+        raise VendorFileError(source, f"cannot read symbol master CSV: {exc}") from exc
+    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+    if "is_synthetic" not in frame.columns:
+        frame = frame.with_columns(pl.lit("false").alias("is_synthetic"))
+    missing = [c for c in base.SYMBOL_MASTER_SCHEMA if c not in frame.columns]
+    if missing:
+        raise VendorFileError(source, f"missing required column(s) {missing}")
+    frame = frame.with_columns((pl.col("is_synthetic").str.to_lowercase() == "true").alias("is_synthetic"))
+    return base.conform(frame, base.SYMBOL_MASTER_SCHEMA)
+
+
+class VendorFileProvider:
+    """Bars, corporate actions and FX from landing-zone files; the rest from ``reference``."""
+
+    name = "vendor"
+
+    def __init__(self, landing: LandingZone, reference: MarketDataProvider) -> None:
+        self.landing = landing
+        self.reference = reference
+        self._parsed: dict[tuple[str, str], Delivery] = {}
+
+    # ---- reference datasets ------------------------------------------------------------------
+    def symbol_master(self) -> pl.DataFrame:
+        keys = sorted(k for k in self.landing.store.list_keys(SYMBOL_MASTER_FOLDER + "/") if k.lower().endswith(".csv"))
+        if keys:
+            return symbol_master_from_csv(self.landing.read(keys[-1]), self.landing.store.uri(keys[-1]))
+        return self.reference.symbol_master()
+
+    def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        return self.reference.factor_returns(start, end)
+
+    def benchmark_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        return self.reference.benchmark_returns(start, end)
+
+    # ---- vendor datasets -----------------------------------------------------------------------
+    def bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        return self._window("bars", start, end)
+
+    def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        return self._window("corporate_actions", start, end)
+
+    def fx_rates(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        return self._window("fx_rates", start, end)
+
+    def deliveries(self, dataset: str) -> list[Delivery]:
+        """Every file of ``dataset`` in delivery order, parsed once per content."""
+        if dataset not in DATASETS:
+            raise ValueError(f"vendor files carry {DATASETS}, not {dataset!r}")
+        listings = dict(self.symbol_master().select("symbol", "exchange").iter_rows())
+        found = []
+        for key in self.landing.files(dataset):
+            data = self.landing.read(key)
+            sha = hashlib.sha256(data).hexdigest()
+            cached = self._parsed.get((key, sha))
+            if cached is None:
+                cached = self._parse(key, dataset, data, sha, listings)
+                self._parsed[(key, sha)] = cached
+            found.append(cached)
+        return found
+
+    def _parse(self, key: str, dataset: str, data: bytes, sha: str, listings: dict[str, str]) -> Delivery:
+        uri = self.landing.store.uri(key)
+        try:
+            parsed = parse_vendor_file(uri, data, dataset=dataset, known_symbols=listings, is_session=calendars.is_session)
+        except VendorFileError as exc:
+            return Delivery(key, dataset, sha, data, pl.DataFrame(schema=_SCHEMAS[dataset]),
+                            pl.DataFrame(), (), error=str(exc))
+        return Delivery(key, dataset, sha, data, parsed.good, parsed.rejects, tuple(parsed.warnings))
+
+    def merged(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Good rows of all deliveries, later files superseding earlier rows per key, and the supersessions."""
+        keys = list(_KEYS[dataset])
+        frames = [d.good.with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
+                  for i, d in enumerate(self.deliveries(dataset)) if d.good.height]
+        if not frames:
+            return pl.DataFrame(schema=_SCHEMAS[dataset]), pl.DataFrame()
+        stacked = pl.concat(frames)
+        latest = stacked.sort("_delivery").unique(subset=keys, keep="last", maintain_order=True)
+        value_cols = [c for c in _SCHEMAS[dataset] if c not in keys]
+        earlier = stacked.join(latest.select(*keys, pl.col("_delivery").alias("_winner"), pl.col("_file").alias("superseded_by")), on=keys)
+        superseded = earlier.filter(pl.col("_delivery") != pl.col("_winner"))
+        changed = superseded.join(latest.select(*keys, *[pl.col(c).alias(f"{c}_new") for c in value_cols]), on=keys)
+        differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in value_cols])
+        supersessions = changed.filter(differs).select(*keys, pl.col("_file").alias("file"), "superseded_by")
+        return latest.select(list(_SCHEMAS[dataset])), supersessions
+
+    def _window(self, dataset: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+        rows, _ = self.merged(dataset)
+        return rows.filter(pl.col(_DATE_COLUMNS[dataset]).is_between(start, end))

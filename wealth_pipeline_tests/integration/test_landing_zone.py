@@ -1,0 +1,101 @@
+"""Vendor files dropped in a landing zone (folder or S3 prefix) are ingested by a run for their partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from wealth_pipeline.lakehouse.store import open_store
+from wealth_pipeline.warehouse import migrate
+from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
+from wealth_pipeline_tests.s3_server import create_bucket
+
+pytestmark = pytest.mark.integration
+
+GOOD_AND_BAD = (
+    "symbol,session_date,open,high,low,close,volume,currency\n"
+    "AAPL,2024-07-01,100,102,99,101,1000,USD\n"
+    "AAPL,2024-07-02,101,103,100,102,1100,USD\n"
+    "TD.TO,2024-07-02,80,81,79,80.5,500,CAD\n"
+    "TD.TO,2024-07-04,80.5,82,80,81,600,CAD\n"          # TSX trades on US Independence Day
+    "MSFT,2024-07-02,400,399,401,400,10,USD\n"           # high < low: rejected
+    "MSFT,2024-07-03,-5,1,1,1,10,USD\n"                  # negative price: rejected
+    "NOPE,2024-07-02,1,1,1,1,1,USD\n"                    # unknown symbol: rejected
+    "AAPL,2024-07-04,101,103,100,102,1100,USD\n"         # not a NYSE session: rejected
+)
+
+
+@pytest.fixture(params=["local", "s3"])
+def landing(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str) -> tuple[Pipeline, object]:
+    migrate.upgrade(pg_url)
+    if request.param == "local":
+        uri, endpoint = str(tmp_path / "landing"), None
+        pipeline = Pipeline(pg_url, str(tmp_path / "lake"), None, provider="vendor", landing_uri=uri)
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint_url")
+        bucket = create_bucket(endpoint)
+        uri = f"s3://{bucket}/landing"
+        pipeline = Pipeline(pg_url, f"s3://{bucket}/lake", endpoint, provider="vendor", landing_uri=uri,
+                            s3_endpoint_url=endpoint)
+    return pipeline, open_store(uri, endpoint)
+
+
+def test_a_dropped_file_is_ingested_for_its_partitions_bad_rows_quarantined(landing: tuple[Pipeline, object]) -> None:
+    pipeline, drop = landing
+    data = GOOD_AND_BAD.encode()
+    drop.put_bytes("bars/2024-07-05T2200Z-vendor.csv", data)
+    pipeline.run("2024-07-01", "2024-07-05", selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+
+    rows = pipeline.query("SELECT symbol, session_date, close FROM market.bars_daily ORDER BY 1, 2")
+    assert rows == [
+        ("AAPL", dt.date(2024, 7, 1), 101.0), ("AAPL", dt.date(2024, 7, 2), 102.0),
+        ("TD.TO", dt.date(2024, 7, 2), 80.5), ("TD.TO", dt.date(2024, 7, 4), 81.0),
+    ]
+    store = pipeline.lake.store
+    sha = hashlib.sha256(data).hexdigest()
+    kept = store.get_bytes(f"raw/vendor_files/bars/{sha}/2024-07-05T2200Z-vendor.csv")
+    assert kept == data, "the vendor file is kept byte-for-byte under its content hash"
+    report = pl.read_parquet(store.get_bytes(f"artifacts/quarantine/vendor/bars/{sha}.parquet"))
+    by_line = {(r["row_number"], r["field"]) for r in report.to_dicts()}
+    assert (6, "high") in by_line or (6, "low") in by_line  # line 6: high < low
+    assert (7, "open") in by_line                            # line 7: negative open
+    assert (8, "symbol") in by_line                          # line 8: unknown symbol
+    assert (9, "session_date") in by_line                    # line 9: not a session on NYSE
+    assert report["file_name"].str.contains("2024-07-05T2200Z-vendor.csv").all()
+
+    # Re-delivering the same file is a no-op.
+    raw_before = store.list_keys("raw/")
+    pipeline.run("2024-07-01", "2024-07-05", selection="raw_bars bars")
+    assert store.list_keys("raw/") == raw_before
+
+    # A corrected file supersedes the earlier row, and the supersession is recorded.
+    drop.put_bytes("bars/2024-07-06T0900Z-vendor-correction.csv",
+                   b"symbol,session_date,open,high,low,close,volume,currency\nAAPL,2024-07-02,101,104,100,103.5,1200,USD\n")
+    pipeline.run("2024-07-01", "2024-07-05", selection="raw_bars bars")
+    assert pipeline.query("SELECT close FROM market.bars_daily WHERE symbol='AAPL' AND session_date='2024-07-02'") == [(103.5,)]
+    recorded = [k for k in store.list_keys("artifacts/vendor_supersessions/bars/")]
+    assert recorded, "supersession recorded"
+    superseded = pl.read_parquet(store.get_bytes(recorded[-1]))
+    assert superseded.filter(pl.col("symbol") == "AAPL")["superseded_by"][0].endswith("2024-07-06T0900Z-vendor-correction.csv")
+    versions = [k for k in store.list_keys("raw/bars/") if "date=2024-07-02" in k]
+    assert len(versions) == 2, "the earlier raw version stays; the new one supersedes it"
+
+
+def test_a_malformed_file_is_refused_whole_and_kept(landing: tuple[Pipeline, object]) -> None:
+    pipeline, drop = landing
+    bad = b"symbol,session_date,open,high,low,close,volume,currency\nAAPL,2024-07-01,100,102,99,101,1000,US\xffD\n"
+    drop.put_bytes("bars/latin1.csv", bad)
+    runs = pipeline.run("2024-07-01", "2024-07-02", selection="symbol_master raw_bars")
+    result = runs[-1]["result"]
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["vendor_deliveries_clean"].passed is False
+    store = pipeline.lake.store
+    sha = hashlib.sha256(bad).hexdigest()
+    assert store.get_bytes(f"raw/vendor_files/bars/{sha}/latin1.csv") == bad
+    report = pl.read_parquet(store.get_bytes(f"artifacts/quarantine/vendor/bars/{sha}.parquet"))
+    assert report["field"].to_list() == ["(file)"] and "UTF-8" in report["reason"][0]
+    assert store.list_keys("raw/bars/") == []
