@@ -35,7 +35,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         env = environment.bootstrap()
         state = cluster.state
         print(f"PostgreSQL running on {state.host}:{state.port} (data: {state.data_dir})")
-        print(f"warehouse: {env.warehouse_url}")
+        print(f"warehouse: {env.warehouse_url.split('@')[-1]} (full URL with credentials: wealth-pipeline db url)")
         return 0
     if args.action == "stop":
         print("stopped" if cluster.stop() else "not running")
@@ -71,7 +71,7 @@ def _bindir():
 
 
 # ---- runs ----------------------------------------------------------------------------------------
-def parse_selection(text: str):  # noqa: ANN201 - dg.AssetSelection, imported lazily
+def parse_selection(text: str):
     """A Dagster selection string (``group:ingest``, ``*bars``), or plain asset names separated by spaces/commas."""
     import dagster as dg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wealth_pipeline.defs import ingest, processed
+from wealth_pipeline.defs import analytics, ingest, processed
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.settings import Settings
@@ -34,6 +34,7 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
     return dg.Definitions.merge(
         ingest.defs,
         processed.defs,
+        analytics.defs,
         dg.Definitions(resources=resources or build_resources()),
     )
 

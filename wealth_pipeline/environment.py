@@ -108,6 +108,7 @@ def bootstrap(start_database: bool = True, export: bool = True) -> RuntimeEnviro
             cluster.start()
         warehouse_url = cluster.ensure_database(WAREHOUSE_DB)
         dagster_url = cluster.ensure_database(DAGSTER_DB)
+        dagster_url = cluster.socket_url(DAGSTER_DB) or dagster_url
     dagster_home = prepare_dagster_home(settings)
     if export:
         os.environ["WEALTH_DATABASE_URL"] = warehouse_url

@@ -8,7 +8,7 @@ its securities, so a TSX listing trades on a NYSE holiday and the reverse.
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import exchange_calendars as xcals
 import pandas as pd
@@ -28,7 +28,7 @@ class UnknownExchangeError(ValueError):
     """An exchange code the project has no calendar for."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _calendar(exchange: str) -> xcals.ExchangeCalendar:
     try:
         code = EXCHANGE_CALENDAR_CODES[exchange]

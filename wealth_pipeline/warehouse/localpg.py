@@ -127,6 +127,7 @@ class ClusterState:
     port: int
     password: str
     bindir: str
+    socket_dir: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2)
@@ -232,7 +233,9 @@ class LocalPostgres:
                     "-D", str(data_dir),
                     "-U", SUPERUSER,
                     "--pwfile", str(pwfile),
-                    "--auth-local=scram-sha-256",
+                    # Unix-socket connections are trusted: the socket lives in a 0700 folder owned by the
+                    # server user, so only that user (and root) can reach it. TCP always needs the password.
+                    "--auth-local=trust",
                     "--auth-host=scram-sha-256",
                     "--encoding=UTF8",
                     "--locale=C",
@@ -241,9 +244,12 @@ class LocalPostgres:
             )
         finally:
             pwfile.unlink(missing_ok=True)
+        socket_dir = data_dir.parent / "run"
         state = ClusterState(
             data_dir=str(data_dir), host=self._host, port=self._port or _free_port(self._host),
             password=password, bindir=str(bindir),
+            # A socket path over ~100 bytes cannot be bound (sun_path): then only TCP is used.
+            socket_dir=str(socket_dir) if len(str(socket_dir)) < 90 else None,
         )
         self._save_state(state)
         return state
@@ -289,9 +295,16 @@ class LocalPostgres:
             state.bindir = str(bindir)
             self._save_state(state)
         logfile = Path(state.data_dir).parent / "server.log"
+        socket_setting = "''"
+        if state.socket_dir:
+            run_dir = Path(state.socket_dir)
+            run_dir.mkdir(mode=0o700, exist_ok=True)
+            run_dir.chmod(0o700)
+            self._chown(run_dir)
+            socket_setting = f"'{run_dir}'"
         options = (
             f"-c listen_addresses={state.host if state.host != 'localhost' else '127.0.0.1'} "
-            f"-c port={state.port} -c unix_socket_directories='' "
+            f"-c port={state.port} -c unix_socket_directories={socket_setting} "
             "-c max_connections=200 -c fsync=on -c shared_buffers=128MB"
         )
         self._run(
@@ -335,6 +348,17 @@ class LocalPostgres:
         state = self.state
         secret = quote(password if password is not None else state.password, safe="")
         return f"postgresql://{quote(user, safe='')}:{secret}@{state.host}:{state.port}/{quote(database, safe='')}"
+
+    def socket_url(self, database: str = "postgres", user: str = SUPERUSER) -> str | None:
+        """A password-less URL over the cluster's private Unix socket, or None when it has none.
+
+        Connecting over the socket skips TCP and SCRAM, which matters to dagster-postgres: it opens a
+        new connection for every event it stores.
+        """
+        state = self.state
+        if not state.socket_dir:
+            return None
+        return f"postgresql://{quote(user, safe='')}@/{quote(database, safe='')}?host={quote(state.socket_dir, safe='/')}&port={state.port}"
 
     def ensure_database(self, name: str) -> str:
         """Create database ``name`` if it does not exist; return its URL."""

@@ -73,7 +73,7 @@ def test_stale_pid_file_is_recovered(state_dir: Path) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "192.168.1.10", "example.com"])
 def test_refuses_to_bind_anything_but_loopback(state_dir: Path, host: str) -> None:
-    with pytest.raises(LocalPostgresError, match="loopback|not an IP address"):
+    with pytest.raises(LocalPostgresError, match=r"loopback|not an IP address"):
         LocalPostgres(state_dir, host=host)
     assert not state_dir.exists(), "nothing is initialised for a refused address"
 
