@@ -23,6 +23,7 @@ payloads) with the rows sorted by the table's primary key (all loaded columns wh
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import pq, sql
 from psycopg.copy import QueuedLibpqWriter
+
+from wealth_pipeline.warehouse.timescale import refresh_rollups
+
+__all__ = ["LoadError", "LoadResult", "load_window", "refresh_rollups", "replace_table", "upsert"]
 
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 COPY_TRAILER = b"\xff\xff"
@@ -216,10 +221,7 @@ def _encode(series: pl.Series, column: _Column) -> _Encoded:
     if column.type_oid in _FIXED:
         dtype, be = _FIXED[column.type_oid]
         s = _cast(series, dtype)
-        if null is not None:
-            s = s.to_physical().fill_null(0)
-        else:
-            s = s.to_physical()
+        s = s.to_physical() if null is None else s.to_physical().fill_null(0)
         values = s.to_numpy()
         if column.type_oid == 16:
             values = values.astype(np.uint8)
@@ -370,10 +372,8 @@ def _prepare(table: _Table, frame: pl.DataFrame, window: str | None) -> _Prepare
     key = list(table.primary_key) if table.primary_key and set(table.primary_key) <= set(names) else names
     ordered = frame.select(names)
     if ordered.height > 1 and key and not _sorted_by(ordered, key):
-        try:
+        with contextlib.suppress(pl.exceptions.PolarsError):  # unsortable dtypes: keep the given order
             ordered = ordered.sort(key, nulls_last=True, maintain_order=True)
-        except pl.exceptions.PolarsError:  # unsortable dtypes (lists, objects): keep the given order
-            pass
     cols: list[_Encoded] = []
     for name in names:
         column = table.column(name)
@@ -391,7 +391,7 @@ def _prepare(table: _Table, frame: pl.DataFrame, window: str | None) -> _Prepare
     return _Prepared(names, cols, ordered.height, pending)
 
 
-def _copy(conn: psycopg.Connection, table: _Table, target: sql.Composable, prepared: _Prepared) -> None:
+def _copy(conn: psycopg.Connection, target: sql.Composable, prepared: _Prepared) -> None:
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         target, sql.SQL(", ").join(sql.Identifier(n) for n in prepared.names)
     )
@@ -401,6 +401,31 @@ def _copy(conn: psycopg.Connection, table: _Table, target: sql.Composable, prepa
             for block in _encode_rows(prepared.cols, lo, min(lo + CHUNK_ROWS, prepared.rows)):
                 copy.write(block)
         copy.write(COPY_TRAILER)
+
+
+_STAGE = sql.Identifier("_wealth_load_stage")
+
+
+def _stage(conn: psycopg.Connection, table: _Table, prepared: _Prepared) -> None:
+    """COPY into a temporary table shaped like ``table`` (dropped at commit)."""
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(_STAGE, table.ident))
+    _copy(conn, _STAGE, prepared)
+
+
+def _insert_rows(conn: psycopg.Connection, table: _Table, prepared: _Prepared) -> None:
+    """Binary COPY into the table; through a staging table when row-level security applies.
+
+    PostgreSQL refuses ``COPY FROM`` into a table whose row-level security is active for the
+    current role (the loader login, or the owner under FORCE ROW LEVEL SECURITY); the rows then go
+    through a temporary table and one ``INSERT ... SELECT``, which the policies check.
+    """
+    active = conn.execute("SELECT row_security_active(%s::regclass)", (table.qualified,)).fetchone()
+    if not (active and active[0]):
+        _copy(conn, table.ident, prepared)
+        return
+    _stage(conn, table, prepared)
+    cols = sql.SQL(", ").join(sql.Identifier(n) for n in prepared.names)
+    conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(table.ident, cols, cols, _STAGE))
 
 
 def _audit(conn: psycopg.Connection, *, asset: str, partition_key: str | None, table: _Table,
@@ -508,7 +533,7 @@ def load_window(
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
                 conn.execute(delete, params)
-                _copy(conn, info, info.ident, prepared)
+                _insert_rows(conn, info, prepared)
                 _audit(conn, asset=asset, partition_key=partition_key, table=info,
                        window=(window_start, window_end), prepared=prepared, run_id=run_id)
         except psycopg.Error as exc:
@@ -539,7 +564,7 @@ def replace_table(
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{info.qualified}|*",))
                 conn.execute(sql.SQL("DELETE FROM {}").format(info.ident))
-                _copy(conn, info, info.ident, prepared)
+                _insert_rows(conn, info, prepared)
                 _audit(conn, asset=asset, partition_key=partition_key, table=info, window=None,
                        prepared=prepared, run_id=run_id)
         except psycopg.Error as exc:
@@ -574,7 +599,6 @@ def upsert(
         if frame.height and frame.select(keys).is_duplicated().any():
             raise LoadError(f"duplicate keys {list(keys)} in the frame", table=info.qualified, column=keys[0])
         prepared = _prepare(info, frame, None)
-        stage = sql.Identifier("_wealth_upsert_stage")
         cols = sql.SQL(", ").join(sql.Identifier(n) for n in prepared.names)
         updates = [n for n in prepared.names if n not in keys]
         action = (
@@ -586,12 +610,10 @@ def upsert(
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{info.qualified}|*",))
-                conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-                    stage, info.ident))
-                _copy(conn, info, stage, prepared)
+                _stage(conn, info, prepared)
                 conn.execute(
                     sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) ").format(
-                        info.ident, cols, cols, stage, sql.SQL(", ").join(sql.Identifier(k) for k in keys)
+                        info.ident, cols, cols, _STAGE, sql.SQL(", ").join(sql.Identifier(k) for k in keys)
                     )
                     + action
                 )

@@ -188,7 +188,8 @@ def _run(conn: psycopg.Connection, migration: Migration, direction: str) -> None
     try:
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(roles.OWNER)))
-            for line, statement in split_statements(text):
+            for first_line, statement in split_statements(text):
+                line = first_line
                 conn.execute(statement)  # type: ignore[arg-type]  # trusted, packaged SQL; no parameters
             line = 0
             if direction == "up":
