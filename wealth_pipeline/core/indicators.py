@@ -2,8 +2,9 @@
 
 ``compute_indicators(bars)`` takes a long polars frame (one row per symbol and session, any order) and
 returns one row per input row, sorted by ``(symbol, session_date)``, with the float64 columns listed in
-``INDICATOR_COLUMNS``. Nothing loops over symbols: the rows of all symbols are laid out as a
-symbol x position matrix and every step is a numpy operation across all symbols.
+``INDICATOR_COLUMNS``. Nothing loops over symbols or bars in Python: the rows are sorted on one
+integer key, laid out as a symbol x position matrix (symbols of very different lengths go to separate
+blocks to bound padding and memory), and every step is a numpy / scipy operation along all rows.
 
 Definitions (TA-Lib defaults of the C library shipped with the ``ta-lib`` wheel, compatibility mode
 "default", no unstable period):
@@ -16,11 +17,15 @@ Definitions (TA-Lib defaults of the C library shipped with the ``ta-lib`` wheel,
   of the first 9 MACD values, first output on bar 33); ``atr_14``: Wilder ``ATR(high, low, close, 14)``;
   ``stoch_k/stoch_d``: slow %K and %D of ``STOCH(high, low, close, 14, 3, SMA, 3, SMA)``;
   ``obv``: ``OBV(adj_close, adj_volume)`` (starts at the first volume).
-- The recursions (EMA, MACD, Wilder averages, OBV) and the running sums of the moving averages repeat
-  TA-Lib's arithmetic in the same order, so these columns are bit-identical to TA-Lib (which matters
-  where a value crosses zero, e.g. MACD or a flat %K). The Bollinger standard deviation is computed
-  block-locally (cancellation-free); it agrees with TA-Lib to ~1e-13 relative on the deviation, far
-  below 1e-9 on the band.
+- Agreement with TA-Lib (C library 0.8.1 of the ``ta-lib`` 0.8.2 wheel): SMA, stochastic and OBV
+  repeat TA-Lib's running sums in TA-Lib's order and are bit-identical (this matters where a value
+  should be 0: TA-Lib's running sums leave residuals like 3e-14 that a relative test would otherwise
+  trip on). The recursions (EMA, MACD, Wilder RSI/ATR) run through ``scipy.signal.lfilter`` along all
+  symbols at once and differ from TA-Lib by a few ulps (<= ~3e-15 relative on EMA, RSI and ATR).
+  TA-Lib itself is not bit-stable across machines here: its EMA/MACD/ATR/BBANDS kernels are dispatched
+  at run time to FMA variants on CPUs that have FMA. MACD, its signal and its histogram cross zero,
+  so they are compared with an absolute floor of 1e-12 x close besides the 1e-9 relative tolerance.
+  The Bollinger deviation is computed block-locally (cancellation-free), ~1e-12 relative on the band.
 - ``return_1d`` = ``adj_close[t] / adj_close[t-1] - 1``; ``log_return_1d`` = ``ln(adj_close[t] /
   adj_close[t-1])``, both versus the previous row of the same symbol.
 - ``realized_vol_20/60`` = sample standard deviation (ddof=1) of the last 20 / 60 ``log_return_1d``
@@ -47,15 +52,18 @@ earlier sessions of each symbol matches the same rows computed inside a long bac
 windows need 199 earlier rows (SMA-200). The recursive ones (EMA, MACD, RSI, ATR) depend on all of
 history; their dependence on what precedes the window decays geometrically and is never exactly zero,
 so ``lookback_sessions(tolerance)`` returns the number of earlier rows after which the weight of the
-window's seed on its last row is below ``tolerance`` (1e-12 by default, giving ``WARMUP_SESSIONS``).
-The residual error of a row is at most that weight times the seed's discrepancy (for EMA and MACD at
-most the price range of the history, for ATR its largest true range, for RSI's averages the largest
-close-to-close move), i.e. about 1e-12 relative to the price level.
+window's seed on its last row is below ``tolerance`` (1e-12 by default, giving ``WARMUP_SESSIONS`` =
+390). The residual error of a row is at most that weight times the seed's discrepancy (for EMA and MACD
+at most the price range of the history, for ATR its largest true range, for RSI's averages the largest
+close-to-close move), i.e. about 1e-12 relative to the price level. ``obv`` is the exception: like
+TA-Lib's it is a running total from the first row it is given, so its *level* depends on where the
+input starts and only its changes are history-independent; a partitioned job must chain it from the
+previous partition (``obv_prev_last + obv - obv_at_first_row``) or read the symbol's whole history.
 """
 
 from __future__ import annotations
 
-import math
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,6 +99,8 @@ VOLUME_COLUMN = "adj_volume"
 REQUIRED_COLUMNS: tuple[str, ...] = ("symbol", "session_date", *PRICE_COLUMNS, VOLUME_COLUMN)
 
 TRADING_DAYS_PER_YEAR = 252
+_EPOCH = dt.date(1970, 1, 1)
+_DAY_OFFSET = 1 << 31
 
 # Index (0-based position within a symbol's rows) of the first defined value of each column: TA-Lib's
 # lookback. Everything before is null.
@@ -117,8 +127,9 @@ FIRST_DEFINED: dict[str, int] = {
     "realized_vol_60": 60,
 }
 
-# Matrix cells (symbols x longest history) computed in one block; bounds memory (~45 float64 arrays of
-# this size are alive at the peak) while keeping the per-time-step numpy calls wide.
+# Matrix cells (symbols x longest history) computed in one block. Bounds memory: the peak numpy
+# footprint is about 32 float64 arrays of this many cells (~320 MB for 500 symbols x 2,520 sessions,
+# which fits one block; larger inputs are split by symbol).
 _MAX_CELLS_PER_BLOCK = 1_500_000
 
 _K12 = 2.0 / 13.0
@@ -178,33 +189,52 @@ WARMUP_SESSIONS: int = lookback_sessions()
 def compute_indicators(bars: pl.DataFrame) -> pl.DataFrame:
     """Indicators for every symbol of ``bars`` (see the module docstring), sorted by symbol and session."""
     frame = _validated(bars)
-    out_schema = {"symbol": pl.Utf8(), "session_date": pl.Date(), **dict.fromkeys(INDICATOR_COLUMNS, pl.Float64())}
     if frame.height == 0:
-        return pl.DataFrame(schema=out_schema)
+        schema = {
+            "symbol": pl.Utf8(),
+            "session_date": pl.Date(),
+            **dict.fromkeys(INDICATOR_COLUMNS, pl.Float64()),
+        }
+        return pl.DataFrame(schema=schema)
 
-    frame = _sorted_by_symbol_and_date(frame)
-    _check_unique(frame)
-
-    usable = frame.select(
-        pl.all_horizontal(
-            [pl.col(c).is_not_null() & pl.col(c).is_not_nan() for c in (*PRICE_COLUMNS, VOLUME_COLUMN)]
+    # Sort on one integer key (lexical symbol rank << 32 | day number): far faster than a string sort.
+    names = frame.get_column("symbol").unique().sort()
+    code = frame.get_column("symbol").cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    day = frame.get_column("session_date").cast(pl.Int32).to_numpy().astype(np.int64)
+    key = (code << 32) | (day + _DAY_OFFSET)  # day + offset is in [0, 2**32)
+    order = None if bool(np.all(key[1:] > key[:-1])) else np.argsort(key, kind="stable")
+    if order is not None:
+        key = key[order]
+    dup = np.flatnonzero(key[1:] == key[:-1])
+    if dup.size:
+        i = int(dup[0])
+        raise ValueError(
+            f"bars: duplicate row for symbol {names[int(key[i] >> 32)]!r} and session_date {_day(int(key[i]))}"
         )
-    ).to_series()
-    all_usable = bool(usable.all())
-    rows = frame if all_usable else frame.filter(usable)
-    _check_values(rows)
+    values = {}
+    for column in (*PRICE_COLUMNS, VOLUME_COLUMN):
+        v = frame.get_column(column).to_numpy()  # nulls arrive as NaN
+        values[column] = v if order is None else v.take(order)
 
-    results = _compute_all(rows) if rows.height else {}
-    keep = None if all_usable else np.flatnonzero(usable.to_numpy())
+    usable = _usable_rows(values, key, names)
+    all_usable = usable is None
+    if not all_usable:
+        values = {c: v[usable] for c, v in values.items()}
+    row_code = (key if all_usable else key[usable]) >> 32
+    results = _compute_all(values, row_code) if row_code.size else {}
+
     columns: list[pl.Series] = []
+    keep = None if all_usable else np.flatnonzero(usable)
     for name in INDICATOR_COLUMNS:
-        values = results.get(name, np.empty(0))
+        col = results.get(name, np.empty(0))
         if keep is not None:
             full = np.full(frame.height, np.nan)
-            full[keep] = values
-            values = full
-        columns.append(pl.Series(name, values, dtype=pl.Float64, nan_to_null=True))
-    return frame.select("symbol", "session_date").with_columns(columns)
+            full[keep] = col
+            col = full
+        columns.append(pl.Series(name, col, dtype=pl.Float64, nan_to_null=True))
+    symbol = frame.get_column("symbol") if order is None else frame.get_column("symbol").gather(order)
+    session = pl.Series("session_date", ((key & 0xFFFFFFFF) - _DAY_OFFSET).astype(np.int32)).cast(pl.Date)
+    return pl.DataFrame([symbol.alias("symbol"), session, *columns])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -220,6 +250,10 @@ def _validated(bars: pl.DataFrame) -> pl.DataFrame:
         raise ValueError(f"bars: missing columns {missing}; required {list(REQUIRED_COLUMNS)}")
     if bars.schema["session_date"] != pl.Date:
         raise ValueError(f"bars: column 'session_date' must be pl.Date, got {bars.schema['session_date']}")
+    if bars.schema["symbol"] not in (pl.Utf8, pl.Categorical) and not isinstance(
+        bars.schema["symbol"], pl.Enum
+    ):
+        raise ValueError(f"bars: column 'symbol' must be a string column, got {bars.schema['symbol']}")
     casts = [pl.col("symbol").cast(pl.Utf8), pl.col("session_date")]
     for c in (*PRICE_COLUMNS, VOLUME_COLUMN):
         dtype = bars.schema[c]
@@ -235,54 +269,37 @@ def _validated(bars: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _sorted_by_symbol_and_date(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` sorted by (symbol, session_date): returned as is when already sorted, otherwise
-    sorted on one integer key (symbol rank << 32 | day number), much faster than a string sort."""
-    in_order = frame.select(
-        (
-            (pl.col("symbol") > pl.col("symbol").shift(1))
-            | (
-                (pl.col("symbol") == pl.col("symbol").shift(1))
-                & (pl.col("session_date") >= pl.col("session_date").shift(1))
-            )
-        )
-        .fill_null(True)
-        .all()
-    ).item()
-    if in_order:
-        return frame
-    symbols = frame.get_column("symbol")
-    names = symbols.unique().sort()
-    rank = symbols.replace_strict(names, pl.Series(np.arange(names.len(), dtype=np.int64)), return_dtype=pl.Int64)
-    key = (rank * (1 << 32)) + frame.get_column("session_date").cast(pl.Int32).cast(pl.Int64)
-    return frame[key.arg_sort()]
+def _day(key: int) -> dt.date:
+    """The session date encoded in the low 32 bits of a sort key."""
+    return _EPOCH + dt.timedelta(days=(key & 0xFFFFFFFF) - _DAY_OFFSET)
 
 
-def _check_unique(frame: pl.DataFrame) -> None:
-    dup = frame.select(
-        (pl.col("symbol") == pl.col("symbol").shift(1)) & (pl.col("session_date") == pl.col("session_date").shift(1))
-    ).to_series()
-    if dup.any():
-        i = int(dup.arg_max())
-        raise ValueError(
-            f"bars: duplicate row for symbol {frame['symbol'][i]!r} and session_date {frame['session_date'][i]}"
-        )
-
-
-def _check_values(rows: pl.DataFrame) -> None:
-    """Raise on infinite values, non-positive prices or negative volume (rows already free of nulls)."""
-    checks = [(c, pl.col(c).is_infinite(), "is infinite") for c in (*PRICE_COLUMNS, VOLUME_COLUMN)]
-    checks += [(c, pl.col(c) <= 0.0, "is not positive") for c in PRICE_COLUMNS]
-    checks.append((VOLUME_COLUMN, pl.col(VOLUME_COLUMN) < 0.0, "is negative"))
-    flags = rows.select([expr.alias(f"f{i}") for i, (_, expr, _) in enumerate(checks)])
-    anys = flags.select(pl.all().any()).row(0)
-    for (column, _, what), flag_name, bad in zip(checks, flags.columns, anys, strict=True):
-        if bad:
-            i = int(flags.get_column(flag_name).arg_max())
+def _usable_rows(values: dict[str, np.ndarray], key: np.ndarray, names: pl.Series) -> np.ndarray | None:
+    """Rows to compute on (None: all of them). NaN/null rows are missing sessions; raise on infinite
+    values, non-positive prices and negative volume, naming the first offending symbol and session."""
+    volume = values[VOLUME_COLUMN]
+    fine = (volume >= 0.0) & (volume < np.inf)
+    for column in PRICE_COLUMNS:
+        v = values[column]
+        fine &= (v > 0.0) & (v < np.inf)
+    if bool(fine.all()):
+        return None
+    missing = np.zeros(key.size, dtype=bool)
+    for v in values.values():
+        missing |= np.isnan(v)
+    rules = [(c, np.isinf, "is infinite") for c in (*PRICE_COLUMNS, VOLUME_COLUMN)]
+    rules += [(c, lambda v: v <= 0.0, "is not positive") for c in PRICE_COLUMNS]
+    rules.append((VOLUME_COLUMN, lambda v: v < 0.0, "is negative"))
+    for column, test, what in rules:
+        with np.errstate(invalid="ignore"):
+            bad = test(values[column]) & ~missing
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"bars: {column} {what} ({rows[column][i]!r}) for symbol {rows['symbol'][i]!r} "
-                f"on {rows['session_date'][i]}"
+                f"bars: {column} {what} ({float(values[column][i])!r}) for symbol "
+                f"{names[int(key[i] >> 32)]!r} on {_day(int(key[i]))}"
             )
+    return ~missing
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -323,7 +340,9 @@ def _blocks(lengths: np.ndarray) -> Iterator[_Block]:
         while j < order.size:
             length = int(lengths[order[j]])
             count = j - i + 1
-            if count > 1 and (count * longest > 1.5 * (total + length) or count * longest > _MAX_CELLS_PER_BLOCK):
+            if count > 1 and (
+                count * longest > 1.5 * (total + length) or count * longest > _MAX_CELLS_PER_BLOCK
+            ):
                 break
             total += length
             j += 1
@@ -355,7 +374,9 @@ def _flat_index(block: _Block) -> np.ndarray:
     """Flat matrix cell of every data cell, in the order of ``_row_index``."""
     width = block.width
     seg = np.repeat(np.arange(block.lengths.size), block.lengths)
-    offsets = np.arange(int(block.lengths.sum())) - np.repeat(np.cumsum(block.lengths) - block.lengths, block.lengths)
+    offsets = np.arange(int(block.lengths.sum())) - np.repeat(
+        np.cumsum(block.lengths) - block.lengths, block.lengths
+    )
     return seg * width + offsets
 
 
@@ -364,23 +385,21 @@ def _flat_index(block: _Block) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _compute_all(rows: pl.DataFrame) -> dict[str, np.ndarray]:
-    """Every indicator for the (sorted, usable) rows, as long arrays aligned with ``rows``."""
-    high = rows.get_column("adj_high").to_numpy()
-    low = rows.get_column("adj_low").to_numpy()
-    close = rows.get_column("adj_close").to_numpy()
-    volume = rows.get_column(VOLUME_COLUMN).to_numpy()
-    lengths = rows.get_column("symbol").rle().struct.field("len").to_numpy().astype(np.int64)
+def _compute_all(values: dict[str, np.ndarray], row_code: np.ndarray) -> dict[str, np.ndarray]:
+    """Every indicator for the sorted usable rows (``row_code``: symbol rank of each row)."""
+    starts = np.concatenate(([0], np.flatnonzero(row_code[1:] != row_code[:-1]) + 1))
+    lengths = np.diff(np.concatenate((starts, [row_code.size])))
+    inputs = [values[c] for c in ("adj_high", "adj_low", "adj_close", VOLUME_COLUMN)]
 
     blocks = list(_blocks(lengths))
     if len(blocks) == 1 and blocks[0].dense:
-        mats = _indicator_matrices(*(_to_matrix(v, blocks[0], None) for v in (high, low, close, volume)))
+        mats = _indicator_matrices(*(_to_matrix(v, blocks[0], None) for v in inputs))
         return {name: mats[name].ravel() for name in INDICATOR_COLUMNS}
 
-    results = {name: np.empty(rows.height) for name in INDICATOR_COLUMNS}
+    results = {name: np.empty(row_code.size) for name in INDICATOR_COLUMNS}
     for block in blocks:
         flat = None if block.dense else _flat_index(block)
-        mats = _indicator_matrices(*(_to_matrix(v, block, flat) for v in (high, low, close, volume)))
+        mats = _indicator_matrices(*(_to_matrix(v, block, flat) for v in inputs))
         if flat is None:
             start = int(block.starts[0])
             stop = start + int(block.lengths.sum())
@@ -423,95 +442,113 @@ def _indicator_matrices(
     out["macd_hist"] = macd - signal
 
     # Wilder averages: RSI gain / loss and ATR's true range, stacked (3 * symbols rows).
-    wilder_in = np.full((3 * s, width), np.nan)
+    diff = np.empty((s, width))
+    diff[:, 0] = np.nan
+    np.subtract(close[:, 1:], close[:, :-1], out=diff[:, 1:])
+    wilder_in = np.empty((3 * s, width))
+    np.maximum(diff, 0.0, out=wilder_in[:s])  # gain (TA-Lib adds the change when it is not negative)
+    np.negative(diff, out=wilder_in[s : 2 * s])
+    np.maximum(wilder_in[s : 2 * s], 0.0, out=wilder_in[s : 2 * s])  # loss
+    tr = wilder_in[2 * s :]
+    tr[:, 0] = np.nan
     if width > 1:
-        diff = close[:, 1:] - close[:, :-1]
-        neg = diff < 0.0
-        wilder_in[:s, 1:] = np.where(neg, 0.0, diff)
-        wilder_in[s : 2 * s, 1:] = np.where(neg, -diff, 0.0)
         prev_close = close[:, :-1]
-        tr = wilder_in[2 * s :, 1:]
-        np.subtract(high[:, 1:], low[:, 1:], out=tr)
-        np.maximum(tr, np.abs(prev_close - high[:, 1:]), out=tr)
-        np.maximum(tr, np.abs(prev_close - low[:, 1:]), out=tr)
-        del diff, neg, prev_close, tr
+        np.subtract(high[:, 1:], low[:, 1:], out=tr[:, 1:])
+        spare = np.empty((s, width - 1))
+        np.subtract(prev_close, high[:, 1:], out=spare)
+        np.abs(spare, out=spare)
+        np.maximum(tr[:, 1:], spare, out=tr[:, 1:])
+        np.subtract(prev_close, low[:, 1:], out=spare)
+        np.abs(spare, out=spare)
+        np.maximum(tr[:, 1:], spare, out=tr[:, 1:])
+        del spare, prev_close
     seed = _seq_sum(wilder_in, 1, 15)
     seed[: 2 * s] *= _INV14  # RSI scales by the reciprocal (TA-Lib 0.8), ATR divides
     seed[2 * s :] /= 14.0
-    wilder = _ema(wilder_in, _INV14, 14, seed)
-    del wilder_in, seed
+    wilder = _ema(wilder_in, _INV14, 14, seed, out=wilder_in)
     gain, loss = wilder[:s], wilder[s : 2 * s]
     total = gain + loss
     rsi = np.zeros((s, width))
     np.divide(gain, total, out=rsi, where=total != 0.0)
     rsi *= 100.0  # TA-Lib: 100 * (gain / (gain + loss)), 0 when both averages are 0
-    rsi[np.isnan(total)] = np.nan
     out["rsi_14"] = rsi
     out["atr_14"] = wilder[2 * s :]
-    del gain, loss, total
+    del gain, loss, total, seed
 
     # Stochastic: fast %K = ((close - lowest low) / (highest high - lowest low)) * 100 (0 on a zero
     # range), slow %K = SMA-3 of fast %K, slow %D = SMA-3 of slow %K (TA-Lib running sums).
-    slowk = np.full((s, width), np.nan)
-    slowd = np.full((s, width), np.nan)
+    slowk = np.empty((s, width))
+    slowd = np.empty((s, width))
     if width >= 14:
         lowest = _rolling_extreme(low, 14, np.minimum)[:, 13:]
         highest = _rolling_extreme(high, 14, np.maximum)[:, 13:]
-        rng = highest - lowest
-        fastk = np.zeros_like(rng)
-        np.divide(close[:, 13:] - lowest, rng, out=fastk, where=rng != 0.0)
+        np.subtract(highest, lowest, out=highest)  # the range
+        num = np.subtract(close[:, 13:], lowest, out=lowest)
+        fastk = np.zeros((s, width - 13))
+        np.divide(num, highest, out=fastk, where=highest != 0.0)
         fastk *= 100.0
-        fastk[np.isnan(rng)] = np.nan
-        del lowest, highest, rng
+        del lowest, highest, num
         k = _ta_sma(fastk, 3)
         slowk[:, 13:] = k
         if width >= 16:
             slowd[:, 15:] = _ta_sma(k[:, 2:], 3)
+        del fastk, k
     out["stoch_k"] = slowk
     out["stoch_d"] = slowd
 
     # Bollinger bands: TA-Lib's middle band (its SMA-20) +- 2 population standard deviations.
-    _, s1, s2 = _window_sums(close, 20, anchored=True)
+    s1, s2 = _window_sums(close, 20, anchored=True)
     s1 /= 20.0
+    np.square(s1, out=s1)
     s2 /= 20.0
-    s2 -= np.square(s1)
+    s2 -= s1
     np.maximum(s2, 0.0, out=s2)
-    dev = np.sqrt(s2)
+    dev = np.sqrt(s2, out=s2)
     dev *= 2.0
     middle = out["sma_20"]
     out["bb_upper_20"] = middle + dev
-    out["bb_middle_20"] = middle.copy()
-    out["bb_lower_20"] = middle - dev
+    out["bb_middle_20"] = middle  # the same array: identical values
+    out["bb_lower_20"] = np.subtract(middle, dev, out=dev)
     del s1, s2, dev
 
-    # OBV: running sum of +-volume in TA-Lib's order (bit-identical).
-    signed = volume.copy()
-    if width > 1:
-        up = close[:, 1:] > close[:, :-1]
-        down = close[:, 1:] < close[:, :-1]
-        signed[:, 1:] = np.where(down, -volume[:, 1:], 0.0)
-        np.copyto(signed[:, 1:], volume[:, 1:], where=up)
-        del up, down
+    # OBV: running sum of +-volume in TA-Lib's order (bit-identical): sign(change) * volume.
+    signed = np.sign(diff, out=diff)
+    np.multiply(signed, volume, out=signed)
+    signed[:, 0] = volume[:, 0]
     out["obv"] = np.cumsum(signed, axis=1, out=signed)
+    del signed, diff
 
     # Returns and realized volatility.
-    ratio = np.full((s, width), np.nan)
-    if width > 1:
-        np.divide(close[:, 1:], close[:, :-1], out=ratio[:, 1:])
+    ratio = np.empty((s, width))
+    ratio[:, 0] = np.nan
+    np.divide(close[:, 1:], close[:, :-1], out=ratio[:, 1:])
     out["return_1d"] = ratio - 1.0
     log_ret = np.log(ratio, out=ratio)
     out["log_return_1d"] = log_ret
-    work = log_ret.copy()
-    work[:, 0] = 0.0  # never inside a complete window; keeps the block sums finite
-    for n, name in ((20, "realized_vol_20"), (60, "realized_vol_60")):
-        _, s1, s2 = _window_sums(work, n, anchored=False)
+    first = log_ret[:, 0].copy()
+    log_ret[:, 0] = 0.0  # never inside a complete window; keeps the block sums finite
+    # Sums over 20 returns (block-local); a 60-return window is three consecutive 20-return windows.
+    s1, s2 = _window_sums(log_ret, 20, anchored=False)
+    sums = {20: (s1, s2)}
+    if width > 40:
+        t1, t2 = s1.copy(), s2.copy()
+        t1[:, 20:] += s1[:, :-20]
+        t2[:, 20:] += s2[:, :-20]
+        t1[:, 40:] += s1[:, :-40]
+        t2[:, 40:] += s2[:, :-40]
+        sums[60] = (t1, t2)
+    else:
+        sums[60] = (np.full((s, width), np.nan), np.full((s, width), np.nan))
+    for n, name in ((60, "realized_vol_60"), (20, "realized_vol_20")):
+        s1, s2 = sums.pop(n)
         np.square(s1, out=s1)
         s1 /= n
         s2 -= s1
         s2 *= TRADING_DAYS_PER_YEAR / (n - 1)
         np.maximum(s2, 0.0, out=s2)
         out[name] = np.sqrt(s2, out=s2)
-    del work
+        del s1, s2
+    log_ret[:, 0] = first
 
     for name, first in FIRST_DEFINED.items():
         out[name][:, : min(first, width)] = np.nan
@@ -528,21 +565,25 @@ def _seq_sum(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     return total
 
 
-def _ema(x: np.ndarray, alpha: float, start: int, seed: np.ndarray) -> np.ndarray:
+def _ema(
+    x: np.ndarray, alpha: float, start: int, seed: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """``y[start] = seed``, ``y[t] = alpha * x[t] + (1 - alpha) * y[t-1]`` after; NaN before ``start``.
 
     One ``lfilter`` call runs the recursion along every row. Rounding differs from TA-Lib's
     ``(x - y) * alpha + y`` by a few ulps at most (the filter is contractive, errors do not grow).
+    ``out`` may be ``x`` itself.
     """
     rows, width = x.shape
-    y = np.empty((rows, width))
-    y[:, : min(start, width)] = np.nan
-    if width <= start:
-        return y
-    y[:, start] = seed
+    y = np.empty((rows, width)) if out is None else out
     if width > start + 1:
         keep = 1.0 - alpha
-        y[:, start + 1 :], _ = lfilter([alpha], [1.0, -keep], x[:, start + 1 :], axis=1, zi=(keep * seed)[:, None])
+        y[:, start + 1 :], _ = lfilter(
+            [alpha], [1.0, -keep], x[:, start + 1 :], axis=1, zi=(keep * seed)[:, None]
+        )
+    if width > start:
+        y[:, start] = seed
+    y[:, : min(start, width)] = np.nan
     return y
 
 
@@ -561,67 +602,67 @@ def _ta_sma(x: np.ndarray, n: int) -> np.ndarray:
     np.negative(x[:, :m], out=buf[:, n::2])
     buf[:, n + 1 :: 2] = x[:, n:]
     np.cumsum(buf, axis=1, out=buf)
-    out[:, n - 1] = buf[:, n - 1]
-    out[:, n:] = buf[:, n + 1 :: 2]
-    out[:, n - 1 :] /= float(n)
+    np.divide(buf[:, n - 1], float(n), out=out[:, n - 1])
+    np.divide(buf[:, n + 1 :: 2], float(n), out=out[:, n:])
     return out
 
 
-def _window_sums(x: np.ndarray, n: int, *, anchored: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def _window_sums(x: np.ndarray, n: int, *, anchored: bool) -> tuple[np.ndarray, np.ndarray]:
     """Sums of ``x - K`` and ``(x - K)**2`` over the last ``n`` columns (window ending at each column).
 
     Computed block-locally (blocks of ``n`` columns) so that rounding never accumulates over the whole
     history: a window is the head of its block plus the tail of the previous one. ``K`` is the block's
-    first value when ``anchored`` (removes the price level before squaring) and 0 otherwise. Columns
-    before ``n - 1`` hold partial sums (callers mask them).
+    first value when ``anchored`` (removes the price level before squaring; only differences of sums
+    are used by the callers, which do not depend on ``K``) and 0 otherwise. Columns before ``n - 1``
+    hold partial sums (callers mask them). Returns new arrays, ``x`` is not modified.
     """
     rows, width = x.shape
     nb = -(-width // n)
-    if nb * n != width:
-        padded = np.full((rows, nb * n), np.nan)
-        padded[:, :width] = x
-    else:
-        padded = x
-    y = padded.reshape(rows, nb, n)
+    p1 = np.empty((rows, nb * n))
+    p1[:, :width] = x
+    p1[:, width:] = np.nan
+    y = p1.reshape(rows, nb, n)
     anchor = None
     if anchored:
         anchor = y[:, :, :1].copy()
-        dev = y - anchor
-    else:
-        dev = y
-    p2 = np.square(dev)
-    p1 = np.cumsum(dev, axis=2, out=dev if dev is not y else None)
+        y -= anchor
+    p2 = np.square(y).reshape(rows, nb, n)
+    np.cumsum(y, axis=2, out=y)
     np.cumsum(p2, axis=2, out=p2)
     if nb > 1:
-        tail1 = p1[:, :-1, -1:] - p1[:, :-1, :]  # sum over positions j+1..n-1 of the previous block
-        tail2 = p2[:, :-1, -1:] - p2[:, :-1, :]
-        if anchor is not None:
-            delta = anchor[:, :-1] - anchor[:, 1:]  # re-anchor the previous block's tail on this block
-            count = np.arange(n - 1, -1, -1, dtype=np.float64)
-            tail2 += delta * (2.0 * tail1 + count * delta)
-            tail1 += count * delta
-        p1[:, 1:] += tail1
+        # Tail of the previous block (positions j+1..n-1), added to the head of this one.
+        tail = np.subtract(y[:, :-1, -1:], y[:, :-1, :])
+        if anchor is None:
+            tail2 = np.subtract(p2[:, :-1, -1:], p2[:, :-1, :])
+            y[:, 1:] += tail
+        else:
+            # Re-anchor the tail on this block's anchor: d = K_prev - K_this, c = tail count:
+            # sum (x-K)^2 += 2 * d * (tail1 + c * d / 2), then sum (x-K) += c * d.
+            delta = anchor[:, :-1] - anchor[:, 1:]
+            half = np.arange(n - 1, -1, -1, dtype=np.float64) * 0.5 * delta
+            tail2 = np.subtract(p2[:, :-1, -1:], p2[:, :-1, :])
+            tail += half
+            scaled = tail * delta
+            scaled *= 2.0
+            tail2 += scaled
+            del scaled
+            tail += half
+            y[:, 1:] += tail
         p2[:, 1:] += tail2
-    s1 = p1.reshape(rows, nb * n)[:, :width]
-    s2 = p2.reshape(rows, nb * n)[:, :width]
-    k = None if anchor is None else np.repeat(anchor[:, :, 0], n, axis=1)[:, :width]
-    return k, s1, s2
+    return p1[:, :width], p2.reshape(rows, nb * n)[:, :width]
 
 
 def _rolling_extreme(x: np.ndarray, n: int, fn: np.ufunc) -> np.ndarray:
-    """Min or max over the last ``n`` columns by doubling; columns < n-1 are partial."""
+    """Min or max over the last ``n`` columns (by doubling); only columns >= n-1 are meaningful."""
     cur = x
     span = 1
-    while span * 2 <= n:
-        nxt = cur.copy()
-        fn(cur[:, span:], cur[:, :-span], out=nxt[:, span:])
+    while span < n:
+        step = min(span, n - span)  # window span + step from windows of size span
+        nxt = np.empty_like(x)
+        lo = span + step - 1  # first column where the wider window is complete
+        fn(cur[:, lo:], cur[:, lo - step : x.shape[1] - step], out=nxt[:, lo:])
         cur = nxt
-        span *= 2
-    if span < n:
-        out = cur.copy()
-        shift = n - span
-        fn(cur[:, shift:], cur[:, :-shift], out=out[:, shift:])
-        cur = out
+        span += step
     return cur
 
 
