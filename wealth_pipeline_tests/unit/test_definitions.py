@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,15 +20,16 @@ def _assets() -> list[dg.AssetSpec]:
     return [graph.get(key) for key in graph.get_all_asset_keys()]
 
 
-def test_definitions_validate_with_the_dagster_cli() -> None:
-    dagster = str(REPO_ROOT / ".venv" / "bin" / "dagster")
-    exe = dagster if (REPO_ROOT / ".venv" / "bin" / "dagster").exists() else "dagster"
+def test_definitions_validate_with_the_dagster_cli(tmp_path: Path) -> None:
+    dagster = Path(sys.executable).parent / "dagster"
+    # Validation needs no instance storage: an empty Dagster home keeps it off the Postgres config.
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
-        [exe, "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        [str(dagster), "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sys.executable  # the test runs in the project's environment
+    assert "All code locations passed validation" in result.stdout + result.stderr
 
 
 def test_every_asset_has_description_group_owner_kinds_and_checks() -> None:
