@@ -26,6 +26,19 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2023-01-02",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
+    "WEALTH_LOADER_PASSWORD": "Password of the wealth_loader login role (set by `db upgrade`); unset: no password login.",
+    "WEALTH_BI_PASSWORD": "Password of the wealth_bi login role (set by `db upgrade`); unset: no password login.",
+    "WEALTH_HTTP_BARS_URL": "Base URL of the Alpha Vantage-format daily bars API. Default: https://www.alphavantage.co",
+    "WEALTH_HTTP_BARS_API_KEY": "API key of the daily bars API (required with WEALTH_PROVIDER=http).",
+    "WEALTH_HTTP_BARS_RATE_LIMIT": "Requests per second to the daily bars API. Default: 1",
+    "WEALTH_HTTP_FX_URL": "Base URL of the FRED-format FX and risk-free API. Default: https://api.stlouisfed.org",
+    "WEALTH_HTTP_FX_API_KEY": "API key of the FX/risk-free API (required with WEALTH_PROVIDER=http).",
+    "WEALTH_HTTP_FX_RATE_LIMIT": "Requests per second to the FX/risk-free API. Default: 2",
+}
+# Read by the test suite only.
+TEST_ENVIRONMENT: dict[str, str] = {
+    "WEALTH_TEST_DATABASE_URL": "Superuser URL of a server the tests use instead of starting one.",
+    "WEALTH_TEST_TIMESCALE_URL": "Superuser URL of a TimescaleDB server; the TimescaleDB path is tested only when set.",
 }
 
 DEFAULT_PARTITION_START = "2023-01-02"

@@ -50,3 +50,25 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+NO_TIMESCALE = (
+    "WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server), "
+    "so the TimescaleDB path cannot run"
+)
+
+
+@pytest.fixture
+def timescale_url() -> Iterator[str]:
+    """URL of a fresh database on the TimescaleDB server named by WEALTH_TEST_TIMESCALE_URL (else skip)."""
+    server = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
+    if not server:
+        pytest.skip(NO_TIMESCALE)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(server, name)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -92,6 +92,13 @@ def test_window_lands_in_both_tiers_and_the_warehouse_and_reruns_change_nothing(
     factors = {f for (f,) in pipeline.query("SELECT DISTINCT factor FROM market.factor_returns")}
     assert factors == {"market", "size", "value", "momentum", "rf"}
 
+    weekly = pipeline.query("SELECT open, high, low, close, volume, sessions FROM market.bars_weekly "
+                            "WHERE symbol = 'AAPL' AND week_start = '2024-07-01'")
+    daily = pipeline.query("SELECT open, high, low, close, volume FROM market.bars_daily WHERE symbol = 'AAPL' "
+                           "AND session_date BETWEEN '2024-07-01' AND '2024-07-05' ORDER BY session_date")
+    assert weekly == [(daily[0][0], max(r[1] for r in daily), min(r[2] for r in daily), daily[-1][3],
+                       sum(r[4] for r in daily), len(daily))], "weekly rollup refreshed and rolled up correctly"
+
     before = _bars_content(pipeline)
     raw_files = lake.store.list_keys("raw/")
     audits = pipeline.query("SELECT count(*) FROM ops.loads WHERE table_name = 'market.bars_daily'")[0][0]
@@ -171,3 +178,29 @@ def test_a_failed_blocking_check_keeps_the_previous_good_state(local_pipeline: C
     assert evaluations["ohlcv_valid"] is False
     assert _bars_content(p) == before
     assert p.lake.store.list_keys("processed/bars/") == files_before
+
+
+@pytest.mark.timescale
+def test_the_same_pipeline_on_timescaledb_hypertables_and_continuous_aggregates(timescale_url: str, tmp_path: Path) -> None:
+    migrate.upgrade(timescale_url)
+    p = Pipeline(timescale_url, str(tmp_path / "lake"), None)
+    hypertables = {r[0] for r in p.query("SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables")}
+    assert {"market.bars_daily", "market.fx_rates", "analytics.indicators_daily"} <= hypertables
+    p.run("2024-06-03", "2024-06-28", selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+    before = _bars_content(p)
+    p.run("2024-06-03", "2024-06-28", selection="raw_bars bars")
+    assert _bars_content(p) == before, "re-running a window on hypertables changes nothing"
+    weekly = p.query(
+        "SELECT symbol, week_start, open, high, low, close, volume FROM market.bars_weekly "
+        "WHERE symbol = 'AAPL' AND week_start = '2024-06-10'")
+    daily = p.query("SELECT open, high, low, close, volume FROM market.bars_daily WHERE symbol = 'AAPL' "
+                    "AND session_date BETWEEN '2024-06-10' AND '2024-06-14' ORDER BY session_date")
+    assert weekly
+    (materialized,) = p.query(
+        "SELECT materialization_hypertable_schema || '.' || materialization_hypertable_name "
+        "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'bars_weekly'")[0]
+    assert p.query(f"SELECT count(*) FROM {materialized}")[0][0] > 0, "bars refreshed the aggregate after its load"
+    _, _, w_open, w_high, w_low, w_close, w_volume = weekly[0]
+    assert (w_open, w_close) == (daily[0][0], daily[-1][3])
+    assert w_high == max(r[1] for r in daily) and w_low == min(r[2] for r in daily)
+    assert w_volume == sum(r[4] for r in daily)
