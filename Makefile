@@ -9,8 +9,8 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q uv >/dev/null 2>&1 || true
-	@if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev]"; \
-	 else $(BIN)/python -m pip install -q -e ".[dev]"; fi
+	@if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,infra]"; \
+	 else $(BIN)/python -m pip install -q -e ".[dev,infra]"; fi
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)

@@ -190,6 +190,95 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def submit_backfill(start: str, end: str, selection: str = "*", *, definitions: object | None = None,
+                    instance: object | None = None, title: str | None = None) -> str:
+    """Submit an asset backfill to the instance (the daemon runs it, as for a UI backfill); returns its id.
+
+    Partitioned assets have single-run backfill policies, so the daemon launches one run per
+    range instead of one per partition.
+    """
+    import dagster as dg
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.utils import make_new_backfill_id
+
+    from wealth_pipeline.defs.partitions import trading_sessions
+
+    if definitions is None:
+        from wealth_pipeline.definitions import defs as definitions
+    instance = instance or dg.DagsterInstance.get()
+    graph = definitions.resolve_asset_graph()
+    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    if not keys:
+        raise SystemExit(f"no trading-session partitions between {start} and {end}")
+    selected = [k for k in parse_selection(selection).resolve(graph) if graph.get(k).partitions_def == trading_sessions]
+    if not selected:
+        raise SystemExit(f"selection {selection!r} holds no daily-partitioned asset")
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(), asset_graph=graph, partition_names=keys, asset_selection=selected,
+        backfill_timestamp=time.time(), tags={"wealth/submitted_by": "wealth-pipeline backfill"},
+        dynamic_partitions_store=instance, all_partitions=False,
+        title=title or f"{keys[0]}..{keys[-1]}", description=f"{len(selected)} assets x {len(keys)} sessions", run_config=None,
+    )
+    instance.add_backfill(backfill)
+    return backfill.backfill_id
+
+
+def backfill_progress(instance: object, backfill_id: str, graph: object) -> tuple[str, int, int, int]:
+    """(status, materialized, failed, total) asset-partitions of a submitted backfill."""
+    backfill = instance.get_backfill(backfill_id)
+    data = backfill.get_asset_backfill_data(graph)
+    return (
+        backfill.status.value,
+        data.materialized_subset.num_partitions_and_non_partitioned_assets,
+        data.failed_and_downstream_subset.num_partitions_and_non_partitioned_assets,
+        data.target_subset.num_partitions_and_non_partitioned_assets,
+    )
+
+
+def _daemon_alive(instance: object) -> bool:
+    beats = instance.get_daemon_heartbeats()
+    beat = beats.get("BACKFILL") or beats.get("ASSET")
+    return beat is not None and time.time() - beat.timestamp < 120
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from wealth_pipeline import environment
+
+    environment.bootstrap()
+    if args.in_process:
+        summary = materialize_range(args.start, args.end, args.select)
+        print(f"backfill {summary['range']} done in process: {[r['run_id'] for r in summary['runs']]}")
+        return 0
+    import dagster as dg
+    from tqdm import tqdm
+
+    from wealth_pipeline.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    backfill_id = submit_backfill(args.start, args.end, args.select, definitions=defs, instance=instance)
+    print(f"backfill {backfill_id} submitted ({args.start}..{args.end}); it is also visible in the UI under Overview > Backfills")
+    if args.no_wait:
+        return 0
+    if not _daemon_alive(instance):
+        print("no dagster-daemon is running: the backfill starts when one does (`make ui` starts one), "
+              "or use --in-process to run it here")
+        return 0
+    graph = defs.resolve_asset_graph()
+    status, done, failed, total = backfill_progress(instance, backfill_id, graph)
+    with tqdm(total=total, unit="asset-partition", desc="backfill") as bar:
+        while True:
+            status, done, failed, total = backfill_progress(instance, backfill_id, graph)
+            bar.total = total
+            bar.n = done + failed
+            bar.set_postfix(status=status, failed=failed)
+            bar.refresh()
+            if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+                break
+            time.sleep(2)
+    print(f"backfill {backfill_id}: {status}, {done}/{total} materialized, {failed} failed")
+    return 0 if failed == 0 and status.startswith("COMPLETED") else 1
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from wealth_pipeline import environment
 
@@ -221,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--end", default=None, help="last session of a range (single run)")
     run.add_argument("--select", default="*")
     run.set_defaults(func=cmd_materialize)
+
+    backfill = sub.add_parser("backfill", help="submit a backfill to the instance (the daemon runs it) and show progress")
+    backfill.add_argument("--start", required=True)
+    backfill.add_argument("--end", required=True)
+    backfill.add_argument("--select", default="*", help="asset names or a Dagster selection (daily assets only)")
+    backfill.add_argument("--in-process", action="store_true", help="run it in this process instead of submitting it")
+    backfill.add_argument("--no-wait", action="store_true", help="submit and return without following progress")
+    backfill.set_defaults(func=cmd_backfill)
 
     ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
     ui.add_argument("--host", default="127.0.0.1")

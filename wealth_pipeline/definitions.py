@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import dagster as dg
 
-from wealth_pipeline.defs import analytics, ingest, processed
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.settings import Settings
+
+# Each domain is a package under defs/ exposing ``defs: dg.Definitions``; the order is the data flow.
+DOMAINS: tuple[str, ...] = ("ingest", "processed", "analytics", "portfolio", "models", "marts")
+
+
+def domain_definitions() -> list[dg.Definitions]:
+    """The ``defs`` of every domain package that exists."""
+    found = []
+    for domain in DOMAINS:
+        module_name = f"wealth_pipeline.defs.{domain}"
+        if importlib.util.find_spec(module_name) is not None:
+            found.append(importlib.import_module(module_name).defs)
+    return found
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -30,13 +45,16 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
-    """All domains with the given resources (default: from the environment)."""
-    return dg.Definitions.merge(
-        ingest.defs,
-        processed.defs,
-        analytics.defs,
-        dg.Definitions(resources=resources or build_resources()),
+    """All domains with the given resources (default: from the environment).
+
+    Resources given here override the defaults from the environment key by key.
+    """
+    from wealth_pipeline.defs import automation
+
+    assets = dg.Definitions.merge(
+        *domain_definitions(), dg.Definitions(resources={**build_resources(), **(resources or {})})
     )
+    return dg.Definitions.merge(assets, automation.build(assets.resolve_asset_graph()))
 
 
 defs = build_definitions()

@@ -1,0 +1,52 @@
+"""Failed runs are reported to a webhook (``WEALTH_ALERT_WEBHOOK_URL``), or logged when none is set."""
+
+import os
+from typing import Any
+
+import dagster as dg
+import httpx
+
+
+def _error_chain(error: Any) -> list[str]:
+    """Messages from Dagster's wrapper down to the original exception."""
+    chain = []
+    while error is not None:
+        chain.append(error.message.strip())
+        error = error.cause
+    return chain
+
+
+def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
+    """What an alert says: the run, its job and partition, each failed step and its error."""
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = event.event_specific_data.error if event.event_specific_data else None
+        chain = _error_chain(error)
+        steps.append({"step": event.step_key, "error": chain[-1] if chain else None, "error_chain": chain})
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "partition": run.tags.get("dagster/partition")
+        or (f"{run.tags.get('dagster/asset_partition_range_start')}..{run.tags.get('dagster/asset_partition_range_end')}"
+            if run.tags.get("dagster/asset_partition_range_start") else None),
+        "failed_steps": steps,
+        "run_error": context.failure_event.message if context.failure_event else None,
+    }
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    monitor_all_code_locations=False,
+    description="Posts failed runs (run, failed step, error) as JSON to WEALTH_ALERT_WEBHOOK_URL; logs them when it is unset.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+    payload = failure_payload(context)
+    url = os.environ.get("WEALTH_ALERT_WEBHOOK_URL")
+    if not url:
+        context.log.warning(f"run failed (no WEALTH_ALERT_WEBHOOK_URL set, so only logged): {payload}")
+        return
+    response = httpx.post(url, json=payload, timeout=10.0)
+    response.raise_for_status()
+    context.log.info(f"alert for run {payload['run_id']} sent (HTTP {response.status_code})")

@@ -1,0 +1,150 @@
+"""Schedules, sensors, alerts and backfill submission, evaluated with Dagster's own contexts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from wealth_pipeline.cli import backfill_progress, submit_backfill
+from wealth_pipeline.definitions import defs
+from wealth_pipeline.defs.automation.alerts import run_failure_alert
+from wealth_pipeline.defs.automation.landing_sensor import contiguous_blocks
+
+NY = ZoneInfo("America/New_York")
+
+
+def _tick(day: dt.date) -> dg.ScheduleExecutionData:
+    schedule = defs.resolve_schedule_def("daily_after_close")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, repository_def=defs.get_repository_def(),
+            scheduled_execution_time=dt.datetime.combine(day, dt.time(18, 30), tzinfo=NY),
+        )
+        return schedule.evaluate_tick(context)
+
+
+def test_daily_schedule_runs_each_session_after_the_close() -> None:
+    schedule = defs.resolve_schedule_def("daily_after_close")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 18 * * 1-5", "America/New_York")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    result = _tick(dt.date(2024, 7, 2))
+    [request] = result.run_requests
+    assert request.partition_key == "2024-07-02" and request.run_key == "2024-07-02"
+    assert request.tags["wealth/open_exchanges"] == "NASDAQ,NYSE,TSX"
+
+
+def test_daily_schedule_on_a_us_holiday_still_runs_for_tsx_and_skips_a_day_closed_everywhere() -> None:
+    [july4] = _tick(dt.date(2024, 7, 4)).run_requests
+    assert july4.tags["wealth/open_exchanges"] == "TSX"
+    christmas = _tick(dt.date(2024, 12, 25))
+    assert not christmas.run_requests
+    assert "market closed" in christmas.skip_message and "2024-12-25" in christmas.skip_message
+
+
+def test_jobs_cover_the_daily_graph_and_what_depends_on_vendor_files() -> None:
+    daily = {k.to_user_string() for k in defs.resolve_job_def("daily_session").asset_layer.executable_asset_keys}
+    assert {"symbol_master", "raw_bars", "bars", "fx_rates", "indicators", "factor_exposures"} <= daily
+    vendor = {k.to_user_string() for k in defs.resolve_job_def("vendor_ingest").asset_layer.executable_asset_keys}
+    assert {"raw_bars", "raw_fx_rates", "bars", "fx_rates", "indicators"} <= vendor
+    assert "raw_factor_returns" not in vendor and "raw_benchmark_returns" not in vendor
+
+
+def test_contiguous_blocks_bridge_weekends_but_not_gaps() -> None:
+    d = dt.date
+    assert contiguous_blocks([d(2024, 7, 5), d(2024, 7, 8), d(2024, 7, 9), d(2024, 7, 11)]) == [
+        (d(2024, 7, 5), d(2024, 7, 9)), (d(2024, 7, 11), d(2024, 7, 11))]
+
+
+def _landing_sensor_eval(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    sensor = defs.resolve_sensor_def("landing_zone_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+    return sensor.evaluate_tick(context)
+
+
+def test_landing_sensor_requests_exactly_the_touched_partitions_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    landing = tmp_path / "landing"
+    (landing / "bars").mkdir(parents=True)
+    monkeypatch.setenv("WEALTH_LANDING_URI", str(landing))
+    header = "symbol,session_date,open,high,low,close,volume,currency\n"
+    (landing / "bars" / "a.csv").write_text(header + "AAPL,2024-07-01,1,1,1,1,1,USD\nAAPL,2024-07-02,1,1,1,1,1,USD\n"
+                                            "AAPL,2024-07-10,1,1,1,1,1,USD\n")
+    with dg.instance_for_test() as instance:
+        first = _landing_sensor_eval(instance, None)
+        ranges = sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+                        for r in first.run_requests)
+        assert ranges == [("2024-07-01", "2024-07-02"), ("2024-07-10", "2024-07-10")]
+        assert all(r.tags["wealth/landing_file"] == "bars/a.csv" for r in first.run_requests)
+        # The cursor is what the daemon stores: evaluating again with it (as after a restart) requests nothing.
+        again = _landing_sensor_eval(instance, first.cursor)
+        assert again.run_requests == [] and "no new or changed" in again.skip_message
+        # A changed file is picked up, with a new run key.
+        (landing / "bars" / "a.csv").write_text(header + "AAPL,2024-07-03,1,1,1,1,1,USD\n")
+        changed = _landing_sensor_eval(instance, again.cursor)
+        [request] = changed.run_requests
+        assert request.tags["dagster/asset_partition_range_start"] == "2024-07-03"
+        assert request.run_key not in {r.run_key for r in first.run_requests}
+        assert json.loads(changed.cursor)["bars/a.csv"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Hook.received = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    finally:
+        server.shutdown()
+
+
+@dg.asset
+def breaks() -> None:
+    raise ValueError("vendor file truncated at line 12")
+
+
+def test_run_failure_alert_posts_run_step_and_error(webhook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEALTH_ALERT_WEBHOOK_URL", webhook)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([breaks], instance=instance, raise_on_error=False)
+        run = instance.get_run_by_id(result.run_id)
+        failure = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE][0]
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=run, dagster_event=failure,
+        ).for_run_failure()
+        run_failure_alert(context)
+    [alert] = _Hook.received
+    assert alert["run_id"] == result.run_id
+    assert alert["failed_steps"][0]["step"] == "breaks"
+    assert "vendor file truncated at line 12" in alert["failed_steps"][0]["error"]
+
+
+def test_backfill_is_submitted_to_the_instance_as_one_asset_backfill() -> None:
+    with dg.instance_for_test() as instance:
+        backfill_id = submit_backfill("2024-07-01", "2024-07-12", "raw_bars bars", definitions=defs, instance=instance)
+        stored = instance.get_backfill(backfill_id)
+        assert stored.status.value == "REQUESTED"
+        status, done, failed, total = backfill_progress(instance, backfill_id, defs.resolve_asset_graph())
+        assert (status, done, failed, total) == ("REQUESTED", 0, 0, 2 * 10)
+        assert {k.to_user_string() for k in stored.asset_selection} == {"raw_bars", "bars"}
