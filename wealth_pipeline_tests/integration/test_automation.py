@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import typing
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -95,9 +96,9 @@ def test_landing_sensor_requests_exactly_the_touched_partitions_once(tmp_path: P
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: typing.ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(204)
@@ -129,7 +130,7 @@ def test_run_failure_alert_posts_run_step_and_error(webhook: str, monkeypatch: p
     with dg.instance_for_test() as instance:
         result = dg.materialize([breaks], instance=instance, raise_on_error=False)
         run = instance.get_run_by_id(result.run_id)
-        failure = [e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE][0]
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
         context = dg.build_run_status_sensor_context(
             sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=run, dagster_event=failure,
         ).for_run_failure()
