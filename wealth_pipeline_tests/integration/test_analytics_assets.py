@@ -10,7 +10,7 @@ import pytest
 import talib
 
 from wealth_pipeline.providers.synthetic import SyntheticMarket
-from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
+from wealth_pipeline_tests.integration.test_market_pipeline import ANALYTICS, Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def backfilled(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     url = with_database(pg_server_url, name)
     migrate.upgrade(url)
     pipeline = Pipeline(url, str(tmp_path_factory.mktemp("analytics") / "lake"), None, **MARKET)
-    pipeline.run("2023-01-02", "2024-02-29")
+    pipeline.run("2023-01-02", "2024-02-29", selection=ANALYTICS)
     return pipeline
 
 

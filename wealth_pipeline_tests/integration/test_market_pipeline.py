@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import psycopg
 import pytest
@@ -21,6 +22,10 @@ from wealth_pipeline.warehouse import migrate
 from wealth_pipeline_tests.s3_server import create_bucket
 
 pytestmark = pytest.mark.integration
+
+
+MARKET = "group:ingest or group:processed"
+ANALYTICS = "group:ingest or group:processed or group:analytics"
 
 
 class Pipeline:
@@ -40,7 +45,7 @@ class Pipeline:
             "market_data": MarketDataResource(**{"synthetic_universe": 12, **self.market, **market}),
         }
 
-    def run(self, start: str, end: str | None = None, selection: str = "*", raise_on_error: bool = True, **market: Any) -> list[dict[str, Any]]:
+    def run(self, start: str, end: str | None = None, selection: str = MARKET, raise_on_error: bool = True, **market: Any) -> list[dict[str, Any]]:
         summary = materialize_range(
             start, end or start, selection, progress=False,
             definitions=build_definitions(self.resources(**market)), instance=self.instance, raise_on_error=raise_on_error,
@@ -204,3 +209,30 @@ def test_the_same_pipeline_on_timescaledb_hypertables_and_continuous_aggregates(
     assert (w_open, w_close) == (daily[0][0], daily[-1][3])
     assert w_high == max(r[1] for r in daily) and w_low == min(r[2] for r in daily)
     assert w_volume == sum(r[4] for r in daily)
+
+
+def test_a_split_arriving_later_restates_adjusted_history(local_pipeline: Callable[..., Pipeline]) -> None:
+    """GOOGL splits 4:1 on 2023-07-17: run the weeks before, then the split week alone."""
+    daily = local_pipeline()
+    daily.run("2023-07-03", "2023-07-14")
+    before = daily.lake.read_partition("processed", "bars", dt.date(2023, 7, 14)).filter(pl.col("symbol") == "GOOGL")
+    assert before["split_factor"][0] == 1.0
+    runs = daily.run("2023-07-17", "2023-07-21")
+    bars_event = runs[-1]["result"].asset_materializations_for_node("bars")[0]
+    restated = bars_event.metadata["restated"].value
+    assert any(r["symbol"] == "GOOGL" and "2023-07-17" in r["ex_dates"] for r in restated)
+    after = daily.lake.read_partition("processed", "bars", dt.date(2023, 7, 14)).filter(pl.col("symbol") == "GOOGL")
+    assert after["split_factor"][0] == pytest.approx(0.25)
+    assert after["adj_close"][0] == pytest.approx(after["close"][0] * after["adj_factor"][0])
+    warehouse = daily.query("SELECT split_factor FROM market.bars_daily WHERE symbol='GOOGL' AND session_date='2023-07-14'")
+    assert warehouse == [(pytest.approx(0.25),)]
+
+    # The result equals one backfill over the whole range.
+    backfill = local_pipeline()
+    backfill.lakehouse_uri += "-backfill"
+    backfill.warehouse_url = daily.warehouse_url
+    backfill.run("2023-07-03", "2023-07-21", selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+    whole = backfill.lake.read_partitions("processed", "bars").sort(["symbol", "session_date"])
+    stepwise = daily.lake.read_partitions("processed", "bars").sort(["symbol", "session_date"])
+    assert whole.select("symbol", "session_date", "adj_factor").equals(stepwise.select("symbol", "session_date", "adj_factor"))
+    np.testing.assert_allclose(whole["adj_close"].to_numpy(), stepwise["adj_close"].to_numpy(), rtol=1e-12)

@@ -146,6 +146,7 @@ def indicators_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     yield dg.AssetCheckResult(check_name=RECONCILE, passed=passed, metadata=details)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": frame.height,
+        "path": dg.MetadataValue.path(lake.store.uri("processed/indicators")),
         "symbols_covered": frame["symbol"].n_unique() if frame.height else 0,
         "history_read_from": str(history_start),
         "partitions_written": written,
@@ -240,6 +241,7 @@ def factor_exposures(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     latest = frame.filter(pl.col("session_date") == frame["session_date"].max()) if frame.height else frame
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": frame.height,
+        "path": dg.MetadataValue.path(lake.store.uri("processed/factor_exposures")),
         "rows_with_estimates": int(frame["beta_market"].is_not_null().sum()) if frame.height else 0,
         "history_read_from": str(history_start),
         "partitions_written": written,

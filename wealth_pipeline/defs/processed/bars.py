@@ -189,6 +189,7 @@ def bars(
     yield dg.AssetCheckResult(check_name=RECONCILE, passed=passed, metadata=details)
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": frame.height,
+        "path": dg.MetadataValue.path(lake.store.uri("processed/bars")),
         "symbols_covered": frame["symbol"].n_unique() if frame.height else 0,
         "symbols_expected": universe.height,
         "partitions_written": written,

@@ -158,6 +158,7 @@ def _make(dataset: ReferenceDataset) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": frame.height,
+        "path": dg.MetadataValue.path(lake.store.uri(f"processed/{dataset.name}")),
                 "partitions_written": written,
                 "rejected_rows": rejects.height,
                 "quarantine": quarantined or "none",
