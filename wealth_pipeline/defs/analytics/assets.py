@@ -14,6 +14,7 @@ import polars as pl
 
 from wealth_pipeline.core import calendars, factor_models, indicators
 from wealth_pipeline.defs import quality
+from wealth_pipeline.defs.charts import markdown_chart
 from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.processed.common import WAREHOUSE_RETRY, preview, reconcile, write_window
 from wealth_pipeline.defs.resources import WarehouseResource
@@ -153,7 +154,20 @@ def indicators_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         "rows_after_warmup": int(frame["sma_200"].is_not_null().sum()) if frame.height else 0,
         "warehouse_checksum": load.checksum,
         "preview": preview(frame.select("symbol", "session_date", "sma_20", "sma_200", "rsi_14", "macd", "atr_14")),
+        "bands_chart": _bands_chart(bars, frame, history_start, end),
     })
+
+
+def _bands_chart(bars: pl.DataFrame, frame: pl.DataFrame, start: dt.date, end: dt.date) -> Any:
+    """One symbol's adjusted close with its Bollinger bands over the last ~120 sessions."""
+    if frame.is_empty():
+        return "no rows"
+    symbol = "AAPL" if "AAPL" in frame["symbol"].to_list() else frame["symbol"][0]
+    history = indicators.compute_indicators(bars.filter(pl.col("symbol") == symbol)).tail(120)
+    closes = bars.filter(pl.col("symbol") == symbol).sort("session_date").tail(120)["adj_close"]
+    series = [closes.to_list()] + [history[c].fill_null(float("nan")).to_list() for c in ("bb_upper_20", "bb_lower_20")]
+    return dg.MetadataValue.md(markdown_chart(series, ["adjusted close", "upper band", "lower band"],
+                                              f"{symbol} to {end} with Bollinger bands (20, 2)"))
 
 
 # ---- factor exposures ------------------------------------------------------------------------------
@@ -249,4 +263,7 @@ def factor_exposures(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         "latest_market_beta_cross_section": dg.MetadataValue.json(
             latest["beta_market"].drop_nulls().describe().to_dicts() if latest.height else []),
         "preview": preview(latest.drop_nulls("beta_market").select("symbol", "session_date", "alpha", "beta_market", "r_squared", "n_obs")),
+        "market_beta_cross_section": dg.MetadataValue.md(markdown_chart(
+            [sorted(latest["beta_market"].drop_nulls().to_list())], ["market beta, securities sorted"],
+            f"Cross-section of market betas on {latest['session_date'].max()}")) if latest.height else "no rows",
     })
