@@ -56,12 +56,22 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "upgrade":
         applied = migrate.upgrade(env.warehouse_url, target=args.target)
         print(f"applied migrations: {applied or 'none (up to date)'}; version {migrate.current_version(env.warehouse_url)}")
+        _login_roles(env.warehouse_url)
         return 0
     if args.action == "downgrade":
         reverted = migrate.downgrade(env.warehouse_url, target=args.target or 0)
         print(f"reverted migrations: {reverted or 'none'}; version {migrate.current_version(env.warehouse_url)}")
         return 0
     raise AssertionError(args.action)
+
+
+def _login_roles(url: str) -> None:
+    """Give wealth_loader / wealth_bi their passwords from WEALTH_LOADER_PASSWORD / WEALTH_BI_PASSWORD."""
+    from wealth_pipeline.warehouse.roles import ensure_login_roles
+
+    enabled = ensure_login_roles(url)
+    if enabled:
+        print(f"login enabled for: {', '.join(enabled)}")
 
 
 def _bindir():
@@ -165,6 +175,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = environment.bootstrap()
     applied = migrate.upgrade(env.warehouse_url)
     print(f"warehouse migrations applied: {applied or 'none (up to date)'}")
+    _login_roles(env.warehouse_url)
     summary = materialize_range(args.start, args.end, args.select)
     settings = Settings.from_env()
     print("\n=== wealth_pipeline demo: done ===")
