@@ -1,0 +1,54 @@
+{#-
+  One row per security and session: the bar (raw and adjusted), the indicators of that session and
+  the latest factor estimates known at that session (as-of join over the rows with an
+  estimate: exposures start after the regression warm-up). Incremental by session window: Dagster passes the partition window as the
+  start_date / end_date vars; the pre-hook deletes the window and delete+insert writes it again.
+-#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['symbol', 'session_date'],
+    on_schema_change='sync_all_columns',
+    indexes=[
+        {'columns': ['symbol', 'session_date'], 'unique': true},
+        {'columns': ['session_date']},
+    ],
+    pre_hook="{{ delete_session_window('session_date') }}",
+) }}
+
+with bars as (
+    select *
+    from {{ ref('stg_bars_daily') }}
+    where {{ in_session_window('session_date') }}
+)
+
+select
+    b.symbol,
+    b.session_date,
+    s.security_name,
+    s.sector,
+    s.asset_class,
+    b.exchange,
+    b.currency,
+    b.open, b.high, b.low, b.close, b.volume,
+    b.adj_factor,
+    b.adj_open, b.adj_high, b.adj_low, b.adj_close, b.adj_volume,
+    i.return_1d, i.log_return_1d,
+    i.sma_20, i.sma_50, i.sma_200, i.ema_12, i.ema_26, i.rsi_14,
+    i.bb_upper_20, i.bb_middle_20, i.bb_lower_20,
+    i.macd, i.macd_signal, i.macd_hist, i.atr_14, i.stoch_k, i.stoch_d, i.obv,
+    i.realized_vol_20, i.realized_vol_60,
+    e.exposure_date,
+    e.alpha, e.beta_market, e.beta_size, e.beta_value, e.beta_momentum, e.r_squared, e.residual_vol
+from bars as b
+left join {{ ref('stg_securities') }} as s
+    on s.symbol = b.symbol
+left join {{ ref('stg_indicators_daily') }} as i
+    on i.symbol = b.symbol and i.session_date = b.session_date
+left join lateral (
+    select *
+    from {{ ref('stg_factor_exposures') }} as fe
+    where fe.symbol = b.symbol and fe.exposure_date <= b.session_date and fe.beta_market is not null
+    order by fe.exposure_date desc
+    limit 1
+) as e on true

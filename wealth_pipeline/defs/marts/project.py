@@ -1,0 +1,152 @@
+"""The dbt project of the marts: where it is, how its manifest is prepared, how dbt connects.
+
+dbt-postgres wants host/port/user/password/dbname separately, so :func:`dbt_env` parses the
+pipeline's warehouse URL (``WEALTH_DATABASE_URL`` or the ``warehouse`` resource's URL) into the
+``DBT_PG_*`` variables ``dbt_project/profiles.yml`` reads. Nothing secret is written to disk.
+
+The manifest (``dbt_project/target/manifest.json``, gitignored) is prepared automatically:
+every load of the definitions (``dagster dev`` and its reloads, a fresh clone, ``dagster definitions
+validate``, a code server, the tests) runs ``dbt parse`` when the manifest is missing or older than a
+file of the project, so a newcomer has no manual step.
+"""
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+from psycopg.conninfo import conninfo_to_dict
+
+from wealth_pipeline.environment import REPO_ROOT
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# Role dbt switches to after connecting (profiles.yml `role`): objects are owned by wealth_owner and
+# get the default privileges of migration 0001 (wealth_bi: SELECT on marts).
+DBT_ROLE = "wealth_owner"
+_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".md", ".csv")
+_CONNINFO_TO_ENV = {
+    "host": "DBT_PG_HOST", "port": "DBT_PG_PORT", "user": "DBT_PG_USER", "password": "DBT_PG_PASSWORD",
+    "dbname": "DBT_PG_DBNAME", "sslmode": "DBT_PG_SSLMODE",
+}
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (the project's virtualenv), else the one on PATH."""
+    local = Path(sys.executable).parent / "dbt"
+    if local.exists():
+        return str(local)
+    found = shutil.which("dbt")
+    if found is None:
+        raise FileNotFoundError("dbt is not installed: `pip install dbt-postgres` (see pyproject.toml)")
+    return found
+
+
+def dbt_env(database_url: str, role: str = DBT_ROLE) -> dict[str, str]:
+    """The ``DBT_PG_*`` variables of ``profiles.yml`` for a PostgreSQL URL or libpq DSN.
+
+    Raises ValueError naming what is missing when the URL has no database or no user.
+    """
+    if not database_url:
+        raise ValueError("no warehouse URL: set WEALTH_DATABASE_URL (or run through `wealth` which sets it)")
+    try:
+        params = conninfo_to_dict(database_url)
+    except Exception as error:  # psycopg raises ProgrammingError with the parse problem
+        raise ValueError(f"the warehouse URL cannot be parsed: {error}") from error
+    if not params.get("dbname"):
+        raise ValueError("the warehouse URL names no database (dbname)")
+    params.setdefault("user", os.environ.get("PGUSER") or _current_user())
+    params.setdefault("host", "localhost")
+    params.setdefault("port", "5432")
+    env = {variable: str(params[key]) for key, variable in _CONNINFO_TO_ENV.items() if params.get(key) is not None}
+    env.setdefault("DBT_PG_PASSWORD", "")
+    env["DBT_PG_ROLE"] = role
+    return env
+
+
+def _current_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+@contextlib.contextmanager
+def dbt_connection(database_url: str, role: str = DBT_ROLE) -> Iterator[Mapping[str, str]]:
+    """Set the ``DBT_PG_*`` variables for the dbt processes started inside the block, then restore.
+
+    dagster-dbt starts dbt with a copy of ``os.environ`` (and its in-process adapter, used for row
+    counts, reads it too), so the variables are set on the process for the block's duration.
+    """
+    env = dbt_env(database_url, role)
+    saved = {name: os.environ.get(name) for name in (*_CONNINFO_TO_ENV.values(), "DBT_PG_ROLE")}
+    os.environ.update(env)
+    for name in saved:
+        if name not in env:
+            os.environ.pop(name, None)
+    try:
+        yield env
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def manifest_is_stale(project_dir: Path, manifest_path: Path) -> bool:
+    """True when the manifest is missing or older than a model, macro, test or config file."""
+    if not manifest_path.exists():
+        return True
+    built = manifest_path.stat().st_mtime
+    for path in project_dir.rglob("*"):
+        relative = path.relative_to(project_dir).parts
+        if relative and relative[0] in ("target", "logs", "dbt_packages"):
+            continue
+        if path.suffix in _SOURCE_SUFFIXES and path.stat().st_mtime > built:
+            return True
+    return False
+
+
+def prepare_manifest(project: DbtProject) -> Path:
+    """Make ``project.manifest_path`` loadable: ``dbt parse`` when missing or stale. Returns it.
+
+    Under ``dagster dev`` (what ``DbtProject.prepare_if_dev`` covers) and everywhere else alike: a
+    reload after editing a model re-parses. Parsing needs no database (the profile's variables have
+    defaults) and holds a file lock, so concurrent loads (code server, tests) parse once.
+    """
+    manifest = Path(project.manifest_path)
+    project_dir = Path(project.project_dir)
+    if manifest_is_stale(project_dir, manifest):
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        with open(manifest.parent / ".parse.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if manifest_is_stale(project_dir, manifest):
+                    _parse(project)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    if not manifest.exists():
+        raise FileNotFoundError(f"dbt parse did not produce {manifest}")
+    return manifest
+
+
+def _parse(project: DbtProject) -> None:
+    completed = subprocess.run(
+        [dbt_executable(), "parse", "--quiet", "--target-path", str(project.target_path)],
+        cwd=project.project_dir, capture_output=True, text=True, check=False,
+        env={**os.environ, "DBT_PROFILES_DIR": str(project.profiles_dir), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"`dbt parse` of {project.project_dir} failed:\n{completed.stdout}{completed.stderr}")
+
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def dbt_resource() -> DbtCliResource:
+    """The ``dbt`` resource of the marts domain (connection: the ``warehouse`` resource's URL)."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
