@@ -143,7 +143,7 @@ def test_timescale_objects_match_the_flavour(empty_db: tuple[str, str]) -> None:
         ).fetchone()
         assert interval is not None and interval[0].days == 365
         caggs = conn.execute(
-            "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates ORDER BY 1"
+            "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'market' ORDER BY 1"
         ).fetchall()
         assert caggs == [("bars_monthly", False), ("bars_weekly", False)]
         jobs = conn.execute(
