@@ -1,0 +1,3 @@
+-- Undo 0006.
+DROP TABLE models.predictions;
+DROP TABLE models.model_registry;
