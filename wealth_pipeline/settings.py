@@ -26,6 +26,7 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2023-01-02",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
+    "WEALTH_MODEL_RETRAIN_SESSIONS": "New sessions (with indicators and exposures) since the last model that make the retrain sensor request training. Default: 20",
     "WEALTH_ALERT_WEBHOOK_URL": "Webhook that receives a JSON alert for every failed run; unset: failures are only logged.",
     "WEALTH_LOADER_PASSWORD": "Password of the wealth_loader login role (set by `db upgrade`); unset: no password login.",
     "WEALTH_BI_PASSWORD": "Password of the wealth_bi login role (set by `db upgrade`); unset: no password login.",
@@ -36,6 +37,24 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_HTTP_FX_API_KEY": "API key of the FX/risk-free API (required with WEALTH_PROVIDER=http).",
     "WEALTH_HTTP_FX_RATE_LIMIT": "Requests per second to the FX/risk-free API. Default: 2",
 }
+# Read by the deployment files only (docker-compose.yml, .env.example, deploy/entrypoint.sh and
+# deploy/dagster/*.yaml), not by the package: they assemble the variables above in containers.
+DEPLOY_ENVIRONMENT: dict[str, str] = {
+    "WEALTH_IMAGE_TAG": "Tag of the project image the compose services run (pinned).",
+    "WEALTH_WAREHOUSE_DB": "Name of the warehouse database on the compose TimescaleDB server.",
+    "WEALTH_PG_PUBLISHED_PORT": "Host port (127.0.0.1) of the compose TimescaleDB server.",
+    "WEALTH_BUCKET": "S3/MinIO bucket holding the lakehouse (and the landing zone under landing/).",
+    "WEALTH_S3_ACCESS_KEY": "Access key of the pipeline's MinIO user (limited to the bucket).",
+    "WEALTH_S3_SECRET_KEY": "Secret key of the pipeline's MinIO user.",
+    "WEALTH_CODE_LOCATION_HOST": "Host of the gRPC code location the webserver and daemon load.",
+    "WEALTH_COMPUTE_LOG_BUCKET": "Bucket for Dagster compute logs; empty keeps them on a shared volume.",
+    "WEALTH_COMPUTE_LOG_PREFIX": "Key prefix of the compute logs in that bucket.",
+    "WEALTH_DAGSTER_RUN_LAUNCHER": "local (default) or ecs: which production instance file the entrypoint installs.",
+    "WEALTH_DAGSTER_INSTANCE": "keep: use a dagster.yaml already mounted in DAGSTER_HOME instead of choosing one.",
+    "WEALTH_DAGSTER_VARIANTS_DIR": "Folder of the production instance files inside the image.",
+    "WEALTH_ECS_RUN_TASK_DEFINITION": "ECS task definition the EcsRunLauncher starts runs with.",
+}
+
 # Read by the test suite only.
 TEST_ENVIRONMENT: dict[str, str] = {
     "WEALTH_TEST_DATABASE_URL": "Superuser URL of a server the tests use instead of starting one.",
