@@ -52,7 +52,10 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
     from wealth_pipeline.defs import automation
 
     assets = dg.Definitions.merge(
-        *domain_definitions(), dg.Definitions(resources={**build_resources(), **(resources or {})})
+        *domain_definitions(),
+        # One process per run, not per step: the daily graph is mostly a chain, each step's work is
+        # vectorized, and a per-step process re-imports the code (dbt manifest included) every time.
+        dg.Definitions(resources={**build_resources(), **(resources or {})}, executor=dg.in_process_executor),
     )
     return dg.Definitions.merge(assets, automation.build(assets.resolve_asset_graph()))
 

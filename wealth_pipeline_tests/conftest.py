@@ -72,3 +72,21 @@ def timescale_url() -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no "current" Dagster defs-state storage and leaves none behind.
+
+    DagsterInstance.__enter__ replaces its exit stack, so an instance entered twice (as Dagster's
+    sensor and schedule test contexts do) never resets the context variable holding the current
+    state storage; a later Definitions load in the same process then hits the disposed instance
+    ("Attempted to resolve undefined DagsterInstance weakref").
+    """
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    token = _current_storage.set(None)
+    try:
+        yield
+    finally:
+        _current_storage.reset(token)

@@ -239,16 +239,16 @@ def _ts(url: str) -> bool:
 def test_new_portfolio_tables_get_the_same_rls_with_one_call(wh: str, logins: dict[str, str]) -> None:
     with psycopg.connect(wh) as conn:
         conn.execute("SET ROLE wealth_owner")
-        conn.execute("CREATE TABLE portfolio.positions (portfolio_id text NOT NULL, symbol text NOT NULL, quantity double precision)")
-        assert conn.execute("SELECT has_table_privilege('wealth_bi', 'portfolio.positions', 'SELECT')").fetchone() == (False,)
-        conn.execute("SELECT ops.enable_portfolio_rls('portfolio.positions')")
-        conn.execute("INSERT INTO portfolio.positions VALUES ('pa1', 'AAA', 10), ('pb1', 'BBB', 5)")
+        conn.execute("CREATE TABLE portfolio.rls_probe (portfolio_id text NOT NULL, symbol text NOT NULL, quantity double precision)")
+        assert conn.execute("SELECT has_table_privilege('wealth_bi', 'portfolio.rls_probe', 'SELECT')").fetchone() == (False,)
+        conn.execute("SELECT ops.enable_portfolio_rls('portfolio.rls_probe')")
+        conn.execute("INSERT INTO portfolio.rls_probe VALUES ('pa1', 'AAA', 10), ('pb1', 'BBB', 5)")
         conn.execute("CREATE VIEW marts.portfolio_summary AS SELECT portfolio_id, count(*) AS n FROM portfolio.transactions GROUP BY 1")
         conn.execute("SELECT ops.enable_portfolio_rls('marts.portfolio_summary')")
         conn.execute("CREATE MATERIALIZED VIEW marts.leaky AS SELECT portfolio_id FROM portfolio.transactions")
         with pytest.raises(psycopg.errors.RaiseException, match="materialized views cannot enforce"), conn.transaction():
             conn.execute("SELECT ops.enable_portfolio_rls('marts.leaky')")
-    assert _rows(logins["alice"], "SELECT portfolio_id, symbol FROM portfolio.positions") == [("pa1", "AAA")]
+    assert _rows(logins["alice"], "SELECT portfolio_id, symbol FROM portfolio.rls_probe") == [("pa1", "AAA")]
     assert _rows(logins["bob"], "SELECT portfolio_id, n FROM marts.portfolio_summary") == [("pb1", 2)]
 
 

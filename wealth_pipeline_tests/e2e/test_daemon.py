@@ -1,0 +1,256 @@
+"""The automation through the real processes: schedule ticks, the landing sensor, backfills, a daemon crash.
+
+Everything goes through the webserver's GraphQL API; runs are queued (QueuedRunCoordinator) and
+launched by the real ``dagster-daemon``; results are read back from the warehouse database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from wealth_pipeline_tests.e2e.conftest import IN_PROCESS, REPO, DagsterStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+NY = ZoneInfo("America/New_York")
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"
+
+SCHEDULE_DRY_RUN = """
+mutation Dry($selector: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+    __typename
+    ... on DryRunInstigationTick { evaluationResult { skipReason error { message }
+        runRequests { runKey jobName tags { key value } runConfigYaml } } }
+    ... on PythonError { message stack }
+    ... on ScheduleNotFoundError { message }
+  }
+}"""
+
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { name sensorState { status } }
+    ... on PythonError { message stack }
+  }
+}"""
+
+SENSOR_STATE = """
+query S($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status typeSpecificData { ... on SensorData { lastCursor } }
+        ticks(limit: 20) { tickId status timestamp runIds skipReason error { message } } } }
+  }
+}"""
+
+LAUNCH_BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionSetNotFoundError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+    ... on UnauthorizedError { message }
+  }
+}"""
+
+BACKFILL_STATUS = """
+query B($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions partitionNames error { message } }
+  }
+}"""
+
+MATERIALIZED_PARTITIONS = """
+query P($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode { assetPartitionStatuses { __typename
+        ... on TimePartitionStatuses { ranges { status startKey endKey } } } }
+  }
+}"""
+
+
+def _schedule_tick(stack: DagsterStack, day: dt.date) -> dict:
+    """A dry-run tick of ``daily_after_close`` at 18:30 New York on ``day``, evaluated by the code server."""
+    when = dt.datetime.combine(day, dt.time(18, 30), tzinfo=NY).timestamp()
+    result = stack.graphql(SCHEDULE_DRY_RUN, {"selector": {**REPO, "scheduleName": "daily_after_close"},
+                                              "timestamp": when})["scheduleDryRun"]
+    assert result["__typename"] == "DryRunInstigationTick", result
+    evaluation = result["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    return evaluation
+
+
+def _materialized_ranges(stack: DagsterStack, asset: str) -> list[tuple[str, str]]:
+    data = stack.graphql(MATERIALIZED_PARTITIONS, {"key": {"path": [asset]}})["assetNodeOrError"]
+    assert data["__typename"] == "AssetNode", data
+    return [(r["startKey"], r["endKey"]) for r in data["assetPartitionStatuses"]["ranges"] if r["status"] == "MATERIALIZED"]
+
+
+def _covered(ranges: list[tuple[str, str]], day: str) -> bool:
+    return any(start <= day <= end for start, end in ranges)
+
+
+def _backfill(stack: DagsterStack, assets: list[str], partitions: list[str], title: str) -> str:
+    params = {"assetSelection": [{"path": [a]} for a in assets], "partitionNames": partitions, "title": title,
+              "runConfigData": IN_PROCESS}
+    result = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
+def _wait_backfill(stack: DagsterStack, backfill_id: str, timeout: float = 360.0) -> dict:
+    def done() -> dict | None:
+        data = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert data["__typename"] == "PartitionBackfill", data
+        return data if data["status"] not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+    return stack.wait_for(f"backfill {backfill_id} to finish", done, timeout, 2.0)
+
+
+def _bars_sessions(stack: DagsterStack, symbols: tuple[str, ...] = ()) -> dict[dt.date, int]:
+    rows = stack.query("SELECT session_date, count(*) FROM market.bars_daily "
+                       + ("WHERE symbol = ANY(%s) " if symbols else "") + "GROUP BY 1 ORDER BY 1",
+                       (list(symbols),) if symbols else ())
+    return dict(rows)
+
+
+def test_schedule_tick_queues_a_run_the_daemon_completes_and_skips_a_closed_market(dagster_stack: DagsterStack) -> None:
+    stack = dagster_stack
+    evaluation = _schedule_tick(stack, dt.date(2024, 7, 2))
+    [request] = evaluation["runRequests"]
+    tags = {t["key"]: t["value"] for t in request["tags"]}
+    assert request["runKey"] == "2024-07-02" and request["jobName"] in (None, "daily_session")  # None: the schedule's job
+    assert tags["dagster/partition"] == "2024-07-02" and tags["wealth/open_exchanges"] == "NASDAQ,NYSE,TSX"
+
+    run_id = stack.launch("daily_session", tags)
+    # QueuedRunCoordinator: the webserver only queues; the daemon dequeues and launches it.
+    assert stack.run_status(run_id) in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "SUCCESS")
+    stack.wait_for_run(run_id, timeout=360)
+    run = next(r for r in stack.runs(job="daily_session") if r["runId"] == run_id)
+    assert run["tags"]["dagster/partition"] == "2024-07-02"
+
+    # The partition's rows are in the warehouse: every security of the 12-name synthetic universe,
+    # and nothing from another session.
+    assert _bars_sessions(stack) == {dt.date(2024, 7, 2): 12}
+    assert _covered(_materialized_ranges(stack, "bars"), "2024-07-02")
+
+    christmas = _schedule_tick(stack, dt.date(2024, 12, 25))
+    assert christmas["runRequests"] == []
+    assert "2024-12-25" in christmas["skipReason"] and "market closed" in christmas["skipReason"]
+
+
+@pytest.fixture(scope="module")
+def symbol_master(dagster_stack: DagsterStack) -> None:
+    """The universe (unpartitioned) that every daily asset reads, materialized once through the API."""
+    if dagster_stack.materialized("symbol_master"):
+        return
+    run_id = dagster_stack.launch("__ASSET_JOB", {}, assets=["symbol_master"])
+    dagster_stack.wait_for_run(run_id, timeout=150)
+
+
+BACKFILL_ASSETS = ["raw_bars", "raw_corporate_actions", "corporate_actions", "bars"]
+
+
+def _ranges(runs: list[dict]) -> list[tuple[str, str]]:
+    return sorted((r["tags"][RANGE_START], r["tags"][RANGE_END]) for r in runs)
+
+
+def test_backfill_launched_through_graphql_materializes_every_partition_in_one_run(
+        dagster_stack: DagsterStack, symbol_master: None) -> None:
+    stack = dagster_stack
+    sessions = ["2024-07-08", "2024-07-09", "2024-07-10", "2024-07-11", "2024-07-12"]
+    backfill_id = _backfill(stack, BACKFILL_ASSETS, sessions, "e2e five sessions")
+    final = _wait_backfill(stack, backfill_id)
+    assert final["status"] == "COMPLETED_SUCCESS", final
+
+    runs = stack.runs(tags={BACKFILL_TAG: backfill_id})
+    # Single-run backfill policy: the four assets over five sessions are ONE run, tagged with the range.
+    assert len(runs) == 1, runs
+    assert _ranges(runs) == [("2024-07-08", "2024-07-12")] and runs[0]["status"] == "SUCCESS"
+    for asset in BACKFILL_ASSETS:
+        ranges = _materialized_ranges(stack, asset)
+        assert all(_covered(ranges, day) for day in sessions), (asset, ranges)
+    # The warehouse holds the 12 securities on each of the five sessions.
+    got = _bars_sessions(stack)
+    assert {d.isoformat(): n for d, n in got.items() if "2024-07-08" <= d.isoformat() <= "2024-07-12"} == dict.fromkeys(sessions, 12)
+
+
+def test_backfill_survives_a_daemon_crash_without_duplicate_runs(dagster_stack: DagsterStack, symbol_master: None) -> None:
+    stack = dagster_stack
+    # Two separate blocks of sessions: single-run policy gives one run per contiguous range, two runs.
+    first, second = ["2024-06-17", "2024-06-18"], ["2024-06-24", "2024-06-25", "2024-06-26"]
+    backfill_id = _backfill(stack, BACKFILL_ASSETS, first + second, "e2e daemon crash")
+    stack.wait_for(f"the daemon to launch a first run of backfill {backfill_id}",
+                   lambda: stack.runs(tags={BACKFILL_TAG: backfill_id}), 90, 0.5)
+    stack.crash_daemon()
+    status = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+    assert status == "REQUESTED", f"the backfill finished before the daemon was killed ({status}); nothing was tested"
+    stack.start_daemon()
+    stack.wait_for("the restarted daemon's heartbeats", stack.daemons_healthy, 120, 2.0)
+
+    final = _wait_backfill(stack, backfill_id)
+    assert final["status"] == "COMPLETED_SUCCESS", final
+    runs = stack.runs(tags={BACKFILL_TAG: backfill_id})
+    # No duplicate: exactly one run per contiguous range, each succeeded.
+    assert _ranges(runs) == [("2024-06-17", "2024-06-18"), ("2024-06-24", "2024-06-26")], runs
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+    got = {d.isoformat(): n for d, n in _bars_sessions(stack).items()}
+    assert all(got.get(day) == 12 for day in first + second), got
+
+
+def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagster_stack: DagsterStack) -> None:
+    stack = dagster_stack
+    selector = {**REPO, "sensorName": "landing_zone_sensor"}
+    (stack.landing / "bars").mkdir(exist_ok=True)
+    (stack.landing / "bars" / "2024-07-20T2200Z-e2e.csv").write_text(
+        "symbol,session_date,open,high,low,close,volume,currency\n"
+        "AAPL,2024-07-15,100,102,99,101,1000,USD\n"
+        "AAPL,2024-07-16,101,103,100,102,1100,USD\n"
+        "TD.TO,2024-07-15,80,81,79,80.5,500,CAD\n"
+        "TD.TO,2024-07-16,80.5,82,80,81,600,CAD\n"
+        "AAPL,2024-07-18,102,104,101,103,1200,USD\n"
+    )
+    # WEALTH_PROVIDER is synthetic in this stack, so the sensor's default status is STOPPED: start it
+    # as an operator would. The daemon evaluates a started sensor on its next loop.
+    started = stack.graphql(START_SENSOR, {"selector": selector})["startSensor"]
+    assert started["__typename"] == "Sensor" and started["sensorState"]["status"] == "RUNNING", started
+
+    def ticks() -> list[dict]:
+        data = stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]
+        assert data["__typename"] == "Sensor", data
+        return data["sensorState"]["ticks"]
+
+    first = stack.wait_for("the daemon's first landing_zone_sensor tick with runs",
+                           lambda: [t for t in ticks() if t["status"] == "SUCCESS"], 120, 2.0)[-1]
+    runs = [r for r in stack.runs(job="vendor_ingest") if r["runId"] in first["runIds"]]
+    assert len(runs) == len(first["runIds"]) == 2, (first, runs)
+    # Exactly the sessions of the file: a contiguous block (15-16 July) and a separate session (18 July).
+    assert _ranges(runs) == [("2024-07-15", "2024-07-16"), ("2024-07-18", "2024-07-18")]
+    assert {r["tags"]["wealth/landing_file"] for r in runs} == {"bars/2024-07-20T2200Z-e2e.csv"}
+    cursor = json.loads(stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"]
+                        ["typeSpecificData"]["lastCursor"])
+    assert list(cursor) == ["bars/2024-07-20T2200Z-e2e.csv"]
+
+    # The next evaluation (after the sensor's 60 s minimum interval) finds nothing new: no second run.
+    later = stack.wait_for("a second landing_zone_sensor tick",
+                           lambda: [t for t in ticks() if t["tickId"] != first["tickId"] and t["timestamp"] > first["timestamp"]
+                                    and t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")], 150, 3.0)
+    assert all(t["status"] == "SKIPPED" and not t["runIds"] for t in later), later
+    assert "no new or changed landing files" in later[0]["skipReason"]
+    assert len(stack.runs(job="vendor_ingest")) == 2
+    # The QueuedRunCoordinator daemon dequeues and launches them (one at a time: wealth/warehouse limit 1),
+    # and each succeeds for exactly its sessions.
+    for run in runs:
+        assert stack.wait_for_run(run["runId"], timeout=360) == "SUCCESS"
