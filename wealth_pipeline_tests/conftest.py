@@ -90,3 +90,11 @@ def _isolated_defs_state_storage() -> Iterator[None]:
         yield
     finally:
         _current_storage.reset(token)
+
+
+@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def flavoured_db(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(flavour, URL of a fresh empty database) on the plain server, then on the TimescaleDB server."""
+    if request.param == "postgres":
+        return "postgres", request.getfixturevalue("pg_url")
+    return "timescale", request.getfixturevalue("timescale_url")

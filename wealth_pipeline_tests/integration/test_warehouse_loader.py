@@ -2,72 +2,43 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import polars as pl
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from wealth_pipeline.warehouse import loader, migrate, timescale
 from wealth_pipeline.warehouse.loader import LoadError, load_window, replace_table, upsert
 
 pytestmark = pytest.mark.integration
 
-TIMESCALE_URL = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
-NO_TIMESCALE = "WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server), so the TimescaleDB path cannot run"
 BARS = "market.bars_daily"
 JAN = (dt.date(2024, 1, 1), dt.date(2024, 1, 31))
 FEB = (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
 
 
-@contextlib.contextmanager
-def timescale_warehouse() -> Iterator[str]:
-    """A migrated warehouse database on the TimescaleDB server (skips without one)."""
-    if not TIMESCALE_URL:
-        pytest.skip(NO_TIMESCALE)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(TIMESCALE_URL)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    try:
-        migrate.upgrade(url)
-        with psycopg.connect(url) as conn:
-            assert timescale.timescale_installed(conn)
-        yield url
-    finally:
-        with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
-def wh(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture
+def wh(flavoured_db: tuple[str, str]) -> str:
     """A migrated warehouse database on the plain test server or on the TimescaleDB server."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        migrate.upgrade(url)
-        yield url
-        return
-    with timescale_warehouse() as url:
-        yield url
+    flavour, url = flavoured_db
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert timescale.timescale_installed(conn) == (flavour == "timescale")
+    return url
 
 
 @pytest.fixture
-def ts_wh() -> Iterator[str]:
+def ts_wh(timescale_url: str) -> str:
     """A migrated warehouse database on the TimescaleDB server only."""
-    with timescale_warehouse() as url:
-        yield url
+    migrate.upgrade(timescale_url)
+    return timescale_url
 
 
 BAR_SCHEMA = {

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from wealth_pipeline.warehouse import migrate, timescale
 from wealth_pipeline.warehouse.migrate import Migration, MigrationError
 
 pytestmark = pytest.mark.integration
 
-TIMESCALE_URL = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
-NO_TIMESCALE = "WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server), so the TimescaleDB path cannot run"
-
-
-@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
-def empty_db(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+@pytest.fixture
+def empty_db(flavoured_db: tuple[str, str]) -> tuple[str, str]:
     """(flavour, URL of an empty database) on the plain test server or on the TimescaleDB server."""
-    if request.param == "postgres":
-        yield "postgres", request.getfixturevalue("pg_url")
-        return
-    if not TIMESCALE_URL:
-        pytest.skip(NO_TIMESCALE)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(TIMESCALE_URL)
-    params["dbname"] = name
-    try:
-        yield "timescale", make_conninfo(**params)
-    finally:
-        with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return flavoured_db
 
 
 def _columns(url: str, schema: str, table: str) -> list[tuple[str, str]]:

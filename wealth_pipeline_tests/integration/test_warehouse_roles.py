@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -20,38 +19,19 @@ from wealth_pipeline.warehouse.roles import RoleError, create_bi_user, drop_bi_u
 
 pytestmark = pytest.mark.integration
 
-TIMESCALE_URL = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
-NO_TIMESCALE = "WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server), so the TimescaleDB path cannot run"
 EVIL = "x'; DROP TABLE market.bars_daily; --"
 PORTFOLIO_TABLES = ("portfolio.users", "portfolio.portfolios", "portfolio.transactions")
 
 
-@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
-def wh(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture
+def wh(flavoured_db: tuple[str, str]) -> Iterator[str]:
     """A migrated warehouse with two users' portfolios, on the plain or the TimescaleDB server."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        migrate.upgrade(url)
-        _seed(url)
-        yield url
-        return
-    if not TIMESCALE_URL:
-        pytest.skip(NO_TIMESCALE)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(TIMESCALE_URL)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    try:
-        migrate.upgrade(url)
-        with psycopg.connect(url) as conn:
-            assert timescale.timescale_installed(conn)
-        _seed(url)
-        yield url
-    finally:
-        with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    flavour, url = flavoured_db
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert timescale.timescale_installed(conn) == (flavour == "timescale")
+    _seed(url)
+    yield url
 
 
 def _seed(url: str) -> None:
