@@ -150,6 +150,15 @@ _NAMED: tuple[tuple[str, str, str, str, float, float, float, tuple[float, int, i
     ),
     ("TD.TO", "Toronto-Dominion Bank (synthetic)", "TSX", "Financials", 55.0, 0.8, 0.010, (0.04, 1, 8)),
 )
+# The seeded demo portfolio buys these at these prices on these sessions; each one's raw price path
+# is rescaled to close there (a change of price level only: returns, splits and dividend yields are
+# unchanged), so the demo's purchases do not book a spurious gain or loss against the market.
+_PRICE_ANCHORS: dict[str, tuple[dt.date, float]] = {
+    "AAPL": (dt.date(2024, 1, 16), 150.0),
+    "MSFT": (dt.date(2024, 2, 1), 400.0),
+    "GOOGL": (dt.date(2024, 3, 11), 150.0),
+    "TD.TO": (dt.date(2024, 1, 22), 80.0),
+}
 _FORCED_SPLITS: tuple[tuple[str, dt.date, float], ...] = (
     ("AAPL", dt.date(2020, 8, 31), 4.0),
     ("GOOGL", dt.date(2023, 7, 17), 4.0),
@@ -381,7 +390,9 @@ class SyntheticMarket:
         return out
 
     def _ensure(self, end: dt.date) -> _Path:
-        horizon = min(dt.date(end.year, 12, 31), self._calendar_last)
+        # Always past the price anchors, so a window's prices never depend on how far it reaches.
+        latest_anchor = max(day for day, _ in _PRICE_ANCHORS.values())
+        horizon = min(dt.date(max(end, latest_anchor).year, 12, 31), self._calendar_last)
         with self._lock:
             if self._path is None or self._path.horizon < horizon:
                 self._path = self._generate(horizon)
@@ -533,6 +544,11 @@ class SyntheticMarket:
         np.multiply.accumulate(growth, axis=0, out=growth)
         growth *= u.start_close
         close = growth
+        for symbol, (day, price) in _PRICE_ANCHORS.items():
+            row = int(np.searchsorted(dates, np.datetime64(day)))
+            if row < len(dates) and dates[row] == np.datetime64(day):
+                (col,) = np.flatnonzero(u.symbols == symbol)
+                close[:, col] *= price / close[row, col]
         actions = pl.concat(
             [
                 pl.DataFrame(
