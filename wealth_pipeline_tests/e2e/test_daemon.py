@@ -239,8 +239,11 @@ def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagste
     # Exactly the sessions of the file: a contiguous block (15-16 July) and a separate session (18 July).
     assert _ranges(runs) == [("2024-07-15", "2024-07-16"), ("2024-07-18", "2024-07-18")]
     assert {r["tags"]["wealth/landing_file"] for r in runs} == {"bars/2024-07-20T2200Z-e2e.csv"}
-    cursor = json.loads(stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"]
-                        ["typeSpecificData"]["lastCursor"])
+    # The daemon stores the cursor just after recording the tick: wait for it rather than race it.
+    stored = stack.wait_for("the sensor's cursor to be stored",
+                            lambda: stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"]
+                            ["typeSpecificData"]["lastCursor"], 60, 1.0)
+    cursor = json.loads(stored)
     assert list(cursor) == ["bars/2024-07-20T2200Z-e2e.csv"]
 
     # The next evaluation (after the sensor's 60 s minimum interval) finds nothing new: no second run.
