@@ -210,7 +210,7 @@ def test_backfill_survives_a_daemon_crash_without_duplicate_runs(dagster_stack: 
     assert all(got.get(day) == 12 for day in first + second), got
 
 
-def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagster_stack: DagsterStack) -> None:
+def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagster_stack: DagsterStack, symbol_master: None) -> None:
     stack = dagster_stack
     selector = {**REPO, "sensorName": "landing_zone_sensor"}
     (stack.landing / "bars").mkdir(exist_ok=True)
