@@ -2,12 +2,17 @@
 
 The server is the project's own local cluster helper started in a temporary folder (as an
 unprivileged user when the tests run as root), unless WEALTH_TEST_DATABASE_URL points at a server
-to use instead (a superuser URL; each test still gets its own database there).
+to use instead (a superuser URL; each test still gets its own database there). A second server,
+with TimescaleDB preloaded, is started on first use of ``timescale_url`` when ``../shared/timescaledb``
+exists beside the repository (or named by WEALTH_TEST_TIMESCALE_URL); ``flavoured_db`` runs a test on
+both.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -52,18 +57,59 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# TimescaleDB built for PostgreSQL 15, shipped beside the repository on CI and development machines
+# (``shared/`` next to the clone, read-only): its script lays out a PostgreSQL 15 installation with
+# the extension added and prints the bin folder.
+TIMESCALE_LAYOUT_SCRIPT = REPO_ROOT.parent / "shared" / "timescaledb" / "pg-with-timescaledb"
+TIMESCALE_SERVER_SETTINGS = {
+    "shared_preload_libraries": "timescaledb",
+    "timescaledb.telemetry_level": "off",
+    # one scheduler per database with the extension; tests create and drop many databases
+    "max_worker_processes": "24",
+    "timescaledb.max_background_workers": "16",
+}
 NO_TIMESCALE = (
-    "WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server), "
-    "so the TimescaleDB path cannot run"
+    f"WEALTH_TEST_TIMESCALE_URL is not set (superuser URL of a TimescaleDB server) and "
+    f"{TIMESCALE_LAYOUT_SCRIPT} does not exist, so the TimescaleDB path cannot run"
 )
 
 
-@pytest.fixture
-def timescale_url() -> Iterator[str]:
-    """URL of a fresh database on the TimescaleDB server named by WEALTH_TEST_TIMESCALE_URL (else skip)."""
-    server = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
-    if not server:
+@pytest.fixture(scope="session")
+def timescale_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Superuser URL of a TimescaleDB server for the session, started on first use (else skip).
+
+    ``WEALTH_TEST_TIMESCALE_URL`` wins; otherwise, when ``../shared/timescaledb`` exists, its script
+    lays out PostgreSQL 15 + TimescaleDB in a temporary folder and the project's local cluster helper
+    starts a second cluster from it with ``shared_preload_libraries = 'timescaledb'``.
+    """
+    external = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
+    if external:
+        yield external
+        return
+    if not TIMESCALE_LAYOUT_SCRIPT.is_file():
         pytest.skip(NO_TIMESCALE)
+    folder = Path(tempfile.mkdtemp(prefix="wealth-test-tsdb-"))
+    folder.chmod(0o755)
+    laid_out = subprocess.run(
+        [str(TIMESCALE_LAYOUT_SCRIPT), str(folder / "install")], capture_output=True, text=True, timeout=300
+    )
+    if laid_out.returncode != 0:
+        raise RuntimeError(f"{TIMESCALE_LAYOUT_SCRIPT} failed (exit {laid_out.returncode}): {laid_out.stderr.strip()}")
+    bindir = Path(laid_out.stdout.strip().splitlines()[-1])
+    cluster = LocalPostgres(folder / "pg", bindir=bindir, server_settings=TIMESCALE_SERVER_SETTINGS)
+    cluster.start()
+    try:
+        yield cluster.url("postgres")
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def timescale_url(timescale_server_url: str) -> Iterator[str]:
+    """URL of a fresh database on the session's TimescaleDB server (see ``timescale_server_url``)."""
+    server = timescale_server_url
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

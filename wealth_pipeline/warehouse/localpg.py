@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -136,8 +137,24 @@ class ClusterState:
 class LocalPostgres:
     """Manage one PostgreSQL cluster under ``state_dir`` (initdb, start, stop, status, URLs)."""
 
-    def __init__(self, state_dir: Path, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        bindir: Path | None = None,
+        server_settings: dict[str, str] | None = None,
+    ) -> None:
+        """``bindir`` overrides :func:`find_pg_bindir` for a new cluster; ``server_settings`` are extra
+        ``-c name=value`` options given to the server at every start (e.g.
+        ``{"shared_preload_libraries": "timescaledb"}``)."""
         self.state_dir = Path(state_dir).resolve()
+        self._bindir = Path(bindir) if bindir is not None else None
+        self._server_settings = dict(server_settings or {})
+        for name, value in self._server_settings.items():
+            if not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not re.fullmatch(r"[A-Za-z0-9_.,:/=-]*", value):
+                raise LocalPostgresError(f"server setting {name}={value!r} is not a plain name=value pair")
         self.state_file = self.state_dir / "cluster.json"
         self._host = validate_loopback(host or os.environ.get("WEALTH_PG_HOST") or "127.0.0.1")
         env_port = os.environ.get("WEALTH_PG_PORT")
@@ -215,7 +232,7 @@ class LocalPostgres:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def _initdb(self) -> ClusterState:
-        bindir = find_pg_bindir()
+        bindir = self._bindir or find_pg_bindir()
         data_dir = self._data_dir_for_new_cluster()
         if data_dir.exists() and any(data_dir.iterdir()):
             raise LocalPostgresError(f"{data_dir} exists but {self.state_file} is missing; move it away to re-initialise")
@@ -291,7 +308,7 @@ class LocalPostgres:
             (Path(state.data_dir) / "postmaster.pid").unlink(missing_ok=True)
         bindir = Path(state.bindir)
         if not (bindir / "pg_ctl").exists():
-            bindir = find_pg_bindir()
+            bindir = self._bindir or find_pg_bindir()
             state.bindir = str(bindir)
             self._save_state(state)
         logfile = Path(state.data_dir).parent / "server.log"
@@ -307,6 +324,8 @@ class LocalPostgres:
             f"-c port={state.port} -c unix_socket_directories={socket_setting} "
             "-c max_connections=200 -c fsync=on -c shared_buffers=128MB"
         )
+        for name, value in self._server_settings.items():
+            options += f" -c {name}={value}"
         self._run(
             [str(bindir / "pg_ctl"), "-D", state.data_dir, "-l", str(logfile), "-w", "-t", "60", "-o", options, "start"],
             timeout=120,
