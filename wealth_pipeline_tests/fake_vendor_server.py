@@ -3,14 +3,19 @@
 It serves Alpha Vantage ``TIME_SERIES_DAILY`` and FRED ``series/observations`` bodies from
 in-memory data, records every request (so tests count server hits and see what was sent), and
 injects faults: scripted one-shot replies (500, 429 with Retry-After, slow answers, garbage) are
-served before the normal route answers.
+served before the normal route answers, and :meth:`FakeVendorServer.inject_faults` turns a seeded
+share of all requests to a path into one of the faults real vendors produce (:data:`FAULT_KINDS`).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import random
+import socket
+import struct
 import threading
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +32,10 @@ class Reply:
     body: Any = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the body's chunks (a slow-drip body)
+    chunks: int = 3
+    truncate: bool = False  # send half the body and close (Content-Length says more)
+    reset: bool = False  # close the connection with a TCP reset instead of answering
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -45,6 +54,7 @@ class Hit:
     query: dict[str, str]
     headers: dict[str, str]
     raw_query: str
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 Handler = Callable[[Hit], Reply]
@@ -61,6 +71,8 @@ class FakeVendorServer:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._faults: dict[str, tuple[float, random.Random, tuple[str, ...], float]] = {}
+        self.faults_served: list[str] = []
 
     # -- configuration ----------------------------------------------------------------------------
     def route(self, path: str, handler: Handler) -> None:
@@ -71,6 +83,23 @@ class FakeVendorServer:
         """Queue one-shot replies for ``path``, served in order before the route's handler."""
         with self._lock:
             self._scripts.setdefault(path, deque()).extend(replies)
+
+    def inject_faults(self, path: str, rate: float, seed: int, kinds: Iterable[str] = (),
+                      slow_drip: float = 0.1) -> None:
+        """Answer a seeded ``rate`` share of requests to ``path`` with a fault drawn from ``kinds``.
+
+        ``rate`` 0 turns injection off; 1.0 is a total outage. ``slow_drip`` is the pause between
+        the three chunks of a ``slow_body`` fault.
+        """
+        chosen = tuple(kinds) or FAULT_KINDS
+        unknown = [k for k in chosen if k not in FAULT_KINDS]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; expected some of {FAULT_KINDS}")
+        with self._lock:
+            if rate <= 0:
+                self._faults.pop(path, None)
+            else:
+                self._faults[path] = (rate, random.Random(seed), chosen, slow_drip)
 
     def hit_count(self, path: str | None = None) -> int:
         with self._lock:
@@ -121,21 +150,35 @@ class FakeVendorServer:
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         parsed = urllib.parse.urlsplit(request.path)
         query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
-        hit = Hit("GET", parsed.path, query, {k.lower(): v for k, v in request.headers.items()}, parsed.query)
+        hit = Hit("GET", parsed.path, query, {k.lower(): v for k, v in request.headers.items()}, parsed.query,
+                  time.monotonic())
+        fault: str | None = None
         with self._lock:
             self.hits.append(hit)
             queue = self._scripts.get(parsed.path)
             scripted = queue.popleft() if queue else None
+            if scripted is None and parsed.path in self._faults:
+                rate, rng, kinds, drip = self._faults[parsed.path]
+                if rng.random() < rate:
+                    fault = rng.choice(kinds)
+                    self.faults_served.append(fault)
         if scripted is not None:
             reply = scripted
         elif parsed.path in self._routes:
             reply = self._routes[parsed.path](hit)
         else:
             reply = Reply(404, {"error": f"no route {parsed.path}"})
+        if fault is not None:
+            reply = fault_reply(fault, reply, drip)
         if reply.delay and self._stopping.wait(reply.delay):
             return
         body = reply.encoded()
         try:
+            if reply.reset:
+                request.close_connection = True
+                request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                request.connection.close()
+                return
             request.send_response_only(reply.status)
             headers = {"Content-Type": "application/json", "Date": email.utils.formatdate(usegmt=True),
                        **reply.headers}
@@ -143,9 +186,51 @@ class FakeVendorServer:
                 request.send_header(name, value)
             request.send_header("Content-Length", str(len(body)))
             request.end_headers()
-            request.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
+            if reply.truncate:
+                request.wfile.write(body[: len(body) // 2])
+                request.wfile.flush()
+                request.close_connection = True
+                request.connection.shutdown(socket.SHUT_RDWR)
+            elif reply.drip:
+                size = -(-len(body) // reply.chunks)
+                for index in range(0, len(body), size):
+                    request.wfile.write(body[index: index + size])
+                    request.wfile.flush()
+                    if index + size < len(body) and self._stopping.wait(reply.drip):
+                        return
+            else:
+                request.wfile.write(body)
+        except OSError:  # the client gave up (timeout and deadline tests) or the socket was reset
+            request.close_connection = True
+
+
+FAULT_KINDS: tuple[str, ...] = (
+    "500", "502", "503", "429", "reset", "slow_body", "truncated", "html_200", "note_200", "information_200",
+)
+
+
+def fault_reply(kind: str, normal: Reply, drip: float) -> Reply:
+    """The fault ``kind`` in place of the ``normal`` answer."""
+    if kind in ("500", "502", "503"):
+        return Reply(int(kind), f"<html><body>{kind} upstream error</body></html>", {"Content-Type": "text/html"})
+    if kind == "429":
+        return Reply(429, {"message": "Too Many Requests"}, {"Retry-After": "0"})
+    if kind == "reset":
+        return Reply(reset=True)
+    if kind == "slow_body":
+        return Reply(normal.status, normal.body, normal.headers, drip=drip, chunks=3)
+    if kind == "truncated":
+        return Reply(normal.status, normal.body, normal.headers, truncate=True)
+    if kind == "html_200":
+        return Reply(200, "<!DOCTYPE html><html><head><title>Scheduled maintenance</title></head>"
+                          "<body>We'll be back shortly.</body></html>", {"Content-Type": "text/html"})
+    if kind == "note_200":
+        return Reply(200, {"Note": "Thank you for using Alpha Vantage! Our standard API call frequency is "
+                                   "5 calls per minute and 500 calls per day."})
+    if kind == "information_200":
+        return Reply(200, {"Information": "Thank you for using Alpha Vantage! Please consider spreading out "
+                                          "your free API requests more sparingly (1 request per second)."})
+    raise ValueError(f"unknown fault kind {kind!r}")
 
 
 # -- vendor formats -------------------------------------------------------------------------------------
@@ -176,6 +261,8 @@ def alphavantage_handler(
             return Reply(200, {"Error Message": "Invalid API call. Please retry or visit the documentation "
                                                 "(https://www.alphavantage.co/documentation/) for TIME_SERIES_DAILY."})
         days = sorted(series[ticker], reverse=True)
+        if q.get("outputsize", "compact") != "full":
+            days = days[:100]  # compact: the latest 100 data points
         body = {
             "Meta Data": {
                 "1. Information": "Daily Prices (open, high, low, close) and Volumes",

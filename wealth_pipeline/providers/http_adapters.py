@@ -3,12 +3,17 @@
 Formats (parsed exactly as the vendors document them):
 
 - **Daily bars**: Alpha Vantage ``TIME_SERIES_DAILY``
-  (``GET /query?function=TIME_SERIES_DAILY&symbol=IBM&outputsize=full&apikey=...``). The body maps
+  (``GET /query?function=TIME_SERIES_DAILY&symbol=IBM&outputsize=full&apikey=...``; ``compact`` is
+  the latest 100 sessions, ``full`` the whole history: :meth:`AlphaVantageDailyBars.fetch` asks for
+  ``compact`` whenever the sessions it needs are that recent, so a daily run costs one small request
+  per symbol). The body maps
   ``"Time Series (Daily)"`` -> ``{"2024-01-02": {"1. open": "187.15", "2. high": ..., "3. low": ...,
   "4. close": ..., "5. volume": "82488700"}}``; prices are raw (unadjusted). A 200 body with
   ``"Note"`` or ``"Information"`` (and no time series) is Alpha Vantage's throttling notice and is
   retried like a 429; ``"Error Message"`` means the vendor rejected the call (usually an unknown
-  symbol) and raises :class:`ProviderVendorError`.
+  symbol) and raises :class:`ProviderVendorError` (not retried). Any other body that is not a
+  well-formed series (truncated, HTML, missing fields) is retried like a 5xx, because the parsing
+  runs inside the client's retry loop; ``"3. Last Refreshed"`` says how far the answer covers.
 - **FX and risk-free**: FRED ``series/observations``
   (``GET /fred/series/observations?series_id=DEXCAUS&api_key=...&file_type=json&observation_start=
   2024-01-01&observation_end=2024-01-31``), ``"observations": [{"date": "2024-01-02", "value":
@@ -34,9 +39,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from wealth_pipeline.providers.base import (
@@ -51,7 +58,13 @@ from wealth_pipeline.providers.base import (
     conform,
     empty_frame,
 )
-from wealth_pipeline.providers.http import HttpClient, ProviderError, ProviderPayloadError
+from wealth_pipeline.providers.http import (
+    CircuitOpenError,
+    HttpClient,
+    ProviderDeadlineError,
+    ProviderError,
+    ProviderPayloadError,
+)
 
 ALPHA_VANTAGE_URL = "https://www.alphavantage.co"
 FRED_URL = "https://api.stlouisfed.org"
@@ -79,7 +92,13 @@ TRADING_SESSIONS_PER_YEAR = 252
 
 
 class ProviderVendorError(ProviderError):
-    """The vendor answered with an explicit error for a request (e.g. an unknown symbol)."""
+    """The vendor answered with an explicit error for a request (e.g. an unknown symbol).
+
+    Not retried, and not a breaker failure: the vendor is up and said no.
+    """
+
+    retryable = False
+    vendor_failure = False
 
     def __init__(self, provider: str, subject: str, message: str) -> None:
         self.provider = provider
@@ -89,7 +108,25 @@ class ProviderVendorError(ProviderError):
 
 
 class ProviderConfigError(ProviderError, ValueError):
-    """Missing or invalid configuration of an HTTP provider."""
+    """Missing or invalid configuration of an HTTP provider: never retried."""
+
+    retryable = False
+    vendor_failure = False
+
+
+class ProviderIncompleteError(ProviderError):
+    """Some symbols could not be fetched after their retries; ``failures`` maps symbol -> error."""
+
+    retryable = True
+    vendor_failure = False
+
+    def __init__(self, provider: str, failures: Mapping[str, str], total: int) -> None:
+        self.provider = provider
+        self.failures = dict(failures)
+        shown = "; ".join(f"{symbol}: {error}" for symbol, error in list(self.failures.items())[:5])
+        more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+        super().__init__(f"{provider}: {len(self.failures)} of {total} symbol(s) failed after their retries: "
+                         f"{shown}{more}")
 
 
 # -- shared parsing helpers -------------------------------------------------------------------------
@@ -166,14 +203,37 @@ def _av_soft_error(payload: Any) -> str | None:
     return None
 
 
+COMPACT_POINTS = 100  # Alpha Vantage's compact output: the latest 100 data points
+COMPACT_MAX_WEEKDAYS = 95  # ask for compact only when the oldest needed day is this recent
+
+
+@dataclass(frozen=True)
+class BarsFetch:
+    """What one symbol's fetch delivered: bars of the asked window and the window it covers.
+
+    ``covered_end`` is the last day the vendor's answer speaks for (its "Last Refreshed" date,
+    capped at the asked end): a session after it is not known yet, not missing. None when the
+    answer covers nothing (an empty history).
+    """
+
+    symbol: str
+    frame: pl.DataFrame
+    covered_start: dt.date
+    covered_end: dt.date | None
+    requests: int
+    outputsize: str
+
+
 class AlphaVantageDailyBars:
     """Daily OHLCV bars from Alpha Vantage ``TIME_SERIES_DAILY`` for the configured symbols.
 
-    ``symbol_master`` (``SYMBOL_MASTER_SCHEMA``) gives each symbol's currency. ``symbols`` defaults
-    to the master's real (``is_synthetic`` false), non-index securities. ``vendor_symbols`` maps a
-    pipeline symbol to the vendor's ticker where they differ (e.g. ``{"TD.TO": "TD.TRT"}``).
-    Each call fetches the vendor's whole history for each symbol (``outputsize``), then keeps the
-    window; an unknown symbol raises :class:`ProviderVendorError` rather than silently going missing.
+    ``symbol_master`` (``SYMBOL_MASTER_SCHEMA``) gives each symbol's currency and exchange.
+    ``symbols`` defaults to the master's real (``is_synthetic`` false), non-index securities.
+    ``vendor_symbols`` maps a pipeline symbol to the vendor's ticker where they differ (e.g.
+    ``{"TD.TO": "TD.TRT"}``). ``outputsize`` ``auto`` (default) asks for ``compact`` when the
+    window starts within the last ``COMPACT_MAX_WEEKDAYS`` weekdays of ``today()`` and ``full``
+    otherwise; ``full``/``compact`` force one. An unknown symbol raises
+    :class:`ProviderVendorError` rather than silently going missing.
     """
 
     name = "alphavantage"
@@ -185,18 +245,24 @@ class AlphaVantageDailyBars:
         symbols: Sequence[str] | None = None,
         *,
         vendor_symbols: Mapping[str, str] | None = None,
-        outputsize: str = "full",
+        outputsize: str = "auto",
+        today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
-        if outputsize not in ("full", "compact"):
-            raise ProviderConfigError(f"outputsize must be 'full' or 'compact', got {outputsize!r}")
+        if outputsize not in ("auto", "full", "compact"):
+            raise ProviderConfigError(f"outputsize must be 'auto', 'full' or 'compact', got {outputsize!r}")
         for column in ("symbol", "currency"):
             if column not in symbol_master.columns:
                 raise ProviderConfigError(f"{self.name}: symbol master lacks column {column!r}")
         self.client = client
         self.outputsize = outputsize
+        self.today = today
         self.vendor_symbols = dict(vendor_symbols or {})
         self.currencies: dict[str, str] = dict(
             zip(symbol_master["symbol"].to_list(), symbol_master["currency"].to_list(), strict=True)
+        )
+        self.exchanges: dict[str, str] = (
+            dict(zip(symbol_master["symbol"].to_list(), symbol_master["exchange"].to_list(), strict=True))
+            if "exchange" in symbol_master.columns else {}
         )
         if symbols is None:
             master = symbol_master
@@ -221,6 +287,7 @@ class AlphaVantageDailyBars:
         *,
         env: Mapping[str, str] | None = None,
         vendor_symbols: Mapping[str, str] | None = None,
+        outputsize: str = "auto",
         **client_options: Any,
     ) -> AlphaVantageDailyBars:
         """Built from ``WEALTH_HTTP_BARS_URL``, ``WEALTH_HTTP_BARS_API_KEY``, ``WEALTH_HTTP_BARS_RATE_LIMIT``."""
@@ -233,23 +300,60 @@ class AlphaVantageDailyBars:
             name=cls.name,
             **client_options,
         )
-        return cls(client, symbol_master, symbols, vendor_symbols=vendor_symbols)
+        return cls(client, symbol_master, symbols, vendor_symbols=vendor_symbols, outputsize=outputsize)
 
-    def history(self, symbol: str) -> pl.DataFrame:
-        """Every daily bar the vendor has for ``symbol``: BARS_SCHEMA, sorted by session_date."""
+    def _subject(self, symbol: str) -> tuple[str, str]:
         if symbol not in self.currencies:
             raise ProviderConfigError(f"{self.name}: symbol {symbol!r} is not in the symbol master")
         ticker = self.vendor_symbols.get(symbol, symbol)
-        subject = f"symbol {symbol}" + (f" (vendor ticker {ticker})" if ticker != symbol else "")
-        payload = self.client.get_json(
+        return ticker, f"symbol {symbol}" + (f" (vendor ticker {ticker})" if ticker != symbol else "")
+
+    def _request(self, symbol: str, outputsize: str, deadline: float | None) -> tuple[pl.DataFrame, dt.date | None]:
+        ticker, subject = self._subject(symbol)
+        return self.client.get_json(
             "/query",
-            {"function": "TIME_SERIES_DAILY", "symbol": ticker, "outputsize": self.outputsize, "datatype": "json"},
+            {"function": "TIME_SERIES_DAILY", "symbol": ticker, "outputsize": outputsize, "datatype": "json"},
             subject=subject,
             soft_error=_av_soft_error,
+            parse=lambda payload: self._parse(payload, symbol, ticker, subject),
+            deadline=deadline,
         )
-        return self._parse(payload, symbol, ticker, subject)
 
-    def _parse(self, payload: Any, symbol: str, ticker: str, subject: str) -> pl.DataFrame:
+    def history(self, symbol: str, *, deadline: float | None = None) -> pl.DataFrame:
+        """Every daily bar the vendor has for ``symbol`` (``full``): BARS_SCHEMA, sorted by session_date."""
+        outputsize = "compact" if self.outputsize == "compact" else "full"
+        frame, _ = self._request(symbol, outputsize, deadline)
+        return frame
+
+    def choose_outputsize(self, start: dt.date) -> str:
+        """``compact`` when every session from ``start`` to today is among the latest 100, else ``full``."""
+        if self.outputsize != "auto":
+            return self.outputsize
+        today = self.today()
+        weekdays = int(np.busday_count(start, today + dt.timedelta(days=1))) if start <= today else 0
+        return "compact" if weekdays <= COMPACT_MAX_WEEKDAYS else "full"
+
+    def fetch(self, symbol: str, start: dt.date, end: dt.date, *, deadline: float | None = None) -> BarsFetch:
+        """``symbol``'s bars with ``start <= session_date <= end`` in the fewest bytes the vendor allows.
+
+        A compact answer that does not reach back to ``start`` (exactly 100 points, all later) is
+        followed by a full one, so the result always covers the window.
+        """
+        outputsize = self.choose_outputsize(start)
+        frame, refreshed = self._request(symbol, outputsize, deadline)
+        requests = 1
+        if outputsize == "compact" and frame.height >= COMPACT_POINTS and frame["session_date"].min() > start:
+            outputsize = "full"
+            frame, refreshed = self._request(symbol, outputsize, deadline)
+            requests += 1
+        last = refreshed or (frame["session_date"].max() if frame.height else None)
+        covered_end = min(end, last) if last is not None else None
+        if covered_end is not None and covered_end < start:
+            covered_end = None
+        window = frame.filter(pl.col("session_date").is_between(start, end))
+        return BarsFetch(symbol, window, start, covered_end, requests, outputsize)
+
+    def _parse(self, payload: Any, symbol: str, ticker: str, subject: str) -> tuple[pl.DataFrame, dt.date | None]:
         provider = self.name
         if not isinstance(payload, dict):
             raise ProviderPayloadError(provider, subject, "<root>", f"expected a JSON object, got {type(payload).__name__}")
@@ -263,6 +367,9 @@ class AlphaVantageDailyBars:
         if isinstance(answered, str) and answered.upper() != ticker.upper():
             raise ProviderPayloadError(provider, subject, "Meta Data.2. Symbol",
                                        f"answer is for {answered!r}, not {ticker!r}")
+        refreshed_raw = meta.get("3. Last Refreshed") if isinstance(meta, dict) else None
+        refreshed = (_parse_date(refreshed_raw[:10], provider, subject, "Meta Data.3. Last Refreshed")
+                     if isinstance(refreshed_raw, str) and refreshed_raw else None)
         series = payload[AV_SERIES_KEY]
         if not isinstance(series, dict):
             raise ProviderPayloadError(provider, subject, AV_SERIES_KEY,
@@ -283,14 +390,26 @@ class AlphaVantageDailyBars:
              "currency": [self.currencies[symbol]] * len(columns["session_date"])},
             schema=BARS_SCHEMA,
         )
-        return conform(frame, BARS_SCHEMA).sort("session_date")
+        return conform(frame, BARS_SCHEMA).sort("session_date"), refreshed
 
-    def bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """BARS_SCHEMA rows of the configured symbols with ``start <= session_date <= end``."""
-        frames = [
-            self.history(symbol).filter(pl.col("session_date").is_between(start, end))
-            for symbol in self.symbols
-        ]
+    def bars(self, start: dt.date, end: dt.date, *, deadline: float | None = None) -> pl.DataFrame:
+        """BARS_SCHEMA rows of the configured symbols with ``start <= session_date <= end``.
+
+        Every symbol is tried (each with its own retries); symbols that still fail raise one
+        :class:`ProviderIncompleteError` naming each with its error. An open circuit or the
+        deadline stops the loop at once. (``raw_bars`` fetches through
+        :mod:`wealth_pipeline.defs.ingest.http_fetch` instead, which keeps every symbol it got.)
+        """
+        frames, failures = [], {}
+        for symbol in self.symbols:
+            try:
+                frames.append(self.fetch(symbol, start, end, deadline=deadline).frame)
+            except (CircuitOpenError, ProviderDeadlineError, ProviderConfigError):
+                raise
+            except ProviderError as exc:
+                failures[symbol] = str(exc)
+        if failures:
+            raise ProviderIncompleteError(self.name, failures, len(self.symbols))
         if not frames:
             return empty_frame(BARS_SCHEMA)
         return conform(pl.concat(frames), BARS_SCHEMA).sort("symbol", "session_date")
@@ -354,14 +473,49 @@ class FredRates:
         )
         return cls(client, **own)
 
-    def observations(self, series_id: str, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """``session_date`` (Date) and ``value`` (Float64) of ``series_id`` in the window; "." dropped."""
+    def _parse_page(self, payload: Any, subject: str, offset: int) -> tuple[list[dt.date], list[float], int, int | None]:
+        """One page's (dates, values, rows on the page, count); runs inside the client's retry loop."""
+        if not isinstance(payload, dict):
+            raise ProviderPayloadError(self.name, subject, "<root>",
+                                       f"expected a JSON object, got {type(payload).__name__}")
+        if "error_message" in payload:
+            raise ProviderVendorError(self.name, subject, self.client.redact(str(payload["error_message"])))
+        rows = payload.get("observations")
+        if not isinstance(rows, list):
+            raise ProviderPayloadError(self.name, subject, "observations",
+                                       "missing" if rows is None else f"expected a list, got {type(rows).__name__}")
+        dates: list[dt.date] = []
+        values: list[float] = []
+        for index, row in enumerate(rows, start=offset):
+            where = f"observations[{index}]"
+            if not isinstance(row, dict):
+                raise ProviderPayloadError(self.name, subject, where, f"expected an object, got {row!r}")
+            for key in ("date", "value"):
+                if key not in row:
+                    raise ProviderPayloadError(self.name, subject, f"{where}.{key}", "missing")
+            day = _parse_date(row["date"], self.name, subject, f"{where}.date")
+            if row["value"] == ".":  # FRED's marker for "no observation that day"
+                continue
+            values.append(_parse_float(row["value"], self.name, subject, f"{where}.value"))
+            dates.append(day)
+        count = payload.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ProviderPayloadError(self.name, subject, "count", f"expected a non-negative integer, got {count!r}")
+        return dates, values, len(rows), count
+
+    def observations(self, series_id: str, start: dt.date, end: dt.date, *,
+                     deadline: float | None = None) -> pl.DataFrame:
+        """``session_date`` (Date) and ``value`` (Float64) of ``series_id`` in the window; "." dropped.
+
+        One request per page of ``page_limit`` observations, for exactly the window: a daily run
+        asks for one day.
+        """
         subject = f"series {series_id}"
         dates: list[dt.date] = []
         values: list[float] = []
         offset = 0
         for _page in range(self.max_pages):
-            payload = self.client.get_json(
+            page_dates, page_values, rows, count = self.client.get_json(
                 "/fred/series/observations",
                 {
                     "series_id": series_id,
@@ -373,35 +527,13 @@ class FredRates:
                     "offset": offset,
                 },
                 subject=subject,
+                parse=lambda payload, at=offset: self._parse_page(payload, subject, at),
+                deadline=deadline,
             )
-            if not isinstance(payload, dict):
-                raise ProviderPayloadError(self.name, subject, "<root>",
-                                           f"expected a JSON object, got {type(payload).__name__}")
-            if "error_message" in payload:
-                raise ProviderVendorError(self.name, subject, self.client.redact(str(payload["error_message"])))
-            rows = payload.get("observations")
-            if not isinstance(rows, list):
-                raise ProviderPayloadError(self.name, subject, "observations",
-                                           "missing" if rows is None else f"expected a list, got {type(rows).__name__}")
-            for index, row in enumerate(rows, start=offset):
-                where = f"observations[{index}]"
-                if not isinstance(row, dict):
-                    raise ProviderPayloadError(self.name, subject, where, f"expected an object, got {row!r}")
-                for key in ("date", "value"):
-                    if key not in row:
-                        raise ProviderPayloadError(self.name, subject, f"{where}.{key}", "missing")
-                day = _parse_date(row["date"], self.name, subject, f"{where}.date")
-                if row["value"] == ".":  # FRED's marker for "no observation that day"
-                    continue
-                values.append(_parse_float(row["value"], self.name, subject, f"{where}.value"))
-                dates.append(day)
-            offset += len(rows)
-            count = payload.get("count")
-            if count is None:
-                break
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise ProviderPayloadError(self.name, subject, "count", f"expected a non-negative integer, got {count!r}")
-            if not rows or offset >= count:
+            dates.extend(page_dates)
+            values.extend(page_values)
+            offset += rows
+            if count is None or not rows or offset >= count:
                 break
         else:
             raise ProviderPayloadError(self.name, subject, "count",
@@ -493,10 +625,15 @@ class HttpMarketData:
         supplement: MarketDataProvider | None = None,
         benchmark_symbol: str | None = None,
         benchmark_name: str | None = None,
+        **client_options: Any,
     ) -> HttpMarketData:
-        """Both adapters configured from the ``WEALTH_HTTP_*`` variables in :data:`HTTP_ENVIRONMENT`."""
-        bars = AlphaVantageDailyBars.from_env(symbol_master, symbols, env=env, vendor_symbols=vendor_symbols)
-        fx = FredRates.from_env(env=env)
+        """Both adapters configured from the ``WEALTH_HTTP_*`` variables in :data:`HTTP_ENVIRONMENT`.
+
+        ``client_options`` (deadlines, retries, breaker, ``state_dir``) go to both clients.
+        """
+        bars = AlphaVantageDailyBars.from_env(symbol_master, symbols, env=env, vendor_symbols=vendor_symbols,
+                                              **client_options)
+        fx = FredRates.from_env(env=env, **client_options)
         return cls(bars, fx, symbol_master, supplement=supplement,
                    benchmark_symbol=benchmark_symbol, benchmark_name=benchmark_name)
 

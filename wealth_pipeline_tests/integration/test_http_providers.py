@@ -1,16 +1,18 @@
 """HTTP providers against a real HTTP server on 127.0.0.1: resilience and vendor-format parsing.
 
-Timing is driven by an injected fake clock and sleep, so retries, Retry-After, rate limiting and
-the circuit breaker are asserted on the delays requested, never on wall time.
+Backoff and Retry-After are asserted on the delays the client asks an injected sleep for; the rate
+limit on the arrival times the server records; the breaker with short real reset periods.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import math
 import random
 import socket
+import time
 from collections.abc import Iterator
 
 import polars as pl
@@ -34,14 +36,15 @@ from wealth_pipeline.providers.http import (
     ProviderPayloadError,
     ProviderRateLimitError,
     ProviderTransportError,
-    TokenBucket,
     parse_retry_after,
+    reset_vendor_registry,
 )
 from wealth_pipeline.providers.http_adapters import (
     AlphaVantageDailyBars,
     FredRates,
     HttpMarketData,
     ProviderConfigError,
+    ProviderIncompleteError,
     ProviderVendorError,
 )
 from wealth_pipeline_tests.fake_vendor_server import (
@@ -113,20 +116,20 @@ def _master() -> pl.DataFrame:
 
 
 class FakeTime:
-    """A monotonic clock and a sleep that records requested delays and advances the clock."""
+    """A sleep that records the requested backoff delays without waiting."""
 
-    def __init__(self, advance: bool = True) -> None:
-        self.now = 1000.0
+    def __init__(self) -> None:
         self.sleeps: list[float] = []
-        self.advance = advance
-
-    def clock(self) -> float:
-        return self.now
 
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        if self.advance:
-            self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _fresh_vendor_registry() -> Iterator[None]:
+    reset_vendor_registry()  # every test starts with closed breakers and fresh limits
+    yield
+    reset_vendor_registry()
 
 
 @pytest.fixture
@@ -145,7 +148,7 @@ def fake_time() -> FakeTime:
 
 def _client(server: FakeVendorServer, fake_time: FakeTime, **kwargs) -> HttpClient:
     options = {"timeout": 2.0, "max_retries": 3, "backoff_base": 0.5, "backoff_max": 30.0,
-               "sleep": fake_time.sleep, "clock": fake_time.clock, "rng": random.Random(42), "name": "vendor"}
+               "sleep": fake_time.sleep, "rng": random.Random(42), "name": "vendor"}
     options.update(kwargs)
     return HttpClient(server.url, **options)
 
@@ -239,7 +242,7 @@ def test_timeouts_exhausted_raise_transport_error(server, fake_time):
     with client, pytest.raises(ProviderTransportError) as info:
         client.get("/ok")
     assert info.value.status is None and info.value.attempts == 2
-    assert "Timeout" in str(info.value) and "no response" in str(info.value)
+    assert ("Timeout" in str(info.value) or "deadline of 0.10 s" in str(info.value)) and "no response" in str(info.value)
     assert server.hit_count("/ok") == 2
 
 
@@ -247,8 +250,7 @@ def test_connection_refused_is_retried_then_raises(fake_time):
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = HttpClient(f"http://127.0.0.1:{port}", max_retries=2, sleep=fake_time.sleep,
-                        clock=fake_time.clock, rng=random.Random(1))
+    client = HttpClient(f"http://127.0.0.1:{port}", max_retries=2, sleep=fake_time.sleep, rng=random.Random(1))
     with client, pytest.raises(ProviderTransportError) as info:
         client.get("/ok")
     assert info.value.attempts == 3 and "ConnectError" in str(info.value)
@@ -259,7 +261,7 @@ def test_connection_refused_is_retried_then_raises(fake_time):
 
 def test_breaker_opens_fails_fast_and_half_opens(server, fake_time):
     server.script("/ok", *[Reply(500, "boom")] * 6)  # 2 calls x 3 attempts
-    client = _client(server, fake_time, max_retries=2, breaker_failures=2, breaker_reset_seconds=60.0)
+    client = _client(server, fake_time, max_retries=2, breaker_failures=2, breaker_reset_seconds=0.6)
     with client:
         for _ in range(2):
             with pytest.raises(ProviderHTTPError):
@@ -271,11 +273,9 @@ def test_breaker_opens_fails_fast_and_half_opens(server, fake_time):
                 client.get("/ok")
         assert server.hit_count("/ok") == 6  # failing fast: the server saw nothing more
         message = str(info.value)
-        assert server.url in message and "in 60.0 s" in message and "HTTP 500" in message
-        fake_time.now += 30
-        with pytest.raises(CircuitOpenError, match=r"in 30\.0 s"):
-            client.get("/ok")
-        fake_time.now += 30
+        assert message.startswith("circuit open for vendor") and server.url in message
+        assert "HTTP 500" in message and "next trial request allowed in 0." in message
+        time.sleep(0.7)
         assert client.circuit_state == "half-open"
         assert client.get_json("/ok") == {"ok": True, "n": 0}  # the trial succeeds: closed again
         assert client.circuit_state == "closed"
@@ -284,20 +284,55 @@ def test_breaker_opens_fails_fast_and_half_opens(server, fake_time):
 
 def test_failed_half_open_trial_reopens_after_one_attempt(server, fake_time):
     server.script("/ok", Reply(500), Reply(500), Reply(500))
-    client = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=10.0)
+    client = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=0.4)
     with client:
         with pytest.raises(ProviderHTTPError):
             client.get("/ok")
         assert server.hit_count("/ok") == 2
-        fake_time.now += 10
+        time.sleep(0.5)
         with pytest.raises(ProviderHTTPError) as info:  # the trial: one attempt, no retries
             client.get("/ok")
         assert info.value.attempts == 1 and server.hit_count("/ok") == 3
-        with pytest.raises(CircuitOpenError, match=r"in 10\.0 s"):
+        with pytest.raises(CircuitOpenError):
             client.get("/ok")
-        fake_time.now += 10
+        time.sleep(0.5)
         assert client.get_json("/ok") == {"ok": True, "n": 0}
         assert server.hit_count("/ok") == 4
+
+
+def test_breaker_and_limiter_are_shared_by_every_client_of_a_vendor(server, fake_time):
+    """A new client (a step retry, another asset) for the same base URL sees the open circuit."""
+    server.script("/ok", Reply(500), Reply(500))
+    first = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=30.0,
+                    rate_limit_per_second=50.0)
+    with first, pytest.raises(ProviderHTTPError):
+        first.get("/ok")
+    second = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=30.0,
+                     rate_limit_per_second=50.0)
+    with second, pytest.raises(CircuitOpenError, match="circuit open for vendor"):
+        second.get("/ok")
+    assert second.vendor is first.vendor and second.vendor.limiter is first.vendor.limiter
+    assert server.hit_count("/ok") == 2
+
+
+def test_breaker_state_file_makes_the_next_process_fail_fast_then_probe_once(server, fake_time, tmp_path):
+    server.script("/ok", Reply(503), Reply(503))
+    options = {"max_retries": 1, "breaker_failures": 1, "breaker_reset_seconds": 0.5, "state_dir": tmp_path}
+    with _client(server, fake_time, **options) as client, pytest.raises(ProviderHTTPError):
+        client.get("/ok")
+    assert list(tmp_path.glob("breaker-*.json")), "the open circuit is written down"
+    reset_vendor_registry()  # what a new process starts with: nothing in memory
+    with _client(server, fake_time, **options) as client:
+        with pytest.raises(CircuitOpenError):
+            client.get("/ok")
+        assert server.hit_count("/ok") == 2
+        time.sleep(0.6)
+        server.script("/ok", Reply(503))
+        with pytest.raises(ProviderHTTPError) as info:
+            client.get("/ok")  # the probe: a single attempt
+        assert info.value.attempts == 1 and server.hit_count("/ok") == 3
+        with pytest.raises(CircuitOpenError):
+            client.get("/ok")
 
 
 def test_4xx_and_success_do_not_trip_the_breaker(server, fake_time):
@@ -336,6 +371,7 @@ def test_api_key_is_sent_but_never_in_errors_or_logs(server, fake_time, caplog):
     for exc in errors:
         assert AV_KEY not in str(exc) and AV_KEY not in repr(exc.__dict__)
     server.script("/ok", Reply(404, f"unknown key {AV_KEY}"))
+    reset_vendor_registry()  # the vendor's shared breaker is open now; start afresh
     with _client(server, fake_time, api_key=AV_KEY) as client2, pytest.raises(ProviderHTTPError) as info:
         client2.get("/ok")
     assert AV_KEY not in str(info.value) and "unknown key ***" in str(info.value)
@@ -353,35 +389,36 @@ def test_api_key_in_header(server, fake_time):
 
 # -- rate limit -----------------------------------------------------------------------------------------
 
-def test_rate_limiter_spaces_requests(server, fake_time):
-    with _client(server, fake_time, rate_limit_per_second=4.0) as client:
-        for _ in range(5):
+def _max_in_window(times: list[float], window: float) -> int:
+    """The most arrivals inside any half-open interval of ``window`` seconds."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_rate_limiter_spaces_requests_retries_included(server, fake_time):
+    server.script("/ok", Reply(500), Reply(503))
+    with _client(server, fake_time, rate_limit_per_second=20.0, max_retries=2) as client:
+        for _ in range(8):
             client.get("/ok")
-    assert fake_time.sleeps == [0.25] * 4
-    assert server.hit_count("/ok") == 5
+    arrivals = [hit.at for hit in server.hits]
+    assert len(arrivals) == 10  # 8 calls, 2 retries: every attempt takes a slot
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.05 - 0.01  # 20/s: one request per 50 ms (10 ms for loopback jitter)
+    assert _max_in_window(arrivals, 0.05 - 0.01) == 1
 
 
-def test_rate_limiter_counts_retries_and_allows_bursts(server, fake_time):
-    server.script("/ok", Reply(500))
-    with _client(server, fake_time, rate_limit_per_second=2.0, rate_limit_burst=3, max_retries=1,
-                 rng=random.Random(0)) as client:
-        for _ in range(3):
-            client.get("/ok")  # 4 requests: the first call needs 2 attempts
-    backoff = random.Random(0).uniform(0, 0.5)
-    # 3 tokens in the bucket; the backoff refills backoff * 2 tokens, capped at the burst.
-    # Tokens: 3 -> 2 (attempt 1), backoff refills 2*b -> 1 + 2b (attempt 2), 2b (call 2), then call 3
-    # is short of 1 - 2b tokens and waits (1 - 2b) / rate.
-    assert fake_time.sleeps[0] == backoff
-    assert fake_time.sleeps[1:] == pytest.approx([(1 - 2 * backoff) / 2.0])
-
-
-def test_token_bucket_without_clock_advance_reserves_in_order():
-    fake = FakeTime(advance=False)
-    bucket = TokenBucket(10.0, sleep=fake.sleep, clock=fake.clock)
-    waits = [bucket.acquire() for _ in range(4)]
-    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="positive"):
-        TokenBucket(0.0)
+def test_rate_limiter_burst(server, fake_time):
+    with _client(server, fake_time, rate_limit_per_second=10.0, rate_limit_burst=3) as client:
+        for _ in range(6):
+            client.get("/ok")
+    arrivals = [hit.at for hit in server.hits]
+    assert _max_in_window(arrivals, 0.3 - 0.02) <= 3  # 3 in any 300 ms
+    assert arrivals[3] - arrivals[0] >= 0.3 - 0.02
 
 
 # -- Alpha Vantage bars -------------------------------------------------------------------------------
@@ -429,11 +466,15 @@ def test_alphavantage_unknown_symbol_is_a_vendor_error(server, fake_time):
     master = _master().vstack(pl.DataFrame(
         {"symbol": ["ZZZZ"], "name": ["?"], "exchange": ["NYSE"], "currency": ["USD"],
          "asset_class": ["equity"], "sector": ["?"], "is_synthetic": [False]}, schema=SYMBOL_MASTER_SCHEMA))
-    client = _client(server, fake_time, api_key=AV_KEY, name="alphavantage")
-    adapter = AlphaVantageDailyBars(client, master, ["ZZZZ"])
+    client = _client(server, fake_time, api_key=AV_KEY, name="alphavantage", breaker_failures=1)
+    adapter = AlphaVantageDailyBars(client, master, ["ZZZZ", "AAPL"])
     with pytest.raises(ProviderVendorError, match=r"alphavantage: vendor rejected the request for symbol ZZZZ: Invalid API call"):
-        adapter.bars(D("2024-01-01"), D("2024-01-31"))
+        adapter.history("ZZZZ")
     assert server.hit_count("/query") == 1  # not retried
+    assert client.circuit_state == "closed"  # the vendor answered: not a breaker failure
+    with pytest.raises(ProviderIncompleteError, match=r"1 of 2 symbol\(s\) failed .*ZZZZ: .*Invalid API call"):
+        adapter.bars(D("2024-01-01"), D("2024-01-31"))  # AAPL was still fetched
+    assert server.hit_count("/query") == 3
 
 
 def test_alphavantage_note_body_is_throttling_and_retried(server, fake_time):
@@ -444,7 +485,7 @@ def test_alphavantage_note_body_is_throttling_and_retried(server, fake_time):
     assert server.hit_count("/query") == 3 and len(fake_time.sleeps) == 2
     server.script("/query", *[Reply(200, note)] * 4)
     with pytest.raises(ProviderRateLimitError, match="throttled: Note: Thank you") as info:
-        adapter.bars(D("2024-01-02"), D("2024-01-02"))
+        adapter.history("AAPL")
     assert info.value.attempts == 4
 
 
@@ -472,16 +513,25 @@ def test_alphavantage_note_body_is_throttling_and_retried(server, fake_time):
     ],
 )
 def test_alphavantage_malformed_payloads_name_provider_symbol_field(server, fake_time, body, field, detail):
-    server.script("/query", Reply(200, body))
+    server.script("/query", *[Reply(200, body)] * 4)
     adapter = _bars_adapter(server, fake_time, symbols=["AAPL"])
     with pytest.raises(ProviderPayloadError) as info:
-        adapter.bars(D("2024-01-01"), D("2024-01-31"))
+        adapter.history("AAPL")
     err = info.value
     assert (err.provider, err.subject, err.field) == ("alphavantage", "symbol AAPL", field)
-    assert detail in str(err)
+    assert detail in str(err) and str(err).endswith("(after 4 attempts)")
     assert str(err).startswith(f"alphavantage: malformed payload for symbol AAPL, field {field!r}")
     assert AV_KEY not in str(err)
-    assert server.hit_count("/query") == 1  # malformed payloads are not retried
+    assert server.hit_count("/query") == 4  # retried like a 5xx: max_retries + 1 answers were malformed
+    assert len(fake_time.sleeps) == 3
+
+
+def test_alphavantage_malformed_then_good_answer_succeeds(server, fake_time):
+    server.script("/query", Reply(200, '{"Meta Data": {"2. Symbol": "AAPL"}, "Time Series (Da'),
+                  Reply(200, "<html><title>Maintenance</title></html>", {"Content-Type": "text/html"}))
+    frame = _bars_adapter(server, fake_time, symbols=["AAPL"]).bars(D("2024-01-02"), D("2024-01-03"))
+    assert frame["close"].to_list() == [185.64, 184.25]
+    assert server.hit_count("/query") == 3
 
 
 def test_alphavantage_integral_float_volume_accepted(server, fake_time):
@@ -562,7 +612,7 @@ def test_fred_unknown_series_400_not_retried(server, fake_time):
     ],
 )
 def test_fred_malformed_payloads_name_provider_series_field(server, fake_time, body, field, detail):
-    server.script("/fred/series/observations", Reply(200, body))
+    server.script("/fred/series/observations", *[Reply(200, body)] * 4)  # retried: 4 malformed answers
     with pytest.raises(ProviderPayloadError) as info:
         _fred(server, fake_time).fx_rates(D("2024-01-01"), D("2024-01-31"))
     err = info.value
@@ -639,8 +689,8 @@ def test_from_env_reads_urls_and_keys(server):
     try:
         assert provider.bars(D("2024-01-05"), D("2024-01-05"))["close"].to_list() == [181.18]
         assert provider.fx_rates(D("2024-01-08"), D("2024-01-08"))["rate"].to_list() == [1.3366]
-        assert provider.bars_adapter.client._limiter.rate == 1000.0
-        assert provider.fx_adapter.client._limiter.rate == 2.0
+        assert provider.bars_adapter.client.vendor.rate == (1000.0, 1)
+        assert provider.fx_adapter.client.vendor.rate == (2.0, 1)
     finally:
         provider.close()
     with pytest.raises(ProviderConfigError, match="set the environment variable WEALTH_HTTP_FX_API_KEY"):
@@ -653,5 +703,5 @@ def test_wrong_api_key_is_a_clear_vendor_error(server, fake_time):
     client = _client(server, fake_time, api_key="wrong-key-987", name="alphavantage")
     adapter = AlphaVantageDailyBars(client, _master(), ["AAPL"])
     with pytest.raises(ProviderVendorError, match="apikey is invalid or missing") as info:
-        adapter.bars(D("2024-01-01"), D("2024-01-31"))
+        adapter.history("AAPL")
     assert "wrong-key-987" not in str(info.value)

@@ -18,6 +18,8 @@ from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import ObjectStore
 from wealth_pipeline.providers import base
 from wealth_pipeline.providers.base import MarketDataProvider
+from wealth_pipeline.providers.http import CircuitOpenError, request_counts
+from wealth_pipeline.providers.http_adapters import HttpMarketData, ProviderConfigError
 from wealth_pipeline.providers.landing import VendorFileProvider
 
 OWNERS = ["team:market-data"]
@@ -59,7 +61,67 @@ def _raw_checks(dataset: RawDataset) -> list[quality.Check]:
 
 WINDOW_CHECK = "rows_inside_window"
 DELIVERY_CHECK = "vendor_deliveries_clean"
+HTTP_COMPLETE_CHECK = "http_fetch_complete"
 VENDOR_DATASETS = ("bars", "corporate_actions", "fx_rates")
+
+
+def get_provider(market_data: MarketDataResource) -> MarketDataProvider:
+    """The configured provider; a configuration error fails the step once, without retries."""
+    try:
+        return market_data.get()
+    except ProviderConfigError as exc:
+        raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
+
+
+def _requests_since(before: dict[str, int]) -> dict[str, int]:
+    """HTTP requests sent per vendor since ``before`` (this process; steps of a run run in turn)."""
+    now = request_counts()
+    return {name: count - before.get(name, 0) for name, count in sorted(now.items()) if count - before.get(name, 0)}
+
+
+def _fetch_http_bars(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, provider: HttpMarketData,
+    store: ObjectStore, start: dt.date, end: dt.date,
+) -> tuple[pl.DataFrame, quality.CheckOutcome, dict[str, Any]]:
+    """raw_bars from an HTTP vendor: only what the raw tier lacks, kept as soon as validated.
+
+    Policy for symbols that still fail (``market_data.http_incomplete_policy``): ``fail`` raises
+    (a step retry then asks only for them), ``complete_others`` returns the rest with a failing
+    blocking completeness check. An open circuit fails at once, without step retries.
+    """
+    from wealth_pipeline.defs.ingest.http_fetch import fetch_bars
+
+    try:
+        report = fetch_bars(provider.bars_adapter, store, start, end,
+                            deadline_seconds=market_data.http_fetch_deadline_seconds)
+    except ProviderConfigError as exc:
+        raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
+    summary = report.metadata()
+    context.log.info(f"raw_bars over HTTP: {summary}")
+    metadata = {"http_fetch": dg.MetadataValue.json(summary)}
+    if report.circuit_open:
+        raise dg.Failure(
+            description=f"raw_bars: {report.stop_error}. {len(report.fetched)} symbol(s) fetched this attempt are "
+            f"kept in the raw tier; {len(report.not_attempted)} not attempted. Nothing was written to the "
+            "partitions (the previous state is kept); the next run probes the vendor once.",
+            metadata=metadata, allow_retries=False,
+        )
+    problems = dict(report.failed)
+    problems.update({symbol: f"not attempted: {report.stop_error}" for symbol in report.not_attempted})
+    if problems and market_data.http_incomplete_policy == "fail":
+        shown = "; ".join(f"{s}: {e}" for s, e in list(problems.items())[:5])
+        raise dg.Failure(
+            description=f"raw_bars: {len(problems)} of {report.symbols} symbol(s) not fetched ({shown}"
+            f"{' ...' if len(problems) > 5 else ''}). {len(report.fetched)} fetched this attempt are kept in the raw "
+            "tier; a retry or re-run asks only for the missing ones. Nothing was written to the partitions.",
+            metadata=metadata, allow_retries=True,
+        )
+    outcome = quality.CheckOutcome(
+        HTTP_COMPLETE_CHECK, not problems, True,
+        "Every symbol's sessions in the window were fetched from the HTTP vendor.",
+        {"missing_symbols": len(problems), "examples": dict(list(problems.items())[:10])},
+    )
+    return report.frame, outcome, summary
 
 
 def keep_vendor_deliveries(provider: VendorFileProvider, dataset: str, store: ObjectStore) -> dict[str, Any]:
@@ -112,7 +174,11 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
                              description="Every delivered row falls inside the requested partition window.")]
         + ([dg.AssetCheckSpec(DELIVERY_CHECK, asset=asset_name, blocking=False,
                               description="Every vendor file in the landing zone parsed without rejected rows (warns; bad rows are quarantined).")]
-           if dataset.name in VENDOR_DATASETS else []),
+           if dataset.name in VENDOR_DATASETS else [])
+        + ([dg.AssetCheckSpec(HTTP_COMPLETE_CHECK, asset=asset_name, blocking=True,
+                              description="With an HTTP provider, every symbol's sessions in the window were fetched "
+                              "(fails under the complete_others policy when some symbol could not be).")]
+           if dataset.name == "bars" else []),
         retry_policy=PROVIDER_RETRY,
         tags={"wealth/tier": "raw"},
     )
@@ -120,8 +186,30 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, market_data: MarketDataResource, lakehouse: LakehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         start, end = partition_window(context)
-        provider = market_data.get()
-        frame = base.conform(dataset.fetch(provider, start, end), dataset.schema)
+        provider = get_provider(market_data)
+        store = lakehouse.get().store
+        requests_before = request_counts()
+        http_outcome: quality.CheckOutcome | None = None
+        http_summary: dict[str, Any] | None = None
+        try:
+            if dataset.name == "bars" and isinstance(provider, HttpMarketData):
+                fetched, http_outcome, http_summary = _fetch_http_bars(context, market_data, provider, store,
+                                                                       start, end)
+            else:
+                try:
+                    fetched = dataset.fetch(provider, start, end)
+                except CircuitOpenError as exc:
+                    raise dg.Failure(description=f"{asset_name}: {exc}. Nothing was written (the previous state "
+                                     "is kept); the next run probes the vendor once.", allow_retries=False) from None
+                except ProviderConfigError as exc:
+                    raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
+                if dataset.name == "bars":
+                    http_outcome = quality.CheckOutcome(HTTP_COMPLETE_CHECK, True, True,
+                                                        f"Not an HTTP provider ({provider.name}).", {})
+        finally:
+            if isinstance(provider, HttpMarketData):
+                provider.close()  # the connection pools; the vendor's breaker and rate limit stay
+        frame = base.conform(fetched, dataset.schema)
         outside = frame.filter(~pl.col(dataset.date_column).is_between(start, end))
         outcomes = quality.evaluate(frame, checks, f"raw_{dataset.name}")
         outcomes.append(quality.CheckOutcome(
@@ -129,7 +217,6 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             "Every delivered row falls inside the requested partition window.",
             {"rows_outside": outside.height},
         ))
-        store = lakehouse.get().store
         vendor: dict[str, Any] | None = None
         if dataset.name in VENDOR_DATASETS:
             if isinstance(provider, VendorFileProvider):
@@ -144,6 +231,11 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         yield from quality.gate(outcomes, context.asset_key)
         if quality.blocking_failures(outcomes):
             raise dg.Failure(quality.failure_message(asset_name, outcomes))
+        if http_outcome is not None:
+            # After the gate: an incomplete HTTP fetch (complete_others policy) still writes what
+            # it got (raw keeps every delivery) and fails this blocking check, so nothing
+            # downstream runs on the partial partition.
+            yield http_outcome.to_result(context.asset_key)
         writes = raw.write_versions(store, dataset.name, frame, dataset.date_column, calendars.weekdays(start, end))
         closed = closed_days(start, end)
         status_counts = {s: sum(1 for w in writes if w.status == s) for s in ("new", "unchanged", "superseded")}
@@ -160,6 +252,12 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             metadata["superseded"] = dg.MetadataValue.json(superseded[:50])
         if vendor is not None:
             metadata["vendor_files"] = dg.MetadataValue.json(vendor)
+        http_requests = _requests_since(requests_before)
+        if isinstance(provider, HttpMarketData):
+            metadata["http_requests"] = dg.MetadataValue.json(http_requests)
+            metadata["http_request_count"] = sum(http_requests.values())
+        if http_summary is not None:
+            metadata["http_fetch"] = dg.MetadataValue.json(http_summary)
         if closed:
             metadata["market_closed"] = dg.MetadataValue.json([str(d) for d in closed])
         if start == end and start in closed:
@@ -210,7 +308,7 @@ def symbol_master(
     lakehouse: LakehouseResource,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    provider = market_data.get()
+    provider = get_provider(market_data)
     frame = base.conform(provider.symbol_master(), base.SYMBOL_MASTER_SCHEMA).sort("symbol")
     outcomes = quality.evaluate(frame, _SYMBOL_MASTER_CHECKS, "symbol_master")
     yield from quality.gate(outcomes, context.asset_key)
