@@ -1,0 +1,79 @@
+"""Freshness checks on every daily asset, evaluated on the exchange calendars, and the late-data alert."""
+
+import datetime as dt
+import json
+from collections.abc import Callable
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph import (
+    AssetGraph,  # the resolved graph of a Definitions
+)
+
+from wealth_pipeline.defs.automation.alerts import send_alert
+from wealth_pipeline.defs.partitions import trading_sessions
+from wealth_pipeline.operations import freshness
+from wealth_pipeline.settings import Settings
+
+CHECK_NAME = "session_on_time"
+CHECK_CRON = "15 * * * *"
+ALERTED_KEY = "wealth/freshness/last_alert"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def daily_keys(asset_graph: AssetGraph) -> list[dg.AssetKey]:
+    return sorted(k for k in asset_graph.get_all_asset_keys()
+                  if asset_graph.get(k).partitions_def == trading_sessions and asset_graph.get(k).is_materializable)
+
+
+def materialized_sessions(instance: dg.DagsterInstance, keys: list[dg.AssetKey]) -> dict[str, set[dt.date]]:
+    return {k.to_user_string(): {dt.date.fromisoformat(p) for p in instance.get_materialized_partitions(k)} for k in keys}
+
+
+def build_freshness(asset_graph: AssetGraph, clock: Callable[[], dt.datetime] = utc_now) -> dg.Definitions:
+    """A ``session_on_time`` check on every daily asset, an hourly job running them, and the alert.
+
+    ``clock`` is the time the checks evaluate at (tests pass a fake one).
+    """
+    keys = daily_keys(asset_graph)
+    if not keys:
+        return dg.Definitions()
+    specs = [dg.AssetCheckSpec(CHECK_NAME, asset=k, description=(
+        "The newest session already due (latest close among the exchanges trading that day + WEALTH_FRESHNESS_LAG_HOURS) "
+        "is materialized; days closed on every exchange are never due.")) for k in keys]
+
+    @dg.multi_asset_check(specs=specs, name="daily_freshness", can_subset=True,
+                          description="Calendar-aware freshness of every daily asset; posts a late_data alert when one is late.")
+    def daily_freshness(context: dg.AssetCheckExecutionContext):
+        now = clock()
+        lag = freshness.lag_from_env()
+        selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
+        results = freshness.evaluate(materialized_sessions(context.instance, selected), now, lag,
+                                     Settings.from_env().partition_start)
+        late = [r for r in results if r.late]
+        if late:
+            fingerprint = json.dumps([late[0].expected.isoformat(), sorted(r.asset for r in late)])
+            storage = context.instance.run_storage
+            if storage.get_cursor_values({ALERTED_KEY}).get(ALERTED_KEY) != fingerprint:
+                send_alert({"kind": "late_data", "as_of": now.isoformat(), "expected_session": late[0].expected.isoformat(),
+                            "lag_hours": lag.total_seconds() / 3600, "late": [r.as_dict() for r in late]},
+                           context.log, f"{len(late)} daily asset(s) late for session {late[0].expected}")
+                storage.set_cursor_values({ALERTED_KEY: fingerprint})
+        elif len(selected) == len(keys):
+            context.instance.run_storage.set_cursor_values({ALERTED_KEY: ""})  # on time again: a new lateness alerts
+        for r in results:
+            yield dg.AssetCheckResult(
+                asset_key=dg.AssetKey.from_user_string(r.asset), check_name=CHECK_NAME, passed=not r.late,
+                severity=dg.AssetCheckSeverity.ERROR, description=r.describe(),
+                metadata={"expected_session": r.expected.isoformat() if r.expected else "none",
+                          "latest_session": r.latest.isoformat() if r.latest else "none", "as_of": now.isoformat()},
+            )
+
+    job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(daily_freshness),
+                              description="Evaluate the calendar-aware freshness of every daily asset.")
+    schedule = dg.ScheduleDefinition(name="freshness_hourly", job=job, cron_schedule=CHECK_CRON,
+                                      execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
+                                      description="Every hour: is every daily asset's newest due session materialized?")
+    return dg.Definitions(asset_checks=[daily_freshness], jobs=[job], schedules=[schedule])
