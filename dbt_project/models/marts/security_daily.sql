@@ -1,18 +1,18 @@
 {#-
   One row per security and session: the bar (raw and adjusted), the indicators of that session and
   the latest factor estimates known at that session (as-of join over the rows with an
-  estimate: exposures start after the regression warm-up). Incremental by session window: Dagster passes the partition window as the
-  start_date / end_date vars; the pre-hook deletes the window and delete+insert writes it again.
+  estimate: exposures start after the regression warm-up). Incremental by session window: Dagster
+  passes the partition window as the start_date / end_date vars; the pre-hook deletes the window and
+  delete+insert writes it again. The contract (marts.yml) fixes its columns and types, so a change of
+  them fails the build (on_schema_change='fail') until the table is rebuilt with --full-refresh;
+  its primary key (symbol, session_date) comes from the contract's constraint.
 -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['symbol', 'session_date'],
-    on_schema_change='sync_all_columns',
-    indexes=[
-        {'columns': ['symbol', 'session_date'], 'unique': true},
-        {'columns': ['session_date']},
-    ],
+    on_schema_change='fail',
+    indexes=[{'columns': ['session_date']}],
     pre_hook="{{ delete_session_window('session_date') }}",
 ) }}
 
