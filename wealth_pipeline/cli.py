@@ -82,6 +82,13 @@ def _bindir():
     return find_pg_bindir()
 
 
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """dbt in ``dbt_project/`` with the project's profile on the warehouse (the local cluster by default)."""
+    from wealth_pipeline.defs.marts.__main__ import PRINT_ENV, main
+
+    return main([PRINT_ENV] if args.print_env else args.dbt_args)
+
+
 # ---- runs ----------------------------------------------------------------------------------------
 def parse_selection(text: str):
     """A Dagster selection string (``group:ingest``, ``*bars``), or plain asset names separated by spaces/commas."""
@@ -340,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--target", type=int, default=None, help="migration version for upgrade/downgrade")
     db.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
     db.set_defaults(func=cmd_db)
+
+    dbt = sub.add_parser("dbt", help="run dbt in dbt_project/ on the warehouse: docs generate, test, source freshness, build")
+    dbt.add_argument("--print-env", action="store_true", help="print the DBT_PG_* variables as shell exports instead")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="dbt's own arguments")
+    dbt.set_defaults(func=cmd_dbt)
 
     demo = sub.add_parser("demo", help="start everything and materialize the asset graph for a default range")
     demo.add_argument("--start", default=DEMO_START)
