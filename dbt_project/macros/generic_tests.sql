@@ -7,10 +7,10 @@
 
 {#- dbt_utils.accepted_range: rows where `column_name` is below min_value or above max_value
     (`inclusive=false` excludes the bounds). Nulls pass. Unlike dbt_utils, a test with neither bound
-    is refused at compile time instead of silently passing. -#}
+    is refused when the project is parsed instead of silently passing. -#}
 {% test accepted_range(model, column_name, min_value=none, max_value=none, inclusive=true) %}
     {%- if min_value is none and max_value is none -%}
-        {{ exceptions.raise_compiler_error("accepted_range on " ~ model ~ "." ~ column_name ~ " needs min_value or max_value") }}
+        {{ exceptions.raise_compiler_error("accepted_range on column '" ~ column_name ~ "' needs min_value or max_value (or both)") }}
     {%- endif -%}
     select *
     from {{ model }}
@@ -27,7 +27,7 @@
     than once, with their count. `quote_columns=true` quotes each name (reserved words, mixed case). -#}
 {% test unique_combination_of_columns(model, combination_of_columns, quote_columns=false) %}
     {%- if combination_of_columns is string or not combination_of_columns -%}
-        {{ exceptions.raise_compiler_error("unique_combination_of_columns on " ~ model ~ " needs a list of columns, got " ~ combination_of_columns) }}
+        {{ exceptions.raise_compiler_error("unique_combination_of_columns needs combination_of_columns as a list of columns, got " ~ combination_of_columns) }}
     {%- endif -%}
     {%- set columns = [] -%}
     {%- for column in combination_of_columns -%}

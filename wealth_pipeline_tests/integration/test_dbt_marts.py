@@ -1,24 +1,37 @@
-"""dbt marts through dagster-dbt: real `dbt build` runs against a migrated PostgreSQL database.
+"""dbt marts through dagster-dbt: real `dbt build` runs against a migrated database, on both flavours.
 
 Market and analytics data come from the pipeline itself (ingest -> processed -> analytics, then the
 dbt assets, in one single-run materialization over the window); portfolio and model rows are
-inserted contract-shaped as the owner, so the marts are tested independently of those domains.
+inserted contract-shaped as the owner, so the marts are tested independently of those domains. The
+module's warehouse is built once per flavour (plain PostgreSQL, then TimescaleDB: the module-scoped
+counterpart of the ``flavoured_db`` fixture); tests that need a fresh warehouse use ``flavoured_db``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 
 from wealth_pipeline.cli import materialize_range
+from wealth_pipeline.definitions import build_definitions
+from wealth_pipeline.defs.marts.__main__ import dbt_cli_env
+from wealth_pipeline.defs.marts.project import DBT_PROJECT_DIR, dbt_executable
 from wealth_pipeline.environment import with_database
 from wealth_pipeline.warehouse import migrate
 from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
@@ -106,9 +119,17 @@ def check_results(run: dict[str, Any]) -> dict[tuple[str, str], bool]:
     return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in run["result"].get_asset_check_evaluations()}
 
 
-@pytest.fixture(scope="module")
-def marts(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> MartsPipeline:
-    return build_marts_warehouse(pg_server_url, tmp_path_factory.mktemp("marts"))
+@pytest.fixture(scope="module", params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def marts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MartsPipeline]:
+    """The marts warehouse of this module, on the plain server, then on the TimescaleDB server."""
+    server = request.getfixturevalue("pg_server_url" if request.param == "postgres" else "timescale_server_url")
+    pipeline = build_marts_warehouse(server, tmp_path_factory.mktemp(f"marts-{request.param}"))
+    try:
+        yield pipeline
+    finally:
+        name = psycopg.conninfo.conninfo_to_dict(pipeline.warehouse_url)["dbname"]
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_the_pipeline_builds_every_mart_and_its_dbt_tests_pass(marts: MartsPipeline) -> None:
@@ -186,6 +207,7 @@ def test_failing_dbt_tests_are_failed_asset_checks(marts: MartsPipeline) -> None
         failed = {k for k, passed in results.items() if not passed}
         assert failed == {  # close only: adj_close, low and the indicators are untouched
             ("marts/security_daily", "accepted_range_security_daily_close__False__0"),
+            ("staging/stg_bars_daily", "stg_bars_daily_ohlc_consistent"),  # low <= close no longer holds
             ("marts/portfolio_performance", "accepted_range_portfolio_performance_max_drawdown__0___1"),
         }, failed
         assert ("marts/security_daily", "unique_combination_of_columns_security_daily_symbol__session_date") in results
@@ -194,3 +216,235 @@ def test_failing_dbt_tests_are_failed_asset_checks(marts: MartsPipeline) -> None
         marts.execute("UPDATE portfolio.portfolio_metrics SET max_drawdown = -0.16 WHERE portfolio_id = 'p_bob' AND session_date = %s", (day,))
     (run,) = marts.run(str(day), selection=MARTS)
     assert run["success"] and all(check_results(run).values())
+
+
+# ---- dbt by hand: `wealth-pipeline dbt ...` from dbt_project/ with the project's profile ----------------
+CLI = Path(sys.executable).parent / "wealth-pipeline"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without dbt/warehouse variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "WEALTH_DATABASE_URL", "WEALTH_DAGSTER"))}
+    return {**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
+
+
+def wealth_dbt(url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``wealth-pipeline dbt ARGS`` on the warehouse ``url`` (what the README documents)."""
+    return subprocess.run([str(CLI), "dbt", *args], capture_output=True, text=True, timeout=900,
+                          env=_clean_env(WEALTH_DATABASE_URL=url, WEALTH_HOME=str(home)))
+
+
+def dbt_in(project: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dbt ARGS`` in a copy of the project, with the profile variables of ``url``."""
+    env = _clean_env(**{**dbt_cli_env(url), "DBT_PROFILES_DIR": str(project)})
+    return subprocess.run([dbt_executable(), *args], cwd=project, capture_output=True, text=True, timeout=900, env=env)
+
+
+def copy_project(folder: Path) -> Path:
+    project = folder / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    return project
+
+
+def test_docs_generate_and_test_run_with_the_projects_profile_and_types_match_the_database(
+    marts: MartsPipeline, tmp_path: Path
+) -> None:
+    target = tmp_path / "target"
+    docs = wealth_dbt(marts.warehouse_url, tmp_path, "docs", "generate", "--target-path", str(target))
+    assert docs.returncode == 0, docs.stdout + docs.stderr
+    assert (target / "index.html").is_file()
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    assert len(models) == 13
+    for node in models:
+        assert node["description"].strip(), f"{node['name']} has no description"
+        assert all(c["description"].strip() and "{{" not in c["description"] for c in node["columns"].values()), node["name"]
+        if node["config"]["materialized"] == "ephemeral":  # no relation: its columns are those of its select
+            continue
+        in_db = {c["name"]: c["type"] for c in catalog["nodes"][node["unique_id"]]["columns"].values()}
+        documented = {c["name"]: c["data_type"] for c in node["columns"].values()}
+        assert documented == in_db, node["name"]  # every column documented, with the database's type
+    assert {n["name"] for n in models if n["config"]["contract"]["enforced"]} == {
+        "security_daily", "portfolio_performance", "model_signals"}
+
+    tested = wealth_dbt(marts.warehouse_url, tmp_path, "test", "--target-path", str(target))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    data_tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
+    assert len(results) == len(data_tests) > 40
+    assert {r["status"] for r in results} == {"pass"}
+
+
+def test_source_freshness_grades_each_source_by_its_newest_session(marts: MartsPipeline, tmp_path: Path) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday, five_days_ago = today - dt.timedelta(days=1), today - dt.timedelta(days=5)
+    try:
+        marts.execute("INSERT INTO analytics.indicators_daily (symbol, session_date) VALUES ('AAPL', %s)", (yesterday,))
+        marts.execute("INSERT INTO models.predictions VALUES ('AAPL', %s, %s, 0.5, 1)", (five_days_ago, MODEL_ID))
+        out = tmp_path / "sources.json"
+        ran = wealth_dbt(marts.warehouse_url, tmp_path, "source", "freshness", "--target-path", str(tmp_path / "target"),
+                         "--output", str(out))
+        assert ran.returncode == 1, ran.stdout + ran.stderr  # some sources are stale: dbt exits 1
+        results = {r["unique_id"].removeprefix("source.wealth."): r for r in json.loads(out.read_text())["results"]}
+        # warn after 4 days, error after 7 (daily sessions); the registry: 35 / 60 days of model data.
+        assert {k: r["status"] for k, r in results.items()} == {
+            "ref.securities": "pass",                 # replaced by this module's symbol_master run
+            "analytics.indicators_daily": "pass",     # newest session yesterday
+            "models.predictions": "warn",             # newest session five days ago
+            "market.bars_daily": "error",             # June 2024
+            "analytics.factor_exposures": "error",
+            "portfolio.valuations": "error",
+            "portfolio.portfolio_metrics": "error",
+            "portfolio.currency_attribution": "error",
+            "models.model_registry": "error",         # train_end 2024-04-30
+        }
+        newest = {"market.bars_daily": "SELECT max(session_date) FROM market.bars_daily",
+                  "portfolio.valuations": "SELECT max(session_date) FROM portfolio.valuations",
+                  "models.model_registry": "SELECT max(train_end) FROM models.model_registry",
+                  "models.predictions": "SELECT max(session_date) FROM models.predictions"}
+        for source, query in newest.items():
+            loaded = dt.datetime.fromisoformat(results[source]["max_loaded_at"])
+            assert (loaded.date(), loaded.time()) == (marts.query(query)[0][0], dt.time(0)), source
+        assert dt.datetime.fromisoformat(results["models.predictions"]["max_loaded_at"]).date() == five_days_ago
+    finally:
+        marts.execute("DELETE FROM analytics.indicators_daily WHERE session_date = %s", (yesterday,))
+        marts.execute("DELETE FROM models.predictions WHERE session_date = %s", (five_days_ago,))
+
+
+def test_a_mart_that_breaks_its_contract_fails_and_the_mart_stays(marts: MartsPipeline, tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    model = project / "models" / "marts" / "model_signals.sql"
+    model.write_text(model.read_text().replace("p.score_rank as rank", "p.score_rank::bigint as rank"))
+    before = marts.query("SELECT symbol, rank FROM marts.model_signals ORDER BY 1")
+    ran = dbt_in(project, marts.warehouse_url, "run", "--select", "model_signals")
+    assert ran.returncode == 1
+    assert "contract" in ran.stdout.lower() and "rank" in ran.stdout, ran.stdout
+    assert marts.query("SELECT data_type FROM information_schema.columns WHERE table_schema = 'marts' "
+                       "AND table_name = 'model_signals' AND column_name = 'rank'") == [("integer",)]
+    assert marts.query("SELECT symbol, rank FROM marts.model_signals ORDER BY 1") == before
+
+
+PROBE_SQL = "select * from (values (1, 2), (1, 2), (3, 5), (null::int, 7)) as t (a, b)\n"
+# (test name, test definition, column or None, failing rows counted by hand on PROBE_SQL's four rows)
+PROBE_TESTS = [
+    ("ucc", {"unique_combination_of_columns": {"arguments": {"combination_of_columns": ["a", "b"]}}}, None, 1),
+    ("ucc_quoted", {"unique_combination_of_columns": {"arguments": {"combination_of_columns": ["a", "b"],
+                                                                     "quote_columns": True}}}, None, 1),
+    ("range_inclusive", {"accepted_range": {"arguments": {"min_value": 1, "max_value": 3}}}, "a", 0),
+    ("range_exclusive", {"accepted_range": {"arguments": {"min_value": 1, "max_value": 3, "inclusive": False}}}, "a", 3),
+    ("range_max_only", {"accepted_range": {"arguments": {"max_value": 2}}}, "a", 1),
+    ("expr_model", {"expression_is_true": {"arguments": {"expression": "a < b"}}}, None, 0),  # null a passes
+    ("expr_column", {"expression_is_true": {"arguments": {"expression": ">= 5"}}}, "b", 2),
+]
+
+
+def test_local_generic_tests_count_the_failing_rows_like_dbt_utils(pg_url: str, tmp_path: Path) -> None:
+    migrate.upgrade(pg_url)
+    project = copy_project(tmp_path)
+    (project / "models" / "probe").mkdir()
+    (project / "models" / "probe" / "probe.sql").write_text(PROBE_SQL)
+    model_tests: list[dict] = []
+    columns: dict[str, list[dict]] = {"a": [], "b": []}
+    for name, definition, column, _ in PROBE_TESTS:
+        [(generic, body)] = definition.items()
+        entry = {generic: {"name": f"probe_{name}", **body}}
+        (model_tests if column is None else columns[column]).append(entry)
+
+    def write_yml() -> None:
+        (project / "models" / "probe" / "probe.yml").write_text(yaml.safe_dump({"version": 2, "models": [{
+            "name": "probe", "description": "probe", "data_tests": model_tests,
+            "columns": [{"name": c, "description": c, "data_tests": t} for c, t in columns.items()]}]}))
+
+    write_yml()
+    ran = dbt_in(project, pg_url, "build", "--select", "probe")
+    assert ran.returncode == 1, ran.stdout  # some tests fail
+    results = {r["unique_id"].split(".")[2]: r for r in json.loads((project / "target" / "run_results.json").read_text())["results"]}
+    for name, _, _, failing in PROBE_TESTS:
+        result = results[f"probe_{name}"]
+        assert (result["status"], result["failures"]) == ("fail" if failing else "pass", failing), name
+    # accepted_range with neither bound would pass everything: it is refused when the project is parsed.
+    columns["a"].append({"accepted_range": {"name": "probe_no_bounds"}})
+    write_yml()
+    refused = dbt_in(project, pg_url, "build", "--select", "probe")
+    assert refused.returncode == 2
+    assert "probe_no_bounds" in refused.stdout and "accepted_range on column 'a' needs min_value or max_value" in refused.stdout
+
+
+EPHEMERAL = {"stg_portfolios", "stg_valuations", "stg_portfolio_metrics", "stg_portfolio_attribution_totals"}
+
+
+def test_dbt_column_schema_and_tests_reach_dagster() -> None:
+    from wealth_pipeline.defs.marts.assets import marts_dbt
+
+    for layer in ("marts", "staging"):
+        documented = yaml.safe_load((DBT_PROJECT_DIR / "models" / layer / f"{layer}.yml").read_text())["models"]
+        for model in documented:
+            key = dg.AssetKey([layer, model["name"]])
+            if model["name"] in EPHEMERAL:  # inlined into the portfolio mart: no relation, no asset
+                assert key not in marts_dbt.specs_by_key
+                continue
+            spec = marts_dbt.specs_by_key[key]
+            schema = spec.metadata["dagster/column_schema"]
+            assert [(c.name, c.type) for c in schema.columns] == [(c["name"], c["data_type"]) for c in model["columns"]]
+            assert all(c.description and "{{" not in c.description for c in schema.columns), model["name"]
+    close = next(c for c in marts_dbt.specs_by_key[dg.AssetKey(["marts", "security_daily"])].metadata[
+        "dagster/column_schema"].columns if c.name == "close")
+    assert close.description == "Raw closing price of the session as delivered, in `currency`."  # docs.md block
+    checks = {(k.asset_key.to_user_string(), k.name) for k in marts_dbt.check_keys}
+    assert ("staging/stg_bars_daily", "stg_bars_daily_ohlc_consistent") in checks
+    assert ("marts/model_signals", "unique_model_signals_symbol") in checks
+
+
+def test_wealth_pipeline_dbt_points_dbt_at_the_embedded_local_cluster() -> None:
+    home = Path(tempfile.mkdtemp(prefix="wealth-dbt-home-"))
+    home.chmod(0o755)
+    env = _clean_env(WEALTH_HOME=str(home))
+    try:
+        printed = subprocess.run([str(CLI), "dbt", "--print-env"], capture_output=True, text=True, env=env, timeout=300)
+        assert printed.returncode == 0, printed.stderr
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in printed.stdout.splitlines())
+        exports = {k: v.strip("'") for k, v in exports.items()}
+        cluster = json.loads((home / "pg" / "cluster.json").read_text())
+        assert (exports["DBT_PG_HOST"], exports["DBT_PG_PORT"], exports["DBT_PG_DBNAME"]) == (
+            cluster["host"], str(cluster["port"]), "warehouse")
+        assert exports["DBT_PROFILES_DIR"] == str(DBT_PROJECT_DIR) and exports["DBT_PG_ROLE"] == "wealth_owner"
+        # The manual path the README documents: a migrated warehouse (roles), the exports, then dbt itself.
+        upgraded = subprocess.run([str(CLI), "db", "upgrade"], capture_output=True, text=True, env=env, timeout=600)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        debug = subprocess.run([dbt_executable(), "debug"], cwd=DBT_PROJECT_DIR, capture_output=True, text=True,
+                               env={**env, **exports}, timeout=300)
+        assert debug.returncode == 0 and "All checks passed" in debug.stdout, debug.stdout
+    finally:
+        subprocess.run([str(CLI), "db", "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# ---- the lone-session vendor run (defect: its marts_dbt step failed on a fresh warehouse) ---------------
+LONE_SESSION = "2024-07-18"
+
+
+def test_a_vendor_run_of_a_lone_session_builds_the_marts_on_a_fresh_warehouse(
+    flavoured_db: tuple[str, str], tmp_path: Path
+) -> None:
+    _, url = flavoured_db
+    migrate.upgrade(url)
+    pipeline = Pipeline(url, str(tmp_path / "lake"), None)
+    defs = build_definitions(pipeline.resources())
+    materialize_range(LONE_SESSION, LONE_SESSION, "symbol_master", progress=False, definitions=defs,
+                      instance=pipeline.instance)
+    job = defs.resolve_job_def("vendor_ingest")
+    # The marts' own upstream outside the vendor datasets' downstream (stg_securities reads the
+    # symbol master) is in the job: without it `dbt build` failed on "staging.stg_securities does not exist".
+    assert dg.AssetKey(["staging", "stg_securities"]) in job.asset_layer.executable_asset_keys
+    result = job.execute_in_process(instance=pipeline.instance, partition_key=LONE_SESSION, raise_on_error=False)
+    failures = [e.event_specific_data.error.message for e in result.all_events if e.is_step_failure]
+    assert result.success, failures
+    bars = pipeline.query("SELECT symbol, session_date, close, adj_close FROM market.bars_daily ORDER BY 1")
+    assert len(bars) == 12 and {b[1] for b in bars} == {dt.date(2024, 7, 18)}
+    assert pipeline.query("SELECT symbol, session_date, close, adj_close FROM marts.security_daily ORDER BY 1") == bars
+    from wealth_pipeline.defs.marts.assets import marts_dbt
+
+    dbt_tests = [c for c in result.get_asset_check_evaluations() if c.asset_check_key in marts_dbt.check_keys]
+    assert len(dbt_tests) > 40 and all(c.passed for c in dbt_tests), [
+        (c.asset_key.to_user_string(), c.check_name) for c in dbt_tests if not c.passed]

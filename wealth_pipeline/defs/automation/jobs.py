@@ -30,10 +30,17 @@ def daily_session_job(asset_graph: AssetGraph) -> UnresolvedAssetJobDefinition:
 
 
 def vendor_ingest_job(asset_graph: AssetGraph) -> UnresolvedAssetJobDefinition:
-    """The vendor datasets and every daily asset downstream of them, for the partitions a file touches."""
+    """The vendor datasets and every daily asset downstream of them, for the partitions a file touches.
+
+    Plus the dbt models those marts read that are not downstream of a vendor dataset (e.g.
+    ``staging/stg_securities`` over the symbol master): without them, on a warehouse where the marts
+    were never built, ``dbt build`` of ``marts/security_daily`` fails on a missing relation.
+    """
     daily = set(_daily_keys(asset_graph))
     roots = [dg.AssetKey(k) for k in VENDOR_DATASET_ASSETS if asset_graph.has(dg.AssetKey(k))]
-    downstream = dg.AssetSelection.assets(*roots).downstream().resolve(asset_graph)
+    downstream = dg.AssetSelection.assets(*roots).downstream()
+    marts = dg.AssetSelection.groups("marts")
+    downstream = (downstream | ((downstream & marts).upstream() & marts)).resolve(asset_graph)
     return dg.define_asset_job(
         "vendor_ingest",
         selection=dg.AssetSelection.assets(*sorted(k for k in downstream if k in daily)),
