@@ -52,7 +52,12 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "psql":
         psql = shutil.which("psql") or str(_bindir() / "psql")
         url = env.dagster_url if args.database == "dagster" else env.warehouse_url
-        return subprocess.call([psql, url, *args.psql_args])
+        argv, psql_env, passfile = environment.psql_invocation(psql, url, args.psql_args)
+        try:  # the password is in a 0600 PGPASSFILE, never in psql's arguments (visible in ps)
+            return subprocess.call(argv, env=psql_env)
+        finally:
+            if passfile is not None:
+                passfile.unlink(missing_ok=True)
     from wealth_pipeline.warehouse import migrate
 
     if args.action == "upgrade":

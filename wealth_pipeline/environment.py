@@ -63,6 +63,42 @@ def _ensure_database_on(url: str, database: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
+def restrict_instance_database(url: str) -> None:
+    """Dagster's instance database: no CONNECT/TEMPORARY for PUBLIC, so BI logins cannot open it.
+
+    Its owner (the role the instance connects as, or the superuser of the local cluster) keeps access.
+    """
+    from wealth_pipeline.warehouse.roles import restrict_database_access
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        restrict_database_access(conn)
+
+
+def psql_invocation(psql: str, url: str, extra: list[str]) -> tuple[list[str], dict[str, str], Path | None]:
+    """(argv, environment, password file) running ``psql`` on ``url`` without the password in argv.
+
+    Process arguments are readable by every local user (``ps``); the password goes into a
+    temporary ``PGPASSFILE`` (mode 0600, removed by the caller after psql exits), the other
+    connection parameters into a libpq keyword string.
+    """
+    import tempfile
+
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE")}
+    passfile: Path | None = None
+    if password:
+        def field(value: object) -> str:
+            return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+        fd, name = tempfile.mkstemp(prefix="wealth-pgpass-")
+        passfile = Path(name)
+        with os.fdopen(fd, "w") as handle:  # mkstemp: mode 0600, owned by this user
+            handle.write(":".join(field(v) for v in ("*", "*", "*", params.get("user", "*"), password)) + "\n")
+        env["PGPASSFILE"] = str(passfile)
+    return [psql, make_conninfo(**params), *extra], env, passfile
+
+
 @dataclass(frozen=True)
 class RuntimeEnvironment:
     """Where the warehouse, Dagster's storage and Dagster's home are for this process."""
@@ -102,12 +138,15 @@ def bootstrap(start_database: bool = True, export: bool = True) -> RuntimeEnviro
         dagster_url = settings.dagster_database_url or with_database(warehouse_url, DAGSTER_DB)
         if not settings.dagster_database_url:
             _ensure_database_on(warehouse_url, DAGSTER_DB)
+            restrict_instance_database(dagster_url)
     else:
         cluster = local_cluster(settings)
         if start_database:
             cluster.start()
         warehouse_url = cluster.ensure_database(WAREHOUSE_DB)
         dagster_url = cluster.ensure_database(DAGSTER_DB)
+        if start_database:
+            restrict_instance_database(dagster_url)
         dagster_url = cluster.socket_url(DAGSTER_DB) or dagster_url
     dagster_home = prepare_dagster_home(settings)
     if export:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 PG_SYSTEM_USER = "wealthpg"
 SUPERUSER = "wealth"
+BI_GROUP = "wealth_bi"  # roles.BI: its members (BI logins) may only log in over TCP with SCRAM
 _ROOT_FALLBACK_DIR = Path("/var/lib/wealth-pipeline")
 
 
@@ -311,6 +312,7 @@ class LocalPostgres:
             bindir = self._bindir or find_pg_bindir()
             state.bindir = str(bindir)
             self._save_state(state)
+        self._write_hba(state)
         logfile = Path(state.data_dir).parent / "server.log"
         socket_setting = "''"
         if state.socket_dir:
@@ -322,7 +324,7 @@ class LocalPostgres:
         options = (
             f"-c listen_addresses={state.host if state.host != 'localhost' else '127.0.0.1'} "
             f"-c port={state.port} -c unix_socket_directories={socket_setting} "
-            "-c max_connections=200 -c fsync=on -c shared_buffers=128MB"
+            "-c max_connections=200 -c fsync=on -c shared_buffers=128MB -c password_encryption=scram-sha-256"
         )
         for name, value in self._server_settings.items():
             options += f" -c {name}={value}"
@@ -336,6 +338,27 @@ class LocalPostgres:
                 raise LocalPostgresError(f"server did not accept connections on {state.host}:{state.port}; see {logfile}")
             time.sleep(0.2)
         return state
+
+    def _write_hba(self, state: ClusterState) -> None:
+        """Client authentication, rewritten before every start (so older clusters get it too).
+
+        Members of ``wealth_bi`` (BI logins) authenticate with SCRAM over TCP only: the Unix socket
+        rejects them even for root. The socket trusts the other roles (it lives in a 0700 folder of
+        the server user); TCP always needs a SCRAM password. No replication entries.
+        """
+        hba = Path(state.data_dir) / "pg_hba.conf"
+        hba.write_text(
+            "# Written by wealth_pipeline.warehouse.localpg at every start; edits are overwritten.\n"
+            "# TYPE  DATABASE  USER        ADDRESS        METHOD\n"
+            f"local   all       +{BI_GROUP}                 reject\n"
+            "local   all       all                        trust\n"
+            "host    all       all         127.0.0.1/32   scram-sha-256\n"
+            "host    all       all         ::1/128        scram-sha-256\n"
+        )
+        hba.chmod(0o600)
+        user = self._server_user()
+        if user is not None:
+            os.chown(hba, user.pw_uid, user.pw_gid)
 
     def stop(self) -> bool:
         """Stop the cluster; returns False when it was not running."""

@@ -73,13 +73,31 @@ def _is_superuser(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def restrict_database_access(conn: psycopg.Connection, allowed: tuple[str, ...] = ()) -> None:
+    """No ``CONNECT`` or ``TEMPORARY`` for PUBLIC on the connected database (PostgreSQL's defaults).
+
+    Only superusers, the database owner, the connecting role and the ``allowed`` roles (and their
+    members) can then connect; so a BI login cannot open a session on, or create temporary tables
+    in, a database it has no business in (the Dagster instance database). Idempotent.
+    """
+    db = sql.Identifier(conn.info.dbname)
+    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+    if not _is_superuser(conn):
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO CURRENT_USER").format(db))
+    for role in allowed:
+        if _role_attributes(conn, role) is not None:
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(role)))
+
+
 def ensure_group_roles(conn: psycopg.Connection, *, owner_login: bool = False) -> None:
-    """Create the three group roles if missing (idempotent, cluster-wide).
+    """Create the three group roles if missing (idempotent, cluster-wide), and let only them connect.
 
     ``owner_login`` gives ``wealth_owner`` the LOGIN attribute (no password), which TimescaleDB
     requires of the owner of a hypertable with background policies. The connecting role needs
     CREATEROLE (or superuser); a non-superuser is made a member of ``wealth_owner`` so that
-    migrations can ``SET ROLE`` to it.
+    migrations can ``SET ROLE`` to it. The connected (warehouse) database loses PostgreSQL's
+    PUBLIC ``CONNECT``/``TEMPORARY`` defaults: the three roles (hence every BI login) get ``CONNECT``,
+    see :func:`restrict_database_access`.
     """
     nologin = sql.SQL("NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
     for role in GROUP_ROLES:
@@ -93,6 +111,7 @@ def ensure_group_roles(conn: psycopg.Connection, *, owner_login: bool = False) -
         ).fetchone()
         if not (member and member[0]):
             conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(OWNER)))
+    restrict_database_access(conn, GROUP_ROLES)
 
 
 def _scram_verifier(conn: psycopg.Connection, role: str, password: str) -> str:

@@ -264,7 +264,7 @@ def test_the_portfolio_tables_on_timescaledb_with_the_continuous_aggregate(times
     hypertables = {r[0] for r in p.query("SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables")}
     assert {"portfolio.positions", "portfolio.portfolio_metrics", "portfolio.currency_attribution"} <= hypertables
     caggs = p.query("SELECT view_schema || '.' || view_name FROM timescaledb_information.continuous_aggregates")
-    assert ("portfolio.rolling_volatility_30d",) in caggs
+    assert ("portfolio.rolling_volatility_30d_agg",) in caggs  # owner-only; BI reads the secured view
     runs = p.run("2024-01-15", "2024-04-30", selection=f"portfolio_reference {DAILY}")
     assert all(r["success"] for r in runs)
     metrics = p.query("SELECT portfolio_id, session_date, volatility_30 FROM portfolio.portfolio_metrics ORDER BY 1, 2")
@@ -276,8 +276,12 @@ def test_the_portfolio_tables_on_timescaledb_with_the_continuous_aggregate(times
         with psycopg.connect(make_conninfo(timescale_url, user=role, password=password)) as conn:
             seen = {r[0] for r in conn.execute("SELECT DISTINCT portfolio_id FROM portfolio.positions")}
             assert seen == {"bob-income"}
-            # The aggregate's materialization cannot carry row-level security: BI logins are refused.
+            # The secured view over the owner-only aggregate: bob's rows, equal to his metrics.
+            rolling = conn.execute("SELECT portfolio_id, session_date, volatility_30 FROM "
+                                   "portfolio.rolling_volatility_30d ORDER BY 1, 2").fetchall()
+            assert rolling == [m for m in metrics if m[0] == "bob-income"] and rolling
+            # The aggregate itself (every portfolio, no row security possible) is not readable.
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("SELECT * FROM portfolio.rolling_volatility_30d")
+                conn.execute("SELECT * FROM portfolio.rolling_volatility_30d_agg")
     finally:
         drop_bi_user(timescale_url, role)
