@@ -34,10 +34,11 @@ SECURITY_INDICATORS = (
 )
 
 
-@pytest.fixture(scope="module")
-def bi(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MartsPipeline, dict[str, str]]]:
-    """The built marts and a BI login URL per user (alice owns p_alice, bob owns p_bob)."""
-    marts = build_marts_warehouse(pg_server_url, tmp_path_factory.mktemp("bi"))
+@pytest.fixture(scope="module", params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def bi(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MartsPipeline, dict[str, str]]]:
+    """The built marts and a BI login URL per user (alice owns p_alice, bob owns p_bob), on each flavour."""
+    server = request.getfixturevalue("pg_server_url" if request.param == "postgres" else "timescale_server_url")
+    marts = build_marts_warehouse(server, tmp_path_factory.mktemp(f"bi-{request.param}"))
     suffix = uuid.uuid4().hex[:8]
     logins = {user: (f"bi_{user}_{suffix}", f"pw-{uuid.uuid4().hex}") for user in ("alice", "bob")}
     urls = {}
@@ -109,3 +110,20 @@ def test_a_bi_login_cannot_write_create_or_read_staging(bi: tuple[MartsPipeline,
     with _engine(urls["alice"]).connect() as conn, pytest.raises(sa.exc.DBAPIError, match=r"permission denied|not automatically updatable"):
         conn.execute(sa.text(statement))
     assert marts.query("SELECT count(*) FROM marts.security_daily") == before
+
+
+def test_rolling_volatility_is_the_same_secured_view_on_both_flavours(bi: tuple[MartsPipeline, dict[str, str]]) -> None:
+    """portfolio.rolling_volatility_30d: same columns and rows per login on both flavours (a continuous
+    aggregate behind it on TimescaleDB, a view without), each login seeing its own portfolios only."""
+    marts, urls = bi
+    every = marts.query("SELECT portfolio_id, session_date, volatility_30 FROM portfolio.portfolio_metrics ORDER BY 1, 2")
+    assert {r[0] for r in every} == {"p_alice", "p_bob"}
+    for user, own in (("alice", "p_alice"), ("bob", "p_bob")):
+        with _engine(urls[user]).connect() as conn:
+            rows = [tuple(r) for r in conn.execute(sa.text(
+                "SELECT portfolio_id, session_date, volatility_30 FROM portfolio.rolling_volatility_30d ORDER BY 1, 2"))]
+            guessed = conn.execute(sa.text("SELECT count(*) FROM portfolio.rolling_volatility_30d "
+                                           "WHERE portfolio_id <> :p OR portfolio_id IS NULL"), {"p": own}).scalar()
+            with pytest.raises(sa.exc.DBAPIError, match="permission denied"):
+                conn.execute(sa.text("SELECT * FROM portfolio.rolling_volatility_30d_agg"))
+        assert rows == [r for r in every if r[0] == own] and rows and guessed == 0
