@@ -198,6 +198,7 @@ def test_a_partition_window_deletes_and_inserts_only_that_window(marts: MartsPip
 
 def test_failing_dbt_tests_are_failed_asset_checks(marts: MartsPipeline) -> None:
     day = SESSIONS[1]
+    good_close = marts.query("SELECT close FROM marts.security_daily WHERE symbol = 'AAPL' AND session_date = %s", (day,))
     try:
         marts.execute("UPDATE market.bars_daily SET close = -close WHERE symbol = 'AAPL' AND session_date = %s", (day,))
         marts.execute("UPDATE portfolio.portfolio_metrics SET max_drawdown = 0.5 WHERE portfolio_id = 'p_bob' AND session_date = %s", (day,))
@@ -205,12 +206,16 @@ def test_failing_dbt_tests_are_failed_asset_checks(marts: MartsPipeline) -> None
         assert not run["success"], "dbt build exits non-zero on a failing test, so the step fails"
         results = check_results(run)
         failed = {k for k, passed in results.items() if not passed}
-        assert failed == {  # close only: adj_close, low and the indicators are untouched
-            ("marts/security_daily", "accepted_range_security_daily_close__False__0"),
+        assert failed == {
             ("staging/stg_bars_daily", "stg_bars_daily_ohlc_consistent"),  # low <= close no longer holds
             ("marts/portfolio_performance", "accepted_range_portfolio_performance_max_drawdown__0___1"),
         }, failed
-        assert ("marts/security_daily", "unique_combination_of_columns_security_daily_symbol__session_date") in results
+        # dbt build skips what is downstream of a failed test: security_daily keeps its last good rows
+        # and its own tests do not run (no result for them rather than a pass).
+        assert marts.query("SELECT close FROM marts.security_daily WHERE symbol = 'AAPL' AND session_date = %s",
+                           (day,)) == good_close and good_close[0][0] > 0
+        assert not {k for k in results if k[0] == "marts/security_daily"}
+        assert ("staging/stg_bars_daily", "unique_combination_of_columns_stg_bars_daily_symbol__session_date") in results
     finally:
         marts.execute("UPDATE market.bars_daily SET close = -close WHERE symbol = 'AAPL' AND session_date = %s", (day,))
         marts.execute("UPDATE portfolio.portfolio_metrics SET max_drawdown = -0.16 WHERE portfolio_id = 'p_bob' AND session_date = %s", (day,))
