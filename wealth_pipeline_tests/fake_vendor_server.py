@@ -117,6 +117,9 @@ class FakeVendorServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm
+            # and the client's delayed ACK add ~40 ms to every answer.
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 owner._handle(self)
