@@ -39,6 +39,12 @@ adapter built on it:
   logging, so it never appears in httpx logs, in ``response.request.url``, in this module's log
   lines or in any exception message (it is also masked in body excerpts, should a vendor echo it).
 
+Hand-written parts, and why: the deadline watchdog, because httpx's ``Timeout`` bounds each
+connect/read/write separately and has no total (measured in the tests: three chunks 0.4 s apart pass
+a 0.5 s read timeout and arrive after 0.8 s; the watchdog cuts them at 0.5 s); the file storage of
+the breaker state, because pybreaker ships only in-memory and Redis storages and the embedded
+deployment has no Redis.
+
 Calls to one vendor are serialized by the breaker's lock (``pybreaker`` holds it for the whole
 call): vendor quotas of a few requests per second make concurrent requests pointless here.
 ``sleep`` (backoff) and ``rng`` (jitter) are injectable so tests check the delays requested.

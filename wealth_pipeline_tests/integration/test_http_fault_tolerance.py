@@ -309,9 +309,12 @@ def test_rerun_after_partial_failure_fetches_only_the_missing_symbols(make_vendo
     series = vendor_series(master, D("2024-05-01"), D("2024-05-31"))
     vendor = make_vendor(master, series)
     vendor.failing = {"S003": -1, "S011": -1, "S016": -1}
-    first = vendor.run("2024-05-13", "2024-05-24", http_max_retries=1, http_incomplete_policy="complete_others")
+    first = vendor.run("2024-05-13", "2024-05-24", selection="raw_bars bars", http_max_retries=1,
+                       http_incomplete_policy="complete_others")
     checks = _checks(first)
-    assert checks["http_fetch_complete"] is False  # blocking: downstream would not run on it
+    assert checks["http_fetch_complete"] is False
+    executed = {e.step_key for e in first.all_events if e.event_type_value == "STEP_START"}
+    assert "raw_bars" in executed and "bars" not in executed  # blocking: bars never ran on the partial data
     meta = _materialization(first)
     assert meta["http_fetch"]["failed_count"] == 3 and meta["http_request_count"] == 17 + 3 * 2
     assert "S011" in meta["http_fetch"]["failed"] and "HTTP 500" in meta["http_fetch"]["failed"]["S011"]
