@@ -34,6 +34,10 @@ else
     esac
 fi
 
+# Batched event writes for every Dagster process of the image (webserver, daemon, code location, run
+# tasks): same default as wealth_pipeline.settings.DAGSTER_TUNING; a value set by the platform wins.
+export DAGSTER_EVENT_BATCH_SIZE="${DAGSTER_EVENT_BATCH_SIZE:-10000}"
+
 if [ -n "$variant" ]; then
     mkdir -p "$home"
     cp "$variants/$variant.yaml" "$home/dagster.yaml"

@@ -388,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from wealth_pipeline.settings import apply_dagster_tuning
+
+    # Before any instance exists: in-process runs, and `ui`'s webserver and daemon, which inherit it.
+    apply_dagster_tuning()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

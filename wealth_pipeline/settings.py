@@ -63,6 +63,21 @@ TEST_ENVIRONMENT: dict[str, str] = {
 
 DEFAULT_PARTITION_START = "2023-01-02"
 
+# Dagster's own variables the project sets for every process that runs or launches Dagster runs
+# (CLI, `make ui`, compose services, ECS tasks); a value already in the environment wins.
+# DAGSTER_EVENT_BATCH_SIZE (read by dagster/_core/instance/methods/event_methods.py) makes a run's
+# planned-materialization events and each step's per-partition materializations reach the event
+# log as batches of up to this many events instead of one transaction each.
+DAGSTER_TUNING: dict[str, str] = {"DAGSTER_EVENT_BATCH_SIZE": "10000"}
+
+
+def apply_dagster_tuning() -> dict[str, str]:
+    """Export ``DAGSTER_TUNING`` where the variable is unset; return the values in effect."""
+    for name, value in DAGSTER_TUNING.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
+    return {name: os.environ[name] for name in DAGSTER_TUNING}
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)

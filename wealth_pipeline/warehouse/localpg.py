@@ -27,6 +27,8 @@ from urllib.parse import quote
 PG_SYSTEM_USER = "wealthpg"
 SUPERUSER = "wealth"
 BI_GROUP = "wealth_bi"  # roles.BI: its members (BI logins) may only log in over TCP with SCRAM
+# The database holding Dagster's instance storage in the local cluster (tuned in ensure_database).
+INSTANCE_DATABASE = "dagster"
 _ROOT_FALLBACK_DIR = Path("/var/lib/wealth-pipeline")
 
 
@@ -411,4 +413,9 @@ class LocalPostgres:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            if name == INSTANCE_DATABASE:
+                # Dagster's bookkeeping (runs, events, schedules) commits without waiting for the WAL
+                # flush: a crash can lose the last few hundred milliseconds of events, never corrupt
+                # them. The warehouse keeps synchronous (durable) commits.
+                conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name)))
         return self.url(name)

@@ -84,7 +84,9 @@ def test_variant_passes_the_instance_config_schema(variant: str, tmp_path: Path,
     config, custom_instance_class = dagster_instance_config(str(home))
     assert custom_instance_class is None
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert config[storage]["config"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    assert config["event_log_storage"]["class"] == "BatchedPostgresEventLogStorage"
     assert config["concurrency"]["runs"] == _local_concurrency()
     launcher, logs = VARIANTS[variant]
     assert config["run_launcher"]["class"] == launcher
@@ -113,7 +115,7 @@ def test_variant_loads_against_real_postgres(
         monkeypatch.setenv("WEALTH_ECS_RUN_TASK_DEFINITION", task_definition)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.event_log_storage).__name__ == "BatchedPostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.get_runs() == []  # the schema was created in the test database
 

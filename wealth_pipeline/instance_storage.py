@@ -1,0 +1,73 @@
+"""Dagster event-log storage for this project: dagster-postgres with planned events written in batches.
+
+Measured reason for extending dagster-postgres (Dagster 1.13): with ``DAGSTER_EVENT_BATCH_SIZE`` set,
+Dagster hands a run's ``ASSET_MATERIALIZATION_PLANNED`` events to ``store_event_batch`` as one batch
+(``RunDomain._log_asset_planned_events``), but ``PostgresEventLogStorage.store_event_batch`` only
+writes materializations and observations as one statement; any other batch falls back to one
+``store_event`` per event, i.e. two new connections and about five committed transactions per
+asset-partition. A single-run backfill of the daily graph over 2,520 sessions plans about 63,000 of
+them: measured here, 1,000 planned events took 5,179 transactions and most of a 30 s run. This class
+writes such a batch the way the materialization batch is written: one ``INSERT ... RETURNING`` and
+one index transaction updating each asset's row with its last planned event (what the per-event path
+leaves there too). Per-partition planned events are kept (rather than
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), so failed and in-progress partitions still show
+in the UI. Anything else still goes through dagster-postgres unchanged.
+
+Processes reading the instance (webserver, daemon, runs) import only this module and dagster-postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dagster import DagsterEventType
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster_postgres.event_log.event_log import PostgresEventLogStorage
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+if TYPE_CHECKING:
+    from dagster._core.events.log import EventLogEntry
+    from dagster._serdes import ConfigurableClassData
+
+PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+
+
+class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
+    """``PostgresEventLogStorage`` that also stores a batch of planned-materialization events at once."""
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> BatchedPostgresEventLogStorage:
+        # The parent builds a PostgresEventLogStorage by name; build this class from the same config.
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        planned = [e for e in events if e.is_dagster_event and e.get_dagster_event().event_type == PLANNED]
+        others = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().event_type == PLANNED)]
+        if len(planned) > 1:
+            self._store_planned_batch(planned)
+        elif planned:
+            self.store_event(planned[0])
+        if others:
+            super().store_event_batch(others)
+
+    def _store_planned_batch(self, events: Sequence[EventLogEntry]) -> None:
+        statement = self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)
+        with self._connect() as conn:
+            event_ids = [int(row[0]) for row in conn.execute(statement).fetchall()]
+        if len(event_ids) != len(events):
+            raise RuntimeError(f"stored {len(event_ids)} of {len(events)} planned events")
+        last_per_asset: dict[str, tuple[EventLogEntry, int]] = {}
+        for event, event_id in zip(events, event_ids, strict=True):
+            last_per_asset[event.get_dagster_event().asset_key.to_string()] = (event, event_id)
+        with self.index_transaction() as conn:
+            self._store_asset_event_tags(conn, events, event_ids)
+            for event, event_id in last_per_asset.values():
+                self._store_asset_event(conn, event, event_id)
