@@ -1,17 +1,35 @@
-"""Versioned, reversible warehouse migrations.
+"""Warehouse migrations, run by Alembic; this module is the glue around it.
 
-Migrations are SQL files shipped with the package, ``migrations/NNNN_<name>.up.sql`` and
-``NNNN_<name>.down.sql``, numbered from 0001 without gaps. :func:`upgrade` applies the pending ones in
-order, :func:`downgrade` reverts applied ones in reverse order; each migration runs in its own
-transaction as ``wealth_owner`` (``SET LOCAL ROLE``) and is recorded in ``ops.schema_migrations``.
-A session-level advisory lock serializes concurrent runs against the same database; a second run
-finds nothing to do.
+Alembic (SQLAlchemy's migration tool, already installed as a Dagster dependency and the tool the
+design references name) does the migration work: the revision graph, the version pointer
+(``ops.alembic_version``), one transaction per revision, upgrade/downgrade to a target, stamping,
+``history`` and ``current``. It replaced a hand-written runner of about 390 lines that did the same
+with less (no graph, no stamping, no history command).
 
-Before any migration, ``upgrade`` prepares the database (idempotent, not versioned, kept on
-downgrade): the group roles (see :mod:`roles`), the TimescaleDB extension when the server has it
-(see :mod:`timescale`), database privileges (``wealth_owner`` may create schemas; TEMP only for the
-pipeline roles; no CREATE on ``public`` for PUBLIC), the ``ops`` schema and ``ops.schema_migrations``.
-The connecting role must be a superuser, or have CREATEROLE and CREATE on the database.
+The migrations stay SQL-first. Each step is a pair of packaged SQL files,
+``migrations/NNNN_<name>.up.sql`` / ``.down.sql``, and a three-line revision file
+``alembic/versions/NNNN_<name>.py`` that names its parent and runs the pair through
+:func:`sql_migration`; the revision id is the four-digit number. Adding a migration = the SQL pair
+plus a copy of the previous revision file with the two ids changed (:func:`load_migrations`, run
+before every upgrade, names what is missing). Statements run one by one, split by ``sqlparse`` (a
+dbt dependency), so a failure names its file and line.
+
+What stays here, because it is not Alembic's job:
+
+* **the advisory lock**: every upgrade/downgrade holds ``pg_advisory_lock(MIGRATION_LOCK_KEY)`` on
+  its own connection for the whole run, so concurrent runs against one database serialize and the
+  second finds nothing to do;
+* **the preparation** before an upgrade (idempotent, not versioned, kept on downgrade): the group
+  roles (see :mod:`roles`), the TimescaleDB extension when the server offers it (detection in
+  :mod:`timescale`), database privileges (``wealth_owner`` may create schemas; TEMP only for the
+  pipeline roles; no CREATE on ``public`` for PUBLIC), the ``ops`` schema, ``ops.schema_migrations``
+  and ``ops.alembic_version``. The connecting role must be a superuser, or have CREATEROLE and
+  CREATE on the database. Revisions then run as ``wealth_owner`` (``SET ROLE`` in ``env.py``);
+* **the history**: ``ops.schema_migrations`` (version, name, applied_at) is written in each
+  revision's transaction (``on_version_apply``) next to Alembic's single-row pointer;
+* **adoption**: a warehouse migrated by the former runner has rows in ``ops.schema_migrations`` and
+  no Alembic pointer. The first upgrade or downgrade checks those rows against the shipped files and
+  stamps the database at that version (``alembic stamp``): nothing re-runs, data stays.
 
 Migrations may branch on ``ops.timescale_enabled()`` and call ``ops.enable_timeseries(...)`` and
 ``ops.enable_portfolio_rls(...)`` (see the SQL files).
@@ -19,12 +37,17 @@ Migrations may branch on ``ops.timescale_enabled()`` and call ``ops.enable_times
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlparse
 from psycopg import sql
 
 from wealth_pipeline.warehouse import roles, timescale
@@ -32,7 +55,17 @@ from wealth_pipeline.warehouse import roles, timescale
 SCHEMAS: tuple[str, ...] = ("ref", "market", "analytics", "portfolio", "models", "marts", "ops")
 # pg_advisory_lock key of the migration runner (a fixed constant, unique to this project).
 MIGRATION_LOCK_KEY = 0x3B1F_5A2C_77E0_41D9
-_FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
+HERE = Path(__file__).resolve().parent
+MIGRATIONS_DIR = HERE / "migrations"
+ALEMBIC_DIR = HERE / "alembic"
+# Where Alembic looks for revision files (tests add a folder with a deliberately broken one).
+VERSION_LOCATIONS: list[Path] = [ALEMBIC_DIR / "versions"]
+VERSION_TABLE = "alembic_version"
+VERSION_SCHEMA = "ops"
+APPLICATION_NAME = "wealth-pipeline migrate"
+
+_SQL_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
+_REVISION_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.py$")
 
 
 class MigrationError(RuntimeError):
@@ -41,22 +74,73 @@ class MigrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Migration:
-    """One versioned step: forward and backward SQL."""
+    """One versioned step: its Alembic revision file and its forward and backward SQL."""
 
     version: int
     name: str
     up_sql: str
     down_sql: str
+    revision_file: Path
+
+
+# ---- Alembic plumbing -----------------------------------------------------------------------------
+def alembic_config(conninfo: str | None = None, **attributes: Any) -> Any:
+    """An Alembic ``Config`` for the packaged environment (no alembic.ini: everything is set here).
+
+    ``conninfo`` and ``attributes`` reach ``env.py`` through ``config.attributes``.
+    """
+    from alembic.config import Config
+
+    config = Config(stdout=sys.stdout)  # the current stdout (Alembic's default is bound at import)
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(p) for p in VERSION_LOCATIONS))
+    config.attributes.update(attributes, conninfo=conninfo, applied=[])
+    return config
+
+
+def script_directory() -> Any:
+    """Alembic's view of the revision files."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def revision_id(version: int) -> str:
+    """The Alembic revision id of a version number (``0`` is Alembic's ``base``)."""
+    return "base" if version == 0 else f"{version:04d}"
+
+
+def _revisions() -> list[Any]:
+    """The revision scripts from base to head; ids must be the file's number, the chain linear."""
+    scripts = list(reversed(list(script_directory().walk_revisions())))
+    previous: str | None = None
+    for script in scripts:
+        match = _REVISION_RE.match(Path(script.path).name)
+        if not match or script.revision != match["version"]:
+            raise MigrationError(
+                f"revision file {script.path} must be named NNNN_<name>.py with revision = 'NNNN' (got {script.revision!r})"
+            )
+        if script.down_revision != previous:
+            raise MigrationError(
+                f"revision {script.revision} ({script.path}) has down_revision {script.down_revision!r}; "
+                f"expected {previous!r} (migrations form one line)"
+            )
+        previous = script.revision
+    return scripts
 
 
 def load_migrations() -> list[Migration]:
-    """Read and validate the packaged migration files (pairs, contiguous versions from 1)."""
-    folder = resources.files("wealth_pipeline.warehouse") / "migrations"
+    """The packaged SQL pairs with their revision files, checked against each other.
+
+    Pairs must be complete and numbered from 0001 without gaps, and each needs a revision file of
+    the same stem; a revision file without a pair (a pure-Python revision) is allowed.
+    """
     found: dict[int, dict[str, Any]] = {}
-    for entry in folder.iterdir():
+    for entry in sorted(MIGRATIONS_DIR.iterdir()):
         if not entry.name.endswith(".sql"):
             continue
-        match = _FILE_RE.match(entry.name)
+        match = _SQL_RE.match(entry.name)
         if not match:
             raise MigrationError(
                 f"migration file {entry.name!r} is not named NNNN_<name>.up.sql / NNNN_<name>.down.sql"
@@ -66,36 +150,148 @@ def load_migrations() -> list[Migration]:
         if slot["name"] != match["name"]:
             raise MigrationError(f"migration {version:04d} has two names: {slot['name']!r} and {match['name']!r}")
         slot[match["direction"]] = entry.read_text(encoding="utf-8")
+    revisions = {int(s.revision): Path(s.path) for s in _revisions()}
     migrations: list[Migration] = []
     for expected, version in enumerate(sorted(found), start=1):
         if version != expected:
             raise MigrationError(f"migration versions must be contiguous from 0001; {expected:04d} is missing")
         slot = found[version]
+        stem = f"{version:04d}_{slot['name']}"
         for direction in ("up", "down"):
             if direction not in slot:
-                raise MigrationError(f"migration {version:04d}_{slot['name']} has no .{direction}.sql file")
-        migrations.append(Migration(version, slot["name"], slot["up"], slot["down"]))
+                raise MigrationError(f"migration {stem} has no .{direction}.sql file")
+        revision_file = revisions.get(version)
+        if revision_file is None or revision_file.stem != stem:
+            parent = revision_id(version - 1) if version > 1 else None
+            raise MigrationError(
+                f"migration {stem} has SQL files but no Alembic revision {ALEMBIC_DIR / 'versions' / (stem + '.py')}: "
+                f"copy the previous revision file and set revision = '{version:04d}', down_revision = {parent!r}"
+            )
+        migrations.append(Migration(version, slot["name"], slot["up"], slot["down"], revision_file))
     return migrations
 
 
 def latest_version() -> int:
-    """The highest version shipped with the package."""
-    migrations = load_migrations()
-    return migrations[-1].version if migrations else 0
+    """The head revision shipped with the package (0 when there is none)."""
+    head = script_directory().get_current_head()
+    return int(head) if head else 0
 
 
-def _applied(conn: psycopg.Connection) -> list[int]:
-    exists = conn.execute("SELECT to_regclass('ops.schema_migrations') IS NOT NULL").fetchone()
-    if not (exists and exists[0]):
-        return []
-    return [r[0] for r in conn.execute("SELECT version FROM ops.schema_migrations ORDER BY version")]
+# ---- running SQL inside a revision ----------------------------------------------------------------
+def split_statements(script: str) -> list[tuple[int, str]]:
+    """[(line of the statement's first code line, statement)] of a SQL script, split by sqlparse.
+
+    sqlparse keeps quoted strings, quoted identifiers, comments and dollar-quoted bodies whole; it
+    does not know PostgreSQL's nested ``/* /* */ */`` comments (do not nest comments in migrations:
+    such a file fails loudly with a syntax error naming its line).
+    """
+    result: list[tuple[int, str]] = []
+    position = 0
+    for statement in sqlparse.split(script):
+        text = statement.strip()
+        if not text or text == ";":
+            continue
+        start = script.find(text, position)
+        position = start + len(text)
+        lines = text.split("\n")
+        code = [k for k, line in enumerate(lines) if line.strip() and not line.strip().startswith("--")]
+        if code:
+            result.append((script.count("\n", 0, start) + 1 + code[0], text))
+    return result
 
 
-def current_version(conninfo: str) -> int:
-    """The highest applied version (0 for a database never migrated)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        applied = _applied(conn)
-    return applied[-1] if applied else 0
+def run_sql(script: str, label: str) -> None:
+    """Execute a packaged SQL script in the running revision's transaction, statement by statement.
+
+    The statements go to the driver as they are (no bind-parameter parsing of ``:name`` or ``%``);
+    a failure raises :class:`MigrationError` naming ``label`` and the statement's line.
+    """
+    from alembic import op
+    from sqlalchemy.exc import DBAPIError
+
+    bind = op.get_bind()
+    for line, statement in split_statements(script):
+        try:
+            bind.exec_driver_sql(statement, execution_options={"no_parameters": True})
+        except DBAPIError as exc:
+            raise MigrationError(f"migration {label} failed (line {line}): {str(exc.orig).strip()}") from exc
+
+
+def sql_migration(revision_file: str, sql_dir: Path | None = None) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(upgrade, downgrade)`` of a revision file ``NNNN_<name>.py``: run ``NNNN_<name>.{up,down}.sql``."""
+    stem = Path(revision_file).stem
+    folder = sql_dir or MIGRATIONS_DIR
+
+    def step(direction: str) -> Callable[[], None]:
+        path = folder / f"{stem}.{direction}.sql"
+
+        def run() -> None:
+            run_sql(path.read_text(encoding="utf-8"), path.name)
+
+        run.__name__ = "upgrade" if direction == "up" else "downgrade"
+        return run
+
+    return step("up"), step("down")
+
+
+def record_history(ctx: Any, step: Any, heads: set[str], run_args: dict[str, Any]) -> None:
+    """Alembic ``on_version_apply`` hook: keep ``ops.schema_migrations`` in the revision's transaction."""
+    from sqlalchemy import text
+
+    if step.is_stamp or step.up_revision_id is None:
+        return
+    version = int(step.up_revision_id)
+    if step.is_upgrade:
+        path = Path(ctx.environment_context.script.get_revision(step.up_revision_id).path)
+        match = _REVISION_RE.match(path.name)
+        name = match["name"] if match else path.stem
+        ctx.connection.execute(
+            text("INSERT INTO ops.schema_migrations (version, name) VALUES (:v, :n)"), {"v": version, "n": name}
+        )
+    else:
+        ctx.connection.execute(text("DELETE FROM ops.schema_migrations WHERE version = :v"), {"v": version})
+    ctx.environment_context.config.attributes["applied"].append(version)
+
+
+# ---- the glue: lock, preparation, adoption ---------------------------------------------------------
+@contextmanager
+def _locked(conninfo: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection holding the migration advisory lock for the whole run."""
+    with psycopg.connect(conninfo, autocommit=True, application_name=APPLICATION_NAME) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            yield conn
+        finally:
+            if not conn.closed and not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _ensure_ops_tables(conn: psycopg.Connection) -> None:
+    """``ops.schema_migrations`` (history) and ``ops.alembic_version`` (Alembic's pointer), owned by wealth_owner.
+
+    The pointer has the layout Alembic creates; it is made here so that it is owned by wealth_owner
+    and has the same privileges whether it comes before 0001 (fresh database) or after it (adopted
+    one, where 0001's default privileges would otherwise give the loader write access).
+    """
+    owner = sql.Identifier(roles.OWNER)
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS ops.schema_migrations ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS ops.alembic_version ("
+            " version_num varchar(32) NOT NULL,"
+            " CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+        conn.execute(
+            sql.SQL("REVOKE ALL ON ops.alembic_version FROM {}, {}").format(
+                sql.Identifier(roles.LOADER), sql.Identifier(roles.BI)
+            )
+        )
 
 
 def _prepare_database(conn: psycopg.Connection) -> None:
@@ -110,281 +306,131 @@ def _prepare_database(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
     conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS ops AUTHORIZATION {}").format(owner))
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS ops.schema_migrations ("
-            " version integer PRIMARY KEY,"
-            " name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+    _ensure_ops_tables(conn)
 
 
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+def _exists(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
 
 
-def split_statements(script: str) -> list[tuple[int, str]]:
-    """Split a SQL script on top-level semicolons: [(first line number, statement)].
-
-    Understands quoted strings (including E'' escapes), quoted identifiers, ``--`` and nested
-    ``/* */`` comments and dollar quoting, so function bodies stay whole. Running statements one by
-    one lets a failure name the line it came from.
-    """
-    statements: list[tuple[int, str]] = []
-    i, start, n = 0, 0, len(script)
-    while i < n:
-        ch = script[i]
-        if ch == "-" and script.startswith("--", i):
-            end = script.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif ch == "/" and script.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if script.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif script.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-        elif ch in "'\"":
-            escapes = ch == "'" and i > 0 and script[i - 1] in "eE" and (i < 2 or not (script[i - 2].isalnum() or script[i - 2] == "_"))
-            i += 1
-            while i < n:
-                if escapes and script[i] == "\\":
-                    i += 2
-                    continue
-                if script[i] == ch:
-                    if script.startswith(ch * 2, i):
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-        elif ch == "$" and (match := _DOLLAR_TAG.match(script, i)) and not (i > 0 and (script[i - 1].isalnum() or script[i - 1] == "_")):
-            tag = match.group(0)
-            end = script.find(tag, match.end())
-            i = n if end < 0 else end + len(tag)
-        elif ch == ";":
-            statements.append((start, script[start : i + 1]))
-            i += 1
-            start = i
-        else:
-            i += 1
-    statements.append((start, script[start:]))
-    result: list[tuple[int, str]] = []
-    for offset, text in statements:
-        lines = text.split("\n")
-        code = [k for k, line in enumerate(lines) if line.strip() and not line.strip().startswith("--")]
-        if code and text.strip() != ";":
-            first_line = script.count("\n", 0, offset) + 1 + code[0]
-            result.append((first_line, text.strip()))
-    return result
+def _pointer(conn: psycopg.Connection) -> str | None:
+    """Alembic's current revision, read from ``ops.alembic_version`` (None: not stamped)."""
+    if not _exists(conn, f"{VERSION_SCHEMA}.{VERSION_TABLE}"):
+        return None
+    rows = conn.execute(sql.SQL("SELECT version_num FROM {}.{}").format(
+        sql.Identifier(VERSION_SCHEMA), sql.Identifier(VERSION_TABLE))).fetchall()
+    if len(rows) > 1:
+        raise MigrationError(f"ops.alembic_version holds several heads {sorted(r[0] for r in rows)}; expected one")
+    return rows[0][0] if rows else None
 
 
-def _run(conn: psycopg.Connection, migration: Migration, direction: str) -> None:
-    text = migration.up_sql if direction == "up" else migration.down_sql
-    label = f"{migration.version:04d}_{migration.name}.{direction}.sql"
-    line = 0
-    try:
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(roles.OWNER)))
-            for first_line, statement in split_statements(text):
-                line = first_line
-                conn.execute(statement)  # type: ignore[arg-type]  # trusted, packaged SQL; no parameters
-            line = 0
-            if direction == "up":
-                conn.execute(
-                    "INSERT INTO ops.schema_migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
-            else:
-                conn.execute("DELETE FROM ops.schema_migrations WHERE version = %s", (migration.version,))
-    except psycopg.Error as exc:
-        where = f" (line {line})" if line else ""
-        raise MigrationError(f"migration {label} failed{where}: {str(exc).strip()}") from exc
+def _history(conn: psycopg.Connection) -> list[tuple[int, str]]:
+    if not _exists(conn, "ops.schema_migrations"):
+        return []
+    return [(r[0], r[1]) for r in conn.execute("SELECT version, name FROM ops.schema_migrations ORDER BY version")]
 
 
-class _Locked:
-    """An autocommit connection holding the migration advisory lock."""
+def _adopt_former_runner(conn: psycopg.Connection, conninfo: str) -> None:
+    """Stamp a warehouse migrated by the former runner (history rows, no pointer) at its version."""
+    if _pointer(conn) is not None:
+        return
+    history = _history(conn)
+    if not history:
+        return
+    shipped = {m.version: m.name for m in load_migrations()}
+    for expected, (version, name) in enumerate(history, start=1):
+        if version != expected or shipped.get(version) != name:
+            known = f"{version:04d}_{shipped[version]}" if version in shipped else "nothing"
+            raise MigrationError(
+                f"ops.schema_migrations records {version:04d}_{name} where the package ships {known} "
+                f"(versions must be 0001..N with the shipped names); cannot adopt this warehouse"
+            )
+    from alembic import command
 
-    def __init__(self, conninfo: str) -> None:
-        self.conninfo = conninfo
-
-    def __enter__(self) -> psycopg.Connection:
-        self.conn = psycopg.connect(self.conninfo, autocommit=True)
-        self.conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if not self.conn.closed and not self.conn.broken:
-                self.conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
-        finally:
-            self.conn.close()
+    _ensure_ops_tables(conn)
+    command.stamp(alembic_config(conninfo, as_owner=True), revision_id(history[-1][0]))
 
 
-def _check_known(applied: list[int], migrations: list[Migration]) -> None:
-    known = {m.version for m in migrations}
-    unknown = [v for v in applied if v not in known]
-    if unknown:
+def _check_known(conn: psycopg.Connection) -> None:
+    current = _pointer(conn)
+    known = {s.revision for s in _revisions()}
+    if current is not None and current not in known:
         raise MigrationError(
-            f"the database has migrations {unknown} that this package does not ship "
-            f"(latest known: {max(known, default=0)}); upgrade the package"
+            f"the database is at migration {current}, which this package does not ship "
+            f"(latest known: {max(known, default='none')}); upgrade the package"
         )
+
+
+def _version_of(conn: psycopg.Connection) -> int:
+    current = _pointer(conn)
+    if current is not None:
+        return int(current)
+    history = _history(conn)
+    return history[-1][0] if history else 0
+
+
+def current_version(conninfo: str) -> int:
+    """The applied version (0 for a database never migrated; the former runner's history counts)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return _version_of(conn)
 
 
 def upgrade(conninfo: str, target: int | None = None) -> list[int]:
-    """Apply pending migrations up to ``target`` (default: the latest); return the versions applied."""
-    migrations = load_migrations()
-    latest = migrations[-1].version if migrations else 0
+    """Prepare the database, then ``alembic upgrade`` to ``target`` (default: head); return the versions applied."""
+    from alembic import command
+
+    load_migrations()
+    latest = latest_version()
     if target is None:
         target = latest
     if not 0 <= target <= latest:
         raise MigrationError(f"upgrade target {target} is outside 0..{latest}")
-    with _Locked(conninfo) as conn:
+    with _locked(conninfo) as conn:
         _prepare_database(conn)
-        applied = _applied(conn)
-        _check_known(applied, migrations)
-        done: list[int] = []
-        for migration in migrations:
-            if migration.version > target or migration.version in applied:
-                continue
-            _run(conn, migration, "up")
-            done.append(migration.version)
-        return done
+        _adopt_former_runner(conn, conninfo)
+        _check_known(conn)
+        if _version_of(conn) >= target:
+            return []
+        config = alembic_config(conninfo, as_owner=True)
+        command.upgrade(config, revision_id(target))
+        return list(config.attributes["applied"])
 
 
 def downgrade(conninfo: str, target: int = 0) -> list[int]:
-    """Revert applied migrations above ``target``, newest first; return the versions reverted."""
-    migrations = load_migrations()
-    latest = migrations[-1].version if migrations else 0
+    """``alembic downgrade`` to ``target`` (0: base), newest first; return the versions reverted."""
+    from alembic import command
+
+    latest = latest_version()
     if not 0 <= target <= latest:
         raise MigrationError(f"downgrade target {target} is outside 0..{latest}")
-    with _Locked(conninfo) as conn:
-        applied = _applied(conn)
-        _check_known(applied, migrations)
-        by_version = {m.version: m for m in migrations}
-        done: list[int] = []
-        for version in sorted(applied, reverse=True):
-            if version <= target:
-                break
-            _run(conn, by_version[version], "down")
-            done.append(version)
-        return done
+    with _locked(conninfo) as conn:
+        if not _exists(conn, "ops.schema_migrations"):
+            return []
+        _adopt_former_runner(conn, conninfo)
+        _check_known(conn)
+        if _version_of(conn) <= target:
+            return []
+        config = alembic_config(conninfo, as_owner=True)
+        command.downgrade(config, revision_id(target))
+        return list(config.attributes["applied"])
 
 
-# ---- catalog snapshot ----------------------------------------------------------------------------
+def history(conninfo: str) -> None:
+    """``alembic history --indicate-current``, printed to stdout."""
+    from alembic import command
 
-_TS_IDS = re.compile(r"(_materialized_hypertable|_partial_view|_direct_view|_hyper|_compressed_hypertable)_\d+(_\d+)?")
-
-
-_TS_WATERMARK = re.compile(r"cagg_watermark\(\d+\)")
-
-
-def _normalize(value: Any) -> Any:
-    if isinstance(value, str):
-        return _TS_WATERMARK.sub("cagg_watermark(N)", _TS_IDS.sub(r"\1_N", value))
-    if isinstance(value, list | tuple):
-        return [_normalize(v) for v in value]
-    return value
+    command.history(alembic_config(conninfo), indicate_current=True)
 
 
-_SNAPSHOT_QUERIES: dict[str, str] = {
-    "schemas": """
-        SELECT n.nspname, pg_get_userbyid(n.nspowner),
-               ARRAY(SELECT a::text FROM unnest(coalesce(n.nspacl, '{}')) a ORDER BY 1)
-        FROM pg_namespace n WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1""",
-    "relations": """
-        SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner),
-               c.relrowsecurity, c.relforcerowsecurity, c.reloptions::text,
-               ARRAY(SELECT a::text FROM unnest(coalesce(c.relacl, '{}')) a ORDER BY 1)
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1, 2""",
-    "columns": """
-        SELECT n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
-               a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
-        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE n.nspname = ANY(%(schemas)s) AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY 1, 2, 3""",
-    "constraints": """
-        SELECT n.nspname, c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid)
-        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "indexes": """
-        SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
-        WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "policies": """
-        SELECT schemaname, tablename, policyname, permissive, roles::text, cmd, qual, with_check
-        FROM pg_policies WHERE schemaname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "views": """
-        SELECT n.nspname, c.relname, pg_get_viewdef(c.oid)
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('v', 'm') ORDER BY 1, 2""",
-    "functions": """
-        SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid),
-               pg_get_userbyid(p.proowner), p.prosecdef, md5(pg_get_functiondef(p.oid)),
-               ARRAY(SELECT a::text FROM unnest(coalesce(p.proacl, '{}')) a ORDER BY 1)
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "triggers": """
-        SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid)
-        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = ANY(%(schemas)s) AND NOT t.tgisinternal ORDER BY 1, 2, 3""",
-    "default_privileges": """
-        SELECT pg_get_userbyid(d.defaclrole), coalesce(n.nspname, ''), d.defaclobjtype,
-               ARRAY(SELECT a::text FROM unnest(d.defaclacl) a ORDER BY 1)
-        FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
-        WHERE pg_get_userbyid(d.defaclrole) = ANY(%(roles)s) ORDER BY 1, 2, 3""",
-}
+def current(conninfo: str) -> None:
+    """``alembic current``, printed to stdout, plus a note on a warehouse not adopted yet."""
+    from alembic import command
 
-_TIMESCALE_QUERIES: dict[str, str] = {
-    "hypertables": """
-        SELECT d.hypertable_schema, d.hypertable_name, d.column_name, d.column_type::text,
-               d.time_interval::text, h.compression_enabled
-        FROM timescaledb_information.dimensions d
-        JOIN timescaledb_information.hypertables h
-          ON h.hypertable_schema = d.hypertable_schema AND h.hypertable_name = d.hypertable_name
-        WHERE d.hypertable_schema = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "compression": """
-        SELECT hypertable_schema, hypertable_name, attname, segmentby_column_index,
-               orderby_column_index, orderby_asc
-        FROM timescaledb_information.compression_settings
-        WHERE hypertable_schema = ANY(%(schemas)s) ORDER BY 1, 2, 3""",
-    "continuous_aggregates": """
-        SELECT view_schema, view_name, materialized_only, view_definition
-        FROM timescaledb_information.continuous_aggregates
-        WHERE view_schema = ANY(%(schemas)s) ORDER BY 1, 2""",
-    "jobs": """
-        SELECT proc_name, hypertable_schema, hypertable_name, schedule_interval::text, owner::text,
-               (config - 'mat_hypertable_id' - 'hypertable_id')::text
-        FROM timescaledb_information.jobs
-        WHERE hypertable_schema = ANY(%(schemas)s) OR hypertable_schema = '_timescaledb_internal'
-        ORDER BY 1, 2, 3""",
-}
-
-
-def catalog_snapshot(conninfo: str, schemas: tuple[str, ...] = SCHEMAS) -> dict[str, list[Any]]:
-    """A comparable description of the warehouse schemas from the system catalogs.
-
-    Tables, columns and types, constraints, indexes, policies, views, functions, triggers, grants,
-    default privileges and (with TimescaleDB) hypertables, compression settings, continuous
-    aggregates and jobs. Internal TimescaleDB ids (materialization hypertable numbers) are
-    normalized so that two equivalent schemas compare equal.
-    """
-    params = {
-        "schemas": list(schemas),
-        "roles": list(roles.GROUP_ROLES),
-    }
-    snapshot: dict[str, list[Any]] = {}
+    command.current(alembic_config(conninfo))
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        for key, query in _SNAPSHOT_QUERIES.items():
-            snapshot[key] = [_normalize(list(r)) for r in conn.execute(query, params).fetchall()]
-        if timescale.timescale_installed(conn):
-            for key, query in _TIMESCALE_QUERIES.items():
-                rows = [_normalize(list(r)) for r in conn.execute(query, params).fetchall()]
-                snapshot[f"timescale_{key}"] = sorted(rows, key=repr)
-    return snapshot
+        if _pointer(conn) is None and (recorded := _history(conn)):
+            print(
+                f"no Alembic revision recorded; ops.schema_migrations (former runner) records "
+                f"{recorded[0][0]:04d}..{recorded[-1][0]:04d}: the next `db upgrade` stamps it without running anything"
+            )

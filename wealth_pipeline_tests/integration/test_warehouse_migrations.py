@@ -1,16 +1,22 @@
-"""Warehouse migrations on a real server: versions, idempotency, up/down/up identity, locking, Timescale."""
+"""Warehouse migrations through Alembic on a real server: versions, idempotency, up/down/up identity,
+locking, TimescaleDB, and adoption of a warehouse migrated by the former hand-written runner."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from wealth_pipeline.warehouse import migrate, timescale
-from wealth_pipeline.warehouse.migrate import Migration, MigrationError
+from wealth_pipeline.warehouse import migrate, roles, timescale
+from wealth_pipeline.warehouse.catalog import catalog_snapshot
+from wealth_pipeline.warehouse.migrate import MigrationError
 
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def empty_db(flavoured_db: tuple[str, str]) -> tuple[str, str]:
@@ -30,12 +36,35 @@ def _columns(url: str, schema: str, table: str) -> list[tuple[str, str]]:
         ]
 
 
-def test_migration_files_are_versioned_pairs() -> None:
+def _query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def test_migration_files_are_versioned_pairs_with_one_revision_each() -> None:
     migrations = migrate.load_migrations()
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     assert [m.name for m in migrations[:3]] == ["foundation", "market", "portfolio"]
     assert all(m.up_sql.strip() and m.down_sql.strip() for m in migrations)
     assert migrate.latest_version() == migrations[-1].version
+    revisions = {s.revision: s for s in migrate.script_directory().walk_revisions()}
+    assert sorted(revisions) == [f"{m.version:04d}" for m in migrations]
+    for m in migrations:
+        script = revisions[f"{m.version:04d}"]
+        assert Path(script.path).name == f"{m.version:04d}_{m.name}.py"
+        assert script.down_revision == (None if m.version == 1 else f"{m.version - 1:04d}")
+
+
+def test_a_sql_pair_without_a_revision_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, folder)
+    latest = migrate.latest_version()
+    (folder / f"{latest + 1:04d}_extra.up.sql").write_text("SELECT 1;\n")
+    (folder / f"{latest + 1:04d}_extra.down.sql").write_text("SELECT 1;\n")
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", folder)
+    with pytest.raises(MigrationError, match=rf"{latest + 1:04d}_extra has SQL files but no Alembic revision .*"
+                                             rf"down_revision = '{latest:04d}'"):
+        migrate.load_migrations()
 
 
 def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tuple[str, str]) -> None:
@@ -51,11 +80,16 @@ def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tupl
         assert set(migrate.SCHEMAS) <= schemas
         recorded = conn.execute("SELECT version, name FROM ops.schema_migrations ORDER BY 1").fetchall()
         assert recorded == [(m.version, m.name) for m in migrate.load_migrations()]
+        assert conn.execute("SELECT version_num FROM ops.alembic_version").fetchall() == [(f"{latest:04d}",)]
         owners = dict(conn.execute(
             "SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = ANY(%s)",
             (list(migrate.SCHEMAS),),
         ).fetchall())
         assert set(owners.values()) == {"wealth_owner"}
+        pointer = conn.execute(
+            "SELECT pg_get_userbyid(relowner), has_table_privilege('wealth_loader', oid, 'UPDATE') "
+            "FROM pg_class WHERE oid = 'ops.alembic_version'::regclass").fetchone()
+        assert pointer == ("wealth_owner", False)
         assert timescale.timescale_installed(conn) is (flavour == "timescale")
 
     assert _columns(url, "market", "bars_daily") == [
@@ -134,27 +168,31 @@ def test_up_down_up_leaves_an_identical_catalog(empty_db: tuple[str, str]) -> No
     _, url = empty_db
     latest = migrate.latest_version()
     migrate.upgrade(url)
-    first = migrate.catalog_snapshot(url)
+    first = catalog_snapshot(url)
     assert first["policies"], "the snapshot must see the row-level security policies"
     assert any(r[1] == "bars_daily" for r in first["indexes"])
 
     assert migrate.downgrade(url, target=latest - 1) == [latest]
     assert migrate.current_version(url) == latest - 1
-    partial = migrate.catalog_snapshot(url)
+    assert _query(url, "SELECT max(version) FROM ops.schema_migrations") == [(latest - 1,)]
+    partial = catalog_snapshot(url)
     assert partial != first
     assert migrate.upgrade(url) == [latest]
-    assert migrate.catalog_snapshot(url) == first
+    assert catalog_snapshot(url) == first
 
     assert migrate.downgrade(url) == list(range(latest, 0, -1))
     assert migrate.current_version(url) == 0
-    empty = migrate.catalog_snapshot(url)
+    empty = catalog_snapshot(url)
     assert [r[0] for r in empty["schemas"]] == ["ops"]
-    assert [r[1] for r in empty["relations"]] == ["schema_migrations", "schema_migrations_pkey"]
+    assert [r[1] for r in empty["relations"]] == [
+        "alembic_version", "alembic_version_pkc", "schema_migrations", "schema_migrations_pkey"]
     assert empty["default_privileges"] == []
+    assert _query(url, "SELECT count(*) FROM ops.alembic_version") == [(0,)]
+    assert _query(url, "SELECT count(*) FROM ops.schema_migrations") == [(0,)]
     assert migrate.downgrade(url) == []
 
     assert migrate.upgrade(url) == list(range(1, latest + 1))
-    again = migrate.catalog_snapshot(url)
+    again = catalog_snapshot(url)
     for key in first:
         assert again[key] == first[key], key
     assert again == first
@@ -183,19 +221,55 @@ def test_concurrent_upgrades_serialize(pg_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM ops.schema_migrations").fetchone() == (migrate.latest_version(),)
 
 
-def test_failed_migration_rolls_back_alone_and_names_file_and_line(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = migrate.load_migrations()
+def test_the_lock_is_held_while_alembic_runs(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a revision runs, the advisory lock is held by the migrating session (an oracle from pg_locks)."""
+    seen: list[tuple] = []
+    real = migrate.run_sql
+
+    def spy(script: str, label: str) -> None:
+        if not seen:
+            seen.extend(_query(pg_url,
+                "SELECT a.application_name, l.granted FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
+                (migrate.MIGRATION_LOCK_KEY,)))
+        real(script, label)
+
+    monkeypatch.setattr(migrate, "run_sql", spy)
+    migrate.upgrade(pg_url, target=1)
+    assert seen == [(migrate.APPLICATION_NAME, True)]
+
+
+def _broken_revision(folder: Path, version: int) -> None:
+    (folder / f"{version:04d}_broken.up.sql").write_text("CREATE TABLE ops.half_done (a int);\nSELECT 1 / 0;\n")
+    (folder / f"{version:04d}_broken.down.sql").write_text("DROP TABLE ops.half_done;\n")
+    (folder / f"{version:04d}_broken.py").write_text(
+        "from pathlib import Path\n\n"
+        "from wealth_pipeline.warehouse.migrate import sql_migration\n\n"
+        f"revision = '{version:04d}'\n"
+        f"down_revision = '{version - 1:04d}'\n"
+        "upgrade, downgrade = sql_migration(__file__, sql_dir=Path(__file__).parent)\n"
+    )
+
+
+def test_failed_migration_rolls_back_alone_and_names_file_and_line(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latest = migrate.latest_version()
     migrate.upgrade(pg_url)
-    broken = Migration(len(real) + 1, "broken", "CREATE TABLE ops.half_done (a int);\nSELECT 1 / 0;\n", "DROP TABLE ops.half_done;")
-    monkeypatch.setattr(migrate, "load_migrations", lambda: [*real, broken])
-    with pytest.raises(MigrationError, match=rf"{broken.version:04d}_broken\.up\.sql failed \(line 2\): division by zero"):
+    _broken_revision(tmp_path, latest + 1)
+    monkeypatch.setattr(migrate, "VERSION_LOCATIONS", [*migrate.VERSION_LOCATIONS, tmp_path])
+    assert migrate.latest_version() == latest + 1
+    with pytest.raises(MigrationError, match=rf"{latest + 1:04d}_broken\.up\.sql failed \(line 2\): division by zero"):
         migrate.upgrade(pg_url)
-    assert migrate.current_version(pg_url) == len(real)
+    assert migrate.current_version(pg_url) == latest
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('ops.half_done')").fetchone() == (None,)
+        assert conn.execute("SELECT max(version) FROM ops.schema_migrations").fetchone() == (latest,)
 
 
-def test_bad_targets_and_unknown_versions_are_refused(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_targets_and_unknown_versions_are_refused(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     latest = migrate.latest_version()
     with pytest.raises(MigrationError, match="outside"):
         migrate.upgrade(pg_url, target=latest + 1)
@@ -203,25 +277,213 @@ def test_bad_targets_and_unknown_versions_are_refused(pg_url: str, monkeypatch: 
         migrate.downgrade(pg_url, target=-1)
     assert migrate.upgrade(pg_url, target=1) == [1]
     assert migrate.current_version(pg_url) == 1
+    assert migrate.upgrade(pg_url, target=1) == []
+    assert migrate.downgrade(pg_url, target=1) == []
     assert migrate.upgrade(pg_url) == list(range(2, latest + 1))
-    real = migrate.load_migrations()
-    monkeypatch.setattr(migrate, "load_migrations", lambda: real[:1])
-    with pytest.raises(MigrationError, match="does not ship"):
-        migrate.upgrade(pg_url)
+    only_first = tmp_path / "versions"
+    only_first.mkdir()
+    shutil.copy(migrate.load_migrations()[0].revision_file, only_first)
+    monkeypatch.setattr(migrate, "VERSION_LOCATIONS", [only_first])
+    with pytest.raises(MigrationError, match=rf"at migration {latest:04d}, which this package does not ship \(latest known: 0001\)"):
+        migrate.downgrade(pg_url)
+    assert migrate.current_version(pg_url) == latest
 
 
 def test_split_statements_keeps_quoted_and_dollar_quoted_semicolons() -> None:
     script = (
         "CREATE TABLE a (x text DEFAULT 'a;b''c');\n"
         "-- a comment; with a semicolon\n"
-        "/* block; /* nested; */ still; */ SELECT E'\\';x';\n"
+        "/* block; comment */ SELECT E'\\';x';\n"
         "DO $body$ BEGIN PERFORM 1; END $body$;\n"
         "SELECT $$;$$, \"odd;name\" FROM t\n"
         "-- trailing comment\n"
     )
     assert migrate.split_statements(script) == [
         (1, "CREATE TABLE a (x text DEFAULT 'a;b''c');"),
-        (3, "-- a comment; with a semicolon\n/* block; /* nested; */ still; */ SELECT E'\\';x';"),
+        (3, "-- a comment; with a semicolon\n/* block; comment */ SELECT E'\\';x';"),
         (4, "DO $body$ BEGIN PERFORM 1; END $body$;"),
         (5, "SELECT $$;$$, \"odd;name\" FROM t\n-- trailing comment"),
     ]
+
+
+def test_sql_reaches_the_server_untouched_by_bind_parameter_parsing(pg_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``:name`` and ``%`` inside SQL are data, not placeholders (SQLAlchemy's text() would bind them)."""
+    latest = migrate.latest_version()
+    migrate.upgrade(pg_url)
+    version = latest + 1
+    (tmp_path / f"{version:04d}_literals.up.sql").write_text(
+        "CREATE TABLE ops.literals AS SELECT 'at :name 100%'::text AS v, format('%s:%s', 'a', 'b') AS w;\n")
+    (tmp_path / f"{version:04d}_literals.down.sql").write_text("DROP TABLE ops.literals;\n")
+    (tmp_path / f"{version:04d}_literals.py").write_text(
+        "from pathlib import Path\n\nfrom wealth_pipeline.warehouse.migrate import sql_migration\n\n"
+        f"revision = '{version:04d}'\ndown_revision = '{latest:04d}'\n"
+        "upgrade, downgrade = sql_migration(__file__, sql_dir=Path(__file__).parent)\n")
+    monkeypatch.setattr(migrate, "VERSION_LOCATIONS", [*migrate.VERSION_LOCATIONS, tmp_path])
+    assert migrate.upgrade(pg_url) == [version]
+    assert _query(pg_url, "SELECT v, w FROM ops.literals") == [("at :name 100%", "a:b")]
+    assert _query(pg_url, "SELECT name FROM ops.schema_migrations WHERE version = %s", (version,)) == [("literals",)]
+    assert migrate.downgrade(pg_url, target=latest) == [version]
+    assert _query(pg_url, "SELECT to_regclass('ops.literals')") == [(None,)]
+
+
+# ---- a warehouse migrated by the former runner ----------------------------------------------------
+def former_runner_upgrade(url: str, upto: int) -> None:
+    """Leave a database the way the former hand-written runner did (``migrate.upgrade`` before Alembic).
+
+    The same preparation (roles, extension, database privileges, ``ops`` and
+    ``ops.schema_migrations``, no Alembic table), then each SQL pair up to ``upto`` in its own
+    transaction as ``wealth_owner``, statement by statement, recorded as (version, name).
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        installed = timescale.ensure_timescale(conn)
+        roles.ensure_group_roles(conn, owner_login=installed)
+        db = sql.Identifier(conn.info.dbname)
+        owner, loader, bi = (sql.Identifier(r) for r in roles.GROUP_ROLES)
+        conn.execute(sql.SQL("GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {} TO {}").format(db, owner))
+        conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, loader))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, bi))
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS ops AUTHORIZATION {}").format(owner))
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
+            conn.execute("CREATE TABLE IF NOT EXISTS ops.schema_migrations (version integer PRIMARY KEY,"
+                         " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        for m in migrate.load_migrations()[:upto]:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(owner))
+                for _, statement in migrate.split_statements(m.up_sql):
+                    conn.execute(statement)  # type: ignore[arg-type]  # packaged SQL, no parameters
+                conn.execute("INSERT INTO ops.schema_migrations (version, name) VALUES (%s, %s)", (m.version, m.name))
+        assert not conn.execute("SELECT to_regclass('ops.alembic_version')").fetchone()[0]  # type: ignore[index]
+
+
+_DDL_AUDIT = """
+CREATE SCHEMA ddl_audit;
+CREATE TABLE ddl_audit.log (event text, command_tag text, object_type text, object_identity text, app text);
+CREATE FUNCTION ddl_audit.on_end() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  INSERT INTO ddl_audit.log SELECT 'end', command_tag, object_type, object_identity, current_setting('application_name')
+  FROM pg_event_trigger_ddl_commands();
+END $$;
+CREATE FUNCTION ddl_audit.on_drop() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  INSERT INTO ddl_audit.log SELECT 'drop', tg_tag, object_type, object_identity, current_setting('application_name')
+  FROM pg_event_trigger_dropped_objects();
+END $$;
+CREATE EVENT TRIGGER ddl_audit_end ON ddl_command_end EXECUTE FUNCTION ddl_audit.on_end();
+CREATE EVENT TRIGGER ddl_audit_drop ON sql_drop EXECUTE FUNCTION ddl_audit.on_drop();
+"""
+
+
+def _audited_ddl(url: str) -> set[tuple[str, str, str | None]]:
+    """DDL that the migration sessions ran since the audit started (GRANT/REVOKE excluded)."""
+    rows = _query(url, "SELECT event, command_tag, object_identity FROM ddl_audit.log WHERE app = %s "
+                       "AND command_tag NOT IN ('GRANT', 'REVOKE')", (migrate.APPLICATION_NAME,))
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def _content(url: str) -> dict[str, object]:
+    return {
+        "bars": _query(url, "SELECT count(*), md5(string_agg(symbol || session_date || close || adj_close, ',' "
+                            "ORDER BY symbol, session_date)) FROM market.bars_daily"),
+        "securities": _query(url, "SELECT symbol, name FROM ref.securities ORDER BY 1"),
+        "fx": _query(url, "SELECT count(*), sum(rate) FROM market.fx_rates"),
+        "loads": _query(url, "SELECT load_id, asset, table_name, rows, checksum FROM ops.loads ORDER BY 1"),
+        "history": _query(url, "SELECT version, name, applied_at FROM ops.schema_migrations ORDER BY 1"),
+        "oids": _query(url, "SELECT c.oid, c.relname FROM pg_class c WHERE c.relnamespace = ANY("
+                            "SELECT oid FROM pg_namespace WHERE nspname = ANY(%s)) AND c.relname <> ALL(%s) ORDER BY 1",
+                       (list(migrate.SCHEMAS), ["alembic_version", "alembic_version_pkc"])),
+    }
+
+
+def _demo_like_loads(url: str, lake: Path) -> None:
+    """The demo's ingest and processed assets for a few sessions, through Dagster into this warehouse."""
+    import dagster as dg
+
+    from wealth_pipeline.cli import materialize_range
+    from wealth_pipeline.definitions import build_definitions
+    from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
+    from wealth_pipeline.lakehouse.resource import LakehouseResource
+
+    resources = {
+        "warehouse": WarehouseResource(url=url),
+        "lakehouse": LakehouseResource(uri=str(lake)),
+        "market_data": MarketDataResource(synthetic_universe=8),
+    }
+    summary = materialize_range("2024-07-01", "2024-07-05", "group:ingest or group:processed", progress=False,
+                                definitions=build_definitions(resources), instance=dg.DagsterInstance.ephemeral())
+    assert all(r["success"] for r in summary["runs"])
+
+
+def _without_pointer(snapshot: dict[str, list]) -> dict[str, list]:
+    return {k: [r for r in rows if "alembic_version" not in repr(r)] for k, rows in snapshot.items()}
+
+
+def test_a_warehouse_migrated_by_the_former_runner_is_stamped_without_rerunning_anything(
+    empty_db: tuple[str, str], tmp_path: Path
+) -> None:
+    _, url = empty_db
+    latest = migrate.latest_version()
+    former_runner_upgrade(url, latest)
+    _demo_like_loads(url, tmp_path / "lake")
+    before = _content(url)
+    assert before["bars"][0][0] > 0 and before["loads"], "the demo-like loads wrote rows"  # type: ignore[index]
+    catalog_before = catalog_snapshot(url)
+    assert migrate.current_version(url) == latest
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_DDL_AUDIT)  # type: ignore[arg-type]
+    assert migrate.upgrade(url) == [], "nothing is applied again"
+    assert _query(url, "SELECT version_num FROM ops.alembic_version") == [(f"{latest:04d}",)]
+    assert _audited_ddl(url) == {("end", "CREATE TABLE", "ops.alembic_version"),
+                                 ("end", "CREATE INDEX", "ops.alembic_version_pkc")}, \
+        "the only DDL is the creation of Alembic's pointer"
+    assert _content(url) == before, "rows, load audit, history and table identities survive"
+    assert _without_pointer(catalog_snapshot(url)) == _without_pointer(catalog_before)
+    assert migrate.upgrade(url) == []
+
+    # The audit sees migration DDL when there is some, and the adopted warehouse migrates on through Alembic.
+    assert migrate.downgrade(url, target=latest - 1) == [latest]
+    assert migrate.upgrade(url) == [latest]
+    assert any(e == "drop" for e, _, _ in _audited_ddl(url)) and len(_audited_ddl(url)) > 2
+    assert _content(url)["bars"] == before["bars"]
+    assert _without_pointer(catalog_snapshot(url)) == _without_pointer(catalog_before)
+
+
+def test_a_partly_migrated_former_warehouse_upgrades_to_the_fresh_catalog(empty_db: tuple[str, str]) -> None:
+    _, url = empty_db
+    latest = migrate.latest_version()
+    former_runner_upgrade(url, 3)
+    applied_before = _query(url, "SELECT version, applied_at FROM ops.schema_migrations ORDER BY 1")
+    assert migrate.upgrade(url) == list(range(4, latest + 1))
+    assert _query(url, "SELECT version, applied_at FROM ops.schema_migrations WHERE version <= 3 ORDER BY 1") == applied_before
+    adopted = catalog_snapshot(url)
+    assert migrate.downgrade(url) == list(range(latest, 0, -1))
+    assert migrate.upgrade(url) == list(range(1, latest + 1))
+    assert catalog_snapshot(url) == adopted, "adopted-then-upgraded equals migrated from scratch"
+
+
+def test_a_former_history_that_does_not_match_the_files_is_refused(pg_url: str) -> None:
+    former_runner_upgrade(pg_url, 2)
+    _query(pg_url, "UPDATE ops.schema_migrations SET name = 'renamed' WHERE version = 2 RETURNING 1")
+    with pytest.raises(MigrationError, match="records 0002_renamed where the package ships 0002_market"):
+        migrate.upgrade(pg_url)
+    assert _query(pg_url, "SELECT count(*) FROM ops.alembic_version") == [(0,)]
+
+
+def test_history_and_current_report_through_alembic(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    latest = migrate.latest_version()
+    former_runner_upgrade(pg_url, 2)
+    migrate.current(pg_url)
+    out = capsys.readouterr().out
+    assert "ops.schema_migrations (former runner) records 0001..0002" in out
+    migrate.upgrade(pg_url)
+    migrate.current(pg_url)
+    assert capsys.readouterr().out.strip() == f"{latest:04d} (head)"
+    migrate.history(pg_url)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == latest
+    assert lines[0].startswith(f"{latest - 1:04d} -> {latest:04d} (head) (current), ")
+    assert lines[-1].startswith("<base> -> 0001, 0001_foundation")

@@ -1,4 +1,4 @@
--- Undo 0001. ops itself and ops.schema_migrations stay (they belong to migrate.py).
+-- Undo 0001. ops itself, ops.schema_migrations and ops.alembic_version stay (migrate.py's preparation).
 DROP FUNCTION ops.enable_timeseries(regclass, name, name[], interval, interval);
 DROP FUNCTION ops.timescale_enabled();
 DROP TABLE ops.loads;

@@ -1,6 +1,7 @@
 -- Foundation: schemas, grants, default privileges, the load audit table and the TimescaleDB helpers.
--- Runs as wealth_owner (migrate.py does SET LOCAL ROLE), so every object below is owned by it.
--- The ops schema and ops.schema_migrations are created by migrate.py before any migration.
+-- Runs as wealth_owner (the Alembic environment does SET ROLE), so every object below is owned by it.
+-- The ops schema, ops.schema_migrations and ops.alembic_version are created by migrate.py's
+-- preparation before any migration.
 
 CREATE SCHEMA ref;
 CREATE SCHEMA market;
