@@ -453,3 +453,16 @@ def test_a_vendor_run_of_a_lone_session_builds_the_marts_on_a_fresh_warehouse(
     dbt_tests = [c for c in result.get_asset_check_evaluations() if c.asset_check_key in marts_dbt.check_keys]
     assert len(dbt_tests) > 40 and all(c.passed for c in dbt_tests), [
         (c.asset_key.to_user_string(), c.check_name) for c in dbt_tests if not c.passed]
+
+
+def test_a_mart_selected_without_its_never_built_upstream_views_fails_naming_them(pg_url: str, tmp_path: Path) -> None:
+    migrate.upgrade(pg_url)
+    pipeline = MartsPipeline(pg_url, str(tmp_path / "lake"), None)
+    (run,) = pipeline.run(LONE_SESSION, selection="marts/security_daily", raise_on_error=False)
+    assert not run["success"]
+    [failure] = [e.event_specific_data.error for e in run["result"].all_events if e.is_step_failure]
+    for view in ("stg_bars_daily", "stg_securities", "stg_indicators_daily", "stg_factor_exposures"):
+        assert (f"marts/security_daily reads staging.{view}, which does not exist yet: "
+                f"materialize staging/{view} with it") in failure.message, failure.message
+    assert "DagsterDbtCliRuntimeError" not in failure.to_string(), "refused before dbt starts"
+    assert pipeline.query("SELECT to_regclass('marts.security_daily')") == [(None,)]

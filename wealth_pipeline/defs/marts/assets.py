@@ -10,10 +10,13 @@ upstream with ``AutomationCondition.eager()``.
 
 import json
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import psycopg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from psycopg import sql
 
 from wealth_pipeline.defs.marts.project import dbt_connection, dbt_project, prepare_manifest
 from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
@@ -52,8 +55,34 @@ def dbt_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"start_date": start.isoformat(), "end_date": end.isoformat()}
 
 
+def missing_upstream_relations(manifest: Mapping[str, Any], selected: set[dg.AssetKey], url: str) -> list[str]:
+    """One line per selected model whose unselected upstream model has no relation in the warehouse.
+
+    A run that selects part of the marts (a UI selection, a job) assumes their upstream views exist;
+    on a warehouse where they were never built dbt would fail mid-build on "relation does not exist".
+    Checked first, so the error names what to materialize. Ephemeral models have no relation.
+    """
+    models = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] == "model"}
+    key_of = {uid: dg.AssetKey([n["config"].get("schema") or n["schema"], n["name"]]) for uid, n in models.items()}
+    chosen = {uid for uid, key in key_of.items() if key in selected}
+    needed = sorted({(uid, parent) for uid in chosen for parent in models[uid]["depends_on"]["nodes"]
+                     if parent in models and parent not in chosen and models[parent]["config"]["materialized"] != "ephemeral"})
+    problems = []
+    with psycopg.connect(url) as conn:
+        for uid, parent in needed:
+            relation = sql.Identifier(models[parent]["schema"], models[parent]["alias"]).as_string(conn)
+            if conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:
+                problems.append(f"{key_of[uid].to_user_string()} reads {models[parent]['schema']}.{models[parent]['alias']}, "
+                                f"which does not exist yet: materialize {key_of[parent].to_user_string()} with it "
+                                "(or the whole marts group)")
+    return problems
+
+
+MANIFEST_PATH: Path = prepare_manifest(dbt_project)
+
+
 @dbt_assets(
-    manifest=prepare_manifest(dbt_project),
+    manifest=MANIFEST_PATH,
     project=dbt_project,
     name="marts_dbt",
     dagster_dbt_translator=translator,
@@ -66,5 +95,8 @@ def marts_dbt(
 ) -> Iterator[Any]:
     """``dbt build`` of the selected models and their tests over the run's session window."""
     args = ["build", "--vars", json.dumps(dbt_vars(context))]
+    missing = missing_upstream_relations(json.loads(MANIFEST_PATH.read_text()), set(context.selected_asset_keys), warehouse.url)
+    if missing:
+        raise dg.Failure(description="; ".join(missing), allow_retries=False)
     with dbt_connection(warehouse.url):
         yield from dbt.cli(args, context=context).stream()
