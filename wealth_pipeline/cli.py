@@ -60,14 +60,35 @@ def cmd_db(args: argparse.Namespace) -> int:
                 passfile.unlink(missing_ok=True)
     from wealth_pipeline.warehouse import migrate
 
+    try:
+        return _db_migrations(args, env.warehouse_url)
+    except migrate.MigrationError as exc:
+        print(f"wealth-pipeline db {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _db_migrations(args: argparse.Namespace, url: str) -> int:
+    """``db upgrade|downgrade|history|current``: Alembic through :mod:`wealth_pipeline.warehouse.migrate`."""
+    from wealth_pipeline.warehouse import migrate
+
+    if args.psql_args:  # the psql REMAINDER after the action also takes `upgrade --target N`
+        extra = argparse.ArgumentParser(prog=f"wealth-pipeline db {args.action}")
+        extra.add_argument("--target", type=int, default=args.target)
+        args.target = extra.parse_args(args.psql_args).target
     if args.action == "upgrade":
-        applied = migrate.upgrade(env.warehouse_url, target=args.target)
-        print(f"applied migrations: {applied or 'none (up to date)'}; version {migrate.current_version(env.warehouse_url)}")
-        _login_roles(env.warehouse_url)
+        applied = migrate.upgrade(url, target=args.target)
+        print(f"applied migrations: {applied or 'none (up to date)'}; version {migrate.current_version(url)}")
+        _login_roles(url)
         return 0
     if args.action == "downgrade":
-        reverted = migrate.downgrade(env.warehouse_url, target=args.target or 0)
-        print(f"reverted migrations: {reverted or 'none'}; version {migrate.current_version(env.warehouse_url)}")
+        reverted = migrate.downgrade(url, target=args.target or 0)
+        print(f"reverted migrations: {reverted or 'none'}; version {migrate.current_version(url)}")
+        return 0
+    if args.action == "history":  # alembic history --indicate-current
+        migrate.history(url)
+        return 0
+    if args.action == "current":  # alembic current
+        migrate.current(url)
         return 0
     raise AssertionError(args.action)
 
@@ -347,9 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="the local PostgreSQL cluster and warehouse migrations")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "psql", "upgrade", "downgrade"])
+    db.add_argument("action", choices=["start", "stop", "status", "url", "psql", "upgrade", "downgrade", "history", "current"])
     db.add_argument("--database", choices=["warehouse", "dagster"], default="warehouse")
-    db.add_argument("--target", type=int, default=None, help="migration version for upgrade/downgrade")
+    db.add_argument("--target", type=int, default=None,
+                    help="migration version (Alembic revision NNNN) for upgrade (default: head) / downgrade (default: 0 = base)")
     db.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
     db.set_defaults(func=cmd_db)
 

@@ -487,3 +487,31 @@ def test_history_and_current_report_through_alembic(pg_url: str, capsys: pytest.
     assert len(lines) == latest
     assert lines[0].startswith(f"{latest - 1:04d} -> {latest:04d} (head) (current), ")
     assert lines[-1].startswith("<base> -> 0001, 0001_foundation")
+
+
+def test_cli_db_upgrade_history_current_downgrade(pg_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    latest = migrate.latest_version()
+    env = {**os.environ, "WEALTH_HOME": str(tmp_path), "WEALTH_DATABASE_URL": pg_url,
+           "WEALTH_DAGSTER_DATABASE_URL": pg_url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wealth_pipeline.cli", "db", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    up = cli("upgrade", "--target", "2")
+    assert up.returncode == 0, up.stderr
+    assert "applied migrations: [1, 2]; version 2" in up.stdout
+    assert cli("current").stdout.strip() == "0002"
+    history = cli("history").stdout.strip().splitlines()
+    assert history[0].startswith(f"{latest - 1:04d} -> {latest:04d} (head), ")
+    assert any(line.startswith("0001 -> 0002 (current), ") for line in history)
+    bad = cli("upgrade", "--target", str(latest + 1))
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"wealth-pipeline db upgrade: upgrade target {latest + 1} is outside 0..{latest}"
+    down = cli("downgrade", "--target", "1")
+    assert down.returncode == 0, down.stderr
+    assert "reverted migrations: [2]; version 1" in down.stdout
