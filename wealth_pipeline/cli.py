@@ -157,16 +157,25 @@ def materialize_range(
     unpartitioned = [k for k in selected if graph.get(k).partitions_def is None]
     partitioned = [k for k in selected if graph.get(k).partitions_def is not None]
     summary: dict[str, object] = {"partitions": len(keys), "range": f"{keys[0]}..{keys[-1]}", "runs": []}
-    stages = [("reference", unpartitioned, {}), ("sessions", partitioned, {
-        "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})]
+    from wealth_pipeline.settings import backfill_chunk_sessions
+
+    # The assets' backfill policy: one run for the range, or WEALTH_BACKFILL_CHUNK_SESSIONS per run.
+    chunk = backfill_chunk_sessions() or len(keys)
+    chunks = [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
+    stages = [("reference", unpartitioned, {})] + [
+        ("sessions" if len(chunks) == 1 else f"sessions {c[0]}..{c[-1]}", partitioned,
+         {"dagster/asset_partition_range_start": c[0], "dagster/asset_partition_range_end": c[-1]})
+        for c in chunks]
     for label, asset_keys, tags in stages:
         if not asset_keys:
             continue
-        job = dg.define_asset_job(f"demo_{label}", selection=dg.AssetSelection.assets(*asset_keys))
+        job = dg.define_asset_job(f"demo_{label.split()[0]}", selection=dg.AssetSelection.assets(*asset_keys))
         resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
         started = time.monotonic()
         if progress:
-            print(f"[{label}] materializing {len(asset_keys)} assets over {len(keys) if tags else 1} partition(s)...", flush=True)
+            count = len(trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(
+                tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]))) if tags else 1
+            print(f"[{label}] materializing {len(asset_keys)} assets over {count} partition(s)...", flush=True)
         result = resolved.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
         elapsed = time.monotonic() - started
         summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success,

@@ -26,6 +26,7 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2023-01-02",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
+    "WEALTH_BACKFILL_CHUNK_SESSIONS": "Sessions per run of a backfill (BackfillPolicy.multi_run, honoured by the UI, the daemon and the CLI); unset or 0: the whole range in one run.",
     "WEALTH_MODEL_RETRAIN_SESSIONS": "New sessions (with indicators and exposures) since the last model that make the retrain sensor request training. Default: 20",
     "WEALTH_ALERT_WEBHOOK_URL": "Webhook that receives a JSON alert for every failed run; unset: failures are only logged.",
     "WEALTH_LOADER_PASSWORD": "Password of the wealth_loader login role (set by `db upgrade`); unset: no password login.",
@@ -69,6 +70,20 @@ DEFAULT_PARTITION_START = "2023-01-02"
 # planned-materialization events and each step's per-partition materializations reach the event
 # log as batches of up to this many events instead of one transaction each.
 DAGSTER_TUNING: dict[str, str] = {"DAGSTER_EVENT_BATCH_SIZE": "10000"}
+
+
+def backfill_chunk_sessions() -> int | None:
+    """``WEALTH_BACKFILL_CHUNK_SESSIONS`` as a positive int, or None for single-run backfills."""
+    raw = _env("WEALTH_BACKFILL_CHUNK_SESSIONS")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"WEALTH_BACKFILL_CHUNK_SESSIONS={raw!r}: expected a whole number of sessions >= 0 (0 or unset: one run)")
+    return value or None
 
 
 def apply_dagster_tuning() -> dict[str, str]:

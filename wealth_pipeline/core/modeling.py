@@ -27,8 +27,10 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import platform
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -231,9 +233,16 @@ def train(training: pl.DataFrame, params: TrainingParams | None = None,
     if labeled.is_empty():
         raise TrainingError("training set has no labeled rows")
     folds = walk_forward_folds(labeled, params.n_folds, params.embargo)
+    # The fold fits and the final fit are independent and each deterministic given seed and nthread,
+    # so they run side by side (XGBoost releases the GIL): the same boosters as one after another,
+    # in about 1/workers of the time (bench/train.py). Workers: the cores left free by nthread each.
+    workers = max(1, min(len(folds) + 1, (os.cpu_count() or 1) // params.nthread))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        final_future = pool.submit(_fit, labeled, features, params)
+        boosters = list(pool.map(lambda fold: _fit(labeled[fold.train_rows], features, params), folds))
+        final = final_future.result()
     oos_parts, fold_rows = [], []
-    for fold in folds:
-        booster = _fit(labeled[fold.train_rows], features, params)
+    for fold, booster in zip(folds, boosters, strict=True):
         test = labeled[fold.test_rows]
         scored = test.select(*KEY_COLUMNS, "fwd_return").with_columns(
             pl.Series("score", predict(booster, test, features, params.nthread), dtype=pl.Float64),
@@ -244,7 +253,6 @@ def train(training: pl.DataFrame, params: TrainingParams | None = None,
                           "train_rows": int(fold.train_rows.size), "test_rows": int(fold.test_rows.size),
                           **summarize(scored, params.horizon)})
     oos = pl.concat(oos_parts)
-    final = _fit(labeled, features, params)
     gain = final.get_score(importance_type="total_gain")
     total = sum(gain.values()) or 1.0
     importance = {name: float(gain.get(name, 0.0) / total) for name in features}

@@ -11,13 +11,16 @@ same run without the tuning is measured too, so the counter is shown to see the 
 import shutil
 import tempfile
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
+from psycopg import sql
 
-from wealth_pipeline.environment import REPO_ROOT, dagster_storage_url
+from wealth_pipeline.environment import REPO_ROOT, dagster_storage_url, with_database
 from wealth_pipeline.settings import DAGSTER_TUNING, apply_dagster_tuning
 from wealth_pipeline.warehouse.localpg import INSTANCE_DATABASE, LocalPostgres
 
@@ -137,3 +140,88 @@ def test_local_cluster_instance_database_commits_asynchronously_warehouse_durabl
     finally:
         cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- scale-out backfills: chunks as concurrent runs equal one single run --------------------------
+ANALYTICS = "group:ingest or group:processed or group:analytics"
+EXCLUDED_COLUMNS = {"loaded_at", "run_id", "updated_at", "created_at", "ingested_at"}
+
+
+def _table_checksums(url: str) -> dict[str, tuple[int, str]]:
+    """(rows, md5 of the sorted rows) of every table in the data schemas, bookkeeping columns left out."""
+    out: dict[str, tuple[int, str]] = {}
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+            "AND table_schema IN ('ref', 'market', 'analytics') ORDER BY 1, 2").fetchall()
+        for schema, table in tables:
+            columns = [c for (c,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "ORDER BY ordinal_position", (schema, table)).fetchall() if c not in EXCLUDED_COLUMNS]
+            row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+            count, digest = conn.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg({r}, '|' ORDER BY {r}), '')) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(table), r=row)).fetchone()
+            out[f"{schema}.{table}"] = (int(count), digest)
+    return out
+
+
+def _fresh_database(server_url: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
+
+
+def test_backfill_chunk_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wealth_pipeline.defs.partitions import daily_backfill_policy
+
+    monkeypatch.delenv("WEALTH_BACKFILL_CHUNK_SESSIONS", raising=False)
+    assert daily_backfill_policy().max_partitions_per_run is None  # single run
+    monkeypatch.setenv("WEALTH_BACKFILL_CHUNK_SESSIONS", "252")
+    assert daily_backfill_policy().max_partitions_per_run == 252
+    monkeypatch.setenv("WEALTH_BACKFILL_CHUNK_SESSIONS", "a year")
+    with pytest.raises(ValueError, match="WEALTH_BACKFILL_CHUNK_SESSIONS='a year'"):
+        daily_backfill_policy()
+
+
+def test_two_concurrent_chunk_runs_equal_one_single_run_backfill(
+    pg_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wealth_pipeline.cli import materialize_range
+    from wealth_pipeline.definitions import build_definitions
+    from wealth_pipeline.defs.partitions import trading_sessions
+    from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
+    from wealth_pipeline.lakehouse.resource import LakehouseResource
+    from wealth_pipeline.warehouse import migrate
+
+    monkeypatch.delenv("WEALTH_BACKFILL_CHUNK_SESSIONS", raising=False)
+    start, end = "2024-03-01", "2024-04-30"
+    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    half = len(keys) // 2
+
+    def definitions(url: str, lake: Path) -> dg.Definitions:
+        return build_definitions({"warehouse": WarehouseResource(url=url), "lakehouse": LakehouseResource(uri=str(lake)),
+                                  "market_data": MarketDataResource(synthetic_universe=12)})
+
+    single_url, chunked_url = _fresh_database(pg_server_url), _fresh_database(pg_server_url)
+    for url in (single_url, chunked_url):
+        migrate.upgrade(url)
+    single = definitions(single_url, tmp_path / "single")
+    runs = materialize_range(start, end, ANALYTICS, progress=False, definitions=single, instance=dg.DagsterInstance.ephemeral())["runs"]
+    assert [r["stage"] for r in runs] == ["reference", "sessions"]
+
+    chunked = definitions(chunked_url, tmp_path / "chunked")
+    unpartitioned = " ".join(k.to_user_string() for k in dg.AssetSelection.from_string(ANALYTICS).resolve(chunked.resolve_asset_graph())
+                             if chunked.resolve_asset_graph().get(k).partitions_def is None)
+    materialize_range(start, end, unpartitioned, progress=False, definitions=chunked, instance=dg.DagsterInstance.ephemeral())
+    partitioned = dg.AssetSelection.from_string(ANALYTICS) - dg.AssetSelection.assets(*unpartitioned.split())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(materialize_range, first, last, partitioned, progress=False, definitions=chunked,
+                               instance=dg.DagsterInstance.ephemeral())
+                   for first, last in ((keys[0], keys[half - 1]), (keys[half], keys[-1]))]
+        chunk_runs = [f.result()["runs"] for f in futures]
+    assert all(r["success"] for runs in chunk_runs for r in runs) and sum(len(r) for r in chunk_runs) == 2
+
+    expected, got = _table_checksums(single_url), _table_checksums(chunked_url)
+    assert expected["market.bars_daily"][0] > 0 and expected["analytics.indicators_daily"][0] > 0
+    assert got == expected
