@@ -31,28 +31,39 @@ QLIB_COLD_SECONDS = 147.0
 
 
 def features_polars(bars: Any) -> Any:
-    """The 14 features of every (symbol, session), one polars expression pass."""
+    """The 14 features of every (symbol, session): rolling windows over the whole sorted column.
+
+    Rows are sorted by (symbol, session), so one pass of each rolling kernel over the full column is
+    right except in a symbol's first n-1 rows, which are masked with the row's position in its symbol
+    (computed once). Measured: 4-5x faster on one core than ``rolling_*().over("symbol")``, which
+    groups again for each of the 11 windowed expressions.
+    """
     import polars as pl
 
     c, o, h, low, v = (pl.col(n) for n in ("close", "open", "high", "low", "volume"))
-    by = "symbol"
     eps = 1e-12
-    return bars.sort(["symbol", "session_date"]).with_columns(
+    frame = bars.sort(["symbol", "session_date"]).with_columns(_i=pl.int_range(pl.len()).over("symbol"))
+    i = pl.col("_i")
+
+    def after(n: int, expr: pl.Expr) -> pl.Expr:
+        return pl.when(i >= n).then(expr)
+
+    return frame.with_columns(
         kmid=(c - o) / o,
         klen=(h - low) / o,
         kup=(h - pl.max_horizontal(o, c)) / o,
         klow=(pl.min_horizontal(o, c) - low) / o,
         ksft=(2 * c - h - low) / o,
-        roc5=c.shift(5).over(by) / c,
-        roc10=c.shift(10).over(by) / c,
-        roc20=c.shift(20).over(by) / c,
-        ma5=c.rolling_mean(5).over(by) / c,
-        ma20=c.rolling_mean(20).over(by) / c,
-        std5=c.rolling_std(5).over(by) / c,
-        std20=c.rolling_std(20).over(by) / c,
-        vma5=v.rolling_mean(5).over(by) / (v + eps),
-        vstd5=v.rolling_std(5).over(by) / (v + eps),
-    )
+        roc5=after(5, c.shift(5) / c),
+        roc10=after(10, c.shift(10) / c),
+        roc20=after(20, c.shift(20) / c),
+        ma5=after(4, c.rolling_mean(5) / c),
+        ma20=after(19, c.rolling_mean(20) / c),
+        std5=after(4, c.rolling_std(5) / c),
+        std20=after(19, c.rolling_std(20) / c),
+        vma5=after(4, v.rolling_mean(5) / (v + eps)),
+        vstd5=after(4, v.rolling_std(5) / (v + eps)),
+    ).drop("_i")
 
 
 def features_pandas(frame: Any) -> Any:
@@ -119,6 +130,8 @@ def child(root: str) -> None:
     names = ["kmid", "roc20", "ma20", "std20", "vstd5"]
     mine = out.select(["symbol", "session_date", *names]).to_pandas()
     diff = max(float((mine[n] - ref[n]).abs().max()) for n in names)
+    if not all((mine[n].isna().to_numpy() == ref[n].isna().to_numpy()).all() for n in names):
+        raise SystemExit("polars and pandas features differ in which rows are missing (warm-up masks)")
     print(json.dumps({"rows": bars.height, "threads": pl.thread_pool_size(), "import": imported - started,
                       "read": read - imported, "compute": computed - read, "pandas": pandas_seconds,
                       "max_abs_diff": diff}))

@@ -75,11 +75,16 @@ def main() -> None:
     training, build_s, build_mb = measure(lambda: features.build_training_set(bars, ind, exp, horizon=params.horizon, start=first))
     labeled = training.filter(pl.col("label_available")).height
     model, train_s, train_mb = measure(lambda: modeling.train(training, params))
+    # Reference in the same process: the previous layout, one booster after another.
+    sequential, seq_s, _ = measure(lambda: modeling.train(training, params, workers=1))
+    same = modeling.booster_bytes(sequential.booster) == modeling.booster_bytes(model.booster)
     print(f"training set: {training.height:,} rows x {len(features.FEATURE_COLUMNS)} features ({labeled:,} labeled)")
     print(f"params: {params}")
     print(f"{'step':<28}{'seconds':>10}{'peak MiB':>12}")
     print(f"{'build_training_set':<28}{build_s:>10.2f}{build_mb:>12.0f}")
     print(f"{'train (5 folds + final)':<28}{train_s:>10.2f}{train_mb:>12.0f}")
+    print(f"{'train, one fit at a time':<28}{seq_s:>10.2f}   (reference: {seq_s / train_s:.2f}x slower; "
+          f"identical final booster: {same})")
     print(f"training / training-set build time: {train_s / build_s:.1f}x")
     print(f"out-of-sample: rank IC {model.metrics['rank_ic']:.4f}, IC {model.metrics['ic']:.4f}, "
           f"ICIR {model.metrics['icir']:.3f}, hit rate {model.metrics['hit_rate']:.3f}")

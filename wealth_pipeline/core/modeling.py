@@ -218,10 +218,11 @@ def summarize(scored: pl.DataFrame, horizon: int, score: str = "score", label: s
 
 
 def train(training: pl.DataFrame, params: TrainingParams | None = None,
-          features: Sequence[str] = FEATURE_COLUMNS) -> TrainedModel:
+          features: Sequence[str] = FEATURE_COLUMNS, *, workers: int | None = None) -> TrainedModel:
     """Walk-forward validate, then fit the final booster on every labeled row of ``training``.
 
-    ``training`` is ``features.build_training_set`` output for the training window.
+    ``training`` is ``features.build_training_set`` output for the training window. ``workers``:
+    boosters fitted at once (default: the cores divided by ``params.nthread``); results do not depend on it.
     """
     params = params or TrainingParams()
     features = list(features)
@@ -236,7 +237,7 @@ def train(training: pl.DataFrame, params: TrainingParams | None = None,
     # The fold fits and the final fit are independent and each deterministic given seed and nthread,
     # so they run side by side (XGBoost releases the GIL): the same boosters as one after another,
     # in about 1/workers of the time (bench/train.py). Workers: the cores left free by nthread each.
-    workers = max(1, min(len(folds) + 1, (os.cpu_count() or 1) // params.nthread))
+    workers = max(1, min(len(folds) + 1, workers or (os.cpu_count() or 1) // params.nthread))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         final_future = pool.submit(_fit, labeled, features, params)
         boosters = list(pool.map(lambda fold: _fit(labeled[fold.train_rows], features, params), folds))
