@@ -231,6 +231,8 @@ class WealthStack(cdk.Stack):
             "WEALTH_LAKEHOUSE_URI": f"s3://{self.bucket.bucket_name}",
             "WEALTH_LANDING_URI": f"s3://{self.bucket.bucket_name}/{LANDING}",
             "WEALTH_PROVIDER": context("wealth:provider") or "synthetic",
+            # Sessions per backfill run, each its own ECS task (0: one run per range).
+            "WEALTH_BACKFILL_CHUNK_SESSIONS": str(context("wealth:backfillChunkSessions") or "0"),
         }
         instance_secrets = {"DAGSTER_PG_PASSWORD": self.secrets["DAGSTER_PG_PASSWORD"]}
         code_secrets = {**instance_secrets, "WEALTH_DATABASE_URL": self.secrets["WEALTH_DATABASE_URL"]}

@@ -32,11 +32,13 @@ import platform
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-import xgboost as xgb
+
+if TYPE_CHECKING:  # xgboost (about 1 s to import) loads where a booster is fitted, scored or read
+    import xgboost as xgb
 
 from wealth_pipeline.core.features import FEATURE_COLUMNS, KEY_COLUMNS
 
@@ -165,6 +167,8 @@ def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
 
 
 def _fit(frame: pl.DataFrame, features: Sequence[str], params: TrainingParams) -> xgb.Booster:
+    import xgboost as xgb
+
     dtrain = xgb.DMatrix(_matrix(frame, features), label=frame["target"].to_numpy(), missing=np.nan,
                          feature_names=list(features), nthread=params.nthread)
     return xgb.train(params.xgb_params(), dtrain, num_boost_round=params.n_estimators)
@@ -177,6 +181,8 @@ def predict(booster: xgb.Booster, frame: pl.DataFrame, features: Sequence[str] |
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise TrainingError(f"frame to score lacks feature column(s) {missing}")
+    import xgboost as xgb
+
     data = xgb.DMatrix(_matrix(frame, features), missing=np.nan, feature_names=features, nthread=nthread)
     return booster.predict(data)
 
@@ -273,6 +279,8 @@ def booster_bytes(booster: xgb.Booster) -> bytes:
 
 def load_booster(data: bytes) -> xgb.Booster:
     """A booster from ``booster_bytes`` output."""
+    import xgboost as xgb
+
     booster = xgb.Booster()
     booster.load_model(bytearray(data))
     return booster
@@ -281,6 +289,7 @@ def load_booster(data: bytes) -> xgb.Booster:
 def library_versions() -> dict[str, str]:
     """Versions of what shapes the model's numbers."""
     import pyarrow
+    import xgboost as xgb
 
     return {"python": platform.python_version(), "xgboost": xgb.__version__, "numpy": np.__version__,
             "polars": pl.__version__, "pyarrow": pyarrow.__version__}

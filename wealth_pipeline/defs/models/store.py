@@ -12,15 +12,17 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import psycopg
-import xgboost as xgb
 from psycopg.types.json import Jsonb
 
 from wealth_pipeline.core import modeling
 from wealth_pipeline.lakehouse.store import Lakehouse, parquet_to_frame
+
+if TYPE_CHECKING:  # imported where boosters are used (core.modeling), not at definitions load
+    import xgboost as xgb
 
 MODEL_DATASET = "forecaster"
 BOOSTER_FILE = f"booster.{modeling.BOOSTER_FORMAT}"
@@ -71,7 +73,7 @@ def model_key(lake: Lakehouse, model_id: str, filename: str) -> str:
     return lake.dataset_key("models", f"{MODEL_DATASET}/{model_id}", filename)
 
 
-def save_model(lake: Lakehouse, model_id: str, booster: xgb.Booster, manifest: dict[str, Any],
+def save_model(lake: Lakehouse, model_id: str, booster: "xgb.Booster", manifest: dict[str, Any],
                oos: pl.DataFrame) -> tuple[str, str]:
     """Write booster, out-of-sample scores and manifest (last) to the models tier; return their URIs."""
     booster_key = model_key(lake, model_id, BOOSTER_FILE)
@@ -81,7 +83,7 @@ def save_model(lake: Lakehouse, model_id: str, booster: xgb.Booster, manifest: d
     return lake.uri(booster_key), manifest_uri
 
 
-def load_model(lake: Lakehouse, model_id: str) -> tuple[xgb.Booster, dict[str, Any]]:
+def load_model(lake: Lakehouse, model_id: str) -> tuple["xgb.Booster", dict[str, Any]]:
     """The booster and manifest of ``model_id`` from the models tier."""
     booster = modeling.load_booster(lake.store.get_bytes(model_key(lake, model_id, BOOSTER_FILE)))
     manifest = lake.get_json("models", f"{MODEL_DATASET}/{model_id}", MANIFEST_FILE)
