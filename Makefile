@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo ui test test-e2e lint bench clean-state
+.PHONY: install demo ui test test-e2e lint bench bench-pipeline clean-state
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: install
 
 bench: install         ## benchmarks, on demand
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-pipeline: install  ## the whole daily graph through Dagster: make bench-pipeline ARGS="--securities 50 --years 2"
+	$(BIN)/python bench/pipeline.py $(ARGS)
 
 clean-state:           ## stop the local cluster and delete .wealth/
 	-$(BIN)/wealth-pipeline db stop
