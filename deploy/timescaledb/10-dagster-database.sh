@@ -10,4 +10,7 @@ SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'dagster_user', :'dagster_pas
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'dagster_user') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'dagster_db', :'dagster_user')
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'dagster_db') \gexec
+-- PostgreSQL grants CONNECT and TEMPORARY on every new database to PUBLIC: BI logins have no
+-- business in Dagster's instance storage, so only its owner (and superusers) may connect.
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'dagster_db') \gexec
 SQL

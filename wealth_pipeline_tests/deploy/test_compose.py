@@ -330,6 +330,10 @@ def test_timescaledb_init_script_creates_dagster_role_and_database(pg_server_url
             assert owner == (role,)
             login = conn.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             assert login == (True, False)
+            public = conn.execute(
+                "SELECT has_database_privilege('public', %s, 'CONNECT'), has_database_privilege('public', %s, 'TEMP')",
+                (database, database)).fetchone()
+            assert public == (False, False)  # no PUBLIC CONNECT/TEMP: a BI login cannot reach Dagster's storage
         missing = subprocess.run(["sh", str(script)], env={**env, "DAGSTER_PG_PASSWORD": ""},
                                  capture_output=True, text=True, check=False)
         assert missing.returncode != 0 and "DAGSTER_PG_PASSWORD" in missing.stderr
