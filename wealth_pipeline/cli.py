@@ -372,6 +372,142 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call([dagster, "dev", "-w", args.workspace, "-h", args.host, "-p", str(args.port)])
 
 
+# ---- operations: backup, restore, status ----------------------------------------------------------
+def _ops_targets() -> tuple[str, str]:
+    """(warehouse URL, Dagster storage URL) of the configured databases (the local cluster by default)."""
+    from wealth_pipeline import environment
+    from wealth_pipeline.operations.config import psycopg_url
+    from wealth_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    env = environment.bootstrap(start_database=not settings.database_url)
+    dagster = settings.dagster_database_url or environment.with_database(env.warehouse_url, environment.DAGSTER_DB)
+    return env.warehouse_url, psycopg_url(dagster)
+
+
+def _backup_location(uri: str):
+    from wealth_pipeline.operations.location import BackupLocation
+    from wealth_pipeline.settings import Settings
+
+    settings = Settings.from_env()
+    return BackupLocation(uri, settings.s3_endpoint_url, settings.s3_region)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from wealth_pipeline.lakehouse.store import open_store
+    from wealth_pipeline.operations import backup
+    from wealth_pipeline.operations.config import backup_settings
+    from wealth_pipeline.settings import Settings
+
+    warehouse, dagster = _ops_targets()
+    settings = Settings.from_env()
+    config = backup_settings(settings)
+    location = _backup_location(args.to or config.uri)
+    mode = args.lakehouse or ("manifest" if settings.lakehouse_uri.startswith("s3://") else "copy")
+    lake = open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region)
+    result = backup.create_backup(location, warehouse, dagster, lake, lakehouse_mode=mode,
+                                  log=(lambda m: None) if args.json else (lambda m: print(m, flush=True)))
+    pruned = backup.prune(location, config.keep_daily, config.keep_weekly) if args.prune else None
+    databases = result.manifest["databases"]
+    summary = {
+        "backup_id": result.backup_id, "location": result.location, "seconds": result.seconds,
+        "warehouse_tables": len(databases["warehouse"]["tables"]),
+        "warehouse_rows": sum(t["rows"] for t in databases["warehouse"]["tables"].values()),
+        "dagster_runs": databases.get("dagster", {}).get("dagster", {}).get("runs", 0),
+        "lakehouse": {"mode": mode, "files": result.manifest["lakehouse"]["manifest"]["file_count"],
+                      "objects_copied": result.manifest["lakehouse"]["objects_copied"]},
+        "versions": {k: {"postgresql": v["server_version"], "timescaledb": v["timescaledb"]} for k, v in databases.items()},
+        "retention": pruned,
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"backup {result.backup_id} written to {result.location} in {result.seconds:.1f}s: "
+              f"{summary['warehouse_tables']} warehouse tables ({summary['warehouse_rows']:,} rows), "
+              f"{summary['dagster_runs']} Dagster runs, lakehouse {mode} ({summary['lakehouse']['files']} files, "
+              f"{summary['lakehouse']['objects_copied']} new)")
+        if pruned:
+            print(f"retention: kept {len(pruned['kept'])}, dropped {', '.join(pruned['dropped']) or 'none'}")
+    return 0
+
+
+def _split_backup_source(source: str, backup_id: str | None) -> tuple[str, str | None]:
+    """A location URI and an id: ``FROM`` may name the location or one backup inside it."""
+    from wealth_pipeline.operations.location import BACKUP_ID
+
+    head, _, last = source.rstrip("/").rpartition("/")
+    if BACKUP_ID.match(last) and head:
+        if backup_id and backup_id != last:
+            raise SystemExit(f"restore: {source} names backup {last} but --backup says {backup_id}")
+        return head, last
+    return source, backup_id
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from wealth_pipeline.lakehouse.store import open_store
+    from wealth_pipeline.operations.location import BackupNotFoundError
+    from wealth_pipeline.operations.restore import (
+        RestoreRefusedError,
+        RestoreVerificationError,
+        restore_backup,
+    )
+    from wealth_pipeline.settings import Settings
+
+    uri, backup_id = _split_backup_source(args.source, args.backup)
+    location = _backup_location(uri)
+    warehouse, dagster = _ops_targets()
+    settings = Settings.from_env()
+    lake = open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region)
+    try:
+        report = restore_backup(location, backup_id, warehouse, dagster, lake, force=args.force,
+                                log=(lambda m: None) if args.json else (lambda m: print(m, flush=True)))
+    except (RestoreRefusedError, BackupNotFoundError) as exc:
+        print(f"restore refused: {exc}", file=sys.stderr)
+        return 2
+    except RestoreVerificationError as exc:
+        print(f"restore FAILED verification: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        checks = report.checks
+        print(f"restored backup {report.backup_id} in {report.seconds:.1f}s (RTO of this state) and verified: "
+              f"{checks.get('warehouse_tables', {}).get('matching', 0)} warehouse tables match their checksums, "
+              f"{checks.get('dagster_runs', 0)} Dagster runs, lakehouse {checks.get('lakehouse', 'not checked')}")
+        for name, seconds in report.steps.items():
+            print(f"  {name:32s} {seconds:8.1f}s")
+        for note in report.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from wealth_pipeline.lakehouse.store import open_store
+    from wealth_pipeline.operations import freshness, status
+    from wealth_pipeline.operations.config import backup_settings
+    from wealth_pipeline.settings import Settings
+
+    warehouse, _dagster = _ops_targets()
+    settings = Settings.from_env()
+    from wealth_pipeline.definitions import defs
+
+    now = dt.datetime.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        raise SystemExit(f"status: --as-of {args.as_of!r} needs a UTC offset (e.g. 2024-07-03T02:00:00+00:00)")
+    config = backup_settings(settings)
+    with dg.DagsterInstance.get() as instance:
+        doc = status.collect(status.StatusInputs(
+            instance=instance, asset_graph=defs.resolve_asset_graph(), warehouse_url=warehouse,
+            lakehouse=open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region),
+            backups=_backup_location(config.uri), now=now, lag=freshness.lag_from_env(),
+            max_backup_age=config.max_age, first_partition=settings.partition_start, days=args.days,
+        ))
+    print(json.dumps(doc, indent=2, default=str) if args.json else status.render(doc))
+    return 1 if doc["attention"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wealth-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -408,6 +544,28 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--in-process", action="store_true", help="run it in this process instead of submitting it")
     backfill.add_argument("--no-wait", action="store_true", help="submit and return without following progress")
     backfill.set_defaults(func=cmd_backfill)
+
+    bk = sub.add_parser("backup", help="back up the warehouse, the Dagster instance and the lakehouse")
+    bk.add_argument("--to", default=None, help="backup location: a folder or s3://bucket/prefix (default: WEALTH_BACKUP_URI)")
+    bk.add_argument("--lakehouse", choices=["copy", "manifest"], default=None,
+                    help="copy the lakehouse files into the backup (default for a local lakehouse) or only record "
+                    "their manifest (default for S3, whose bucket versioning keeps the bytes)")
+    bk.add_argument("--prune", action="store_true", help="then apply WEALTH_BACKUP_RETENTION to the location")
+    bk.add_argument("--json", action="store_true")
+    bk.set_defaults(func=cmd_backup)
+
+    rs = sub.add_parser("restore", help="restore a backup into the configured (empty) databases and lakehouse, then verify it")
+    rs.add_argument("source", help="backup location (folder or s3://...), or one backup inside it (.../<id>)")
+    rs.add_argument("--backup", default=None, help="backup id (default: the latest complete one)")
+    rs.add_argument("--force", action="store_true", help="replace non-empty target databases and lakehouse files")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_restore)
+
+    st = sub.add_parser("status", help="one screen of the pipeline's health; exit 1 when something needs attention")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--days", type=int, default=7, help="window for failed runs and quarantined rows (days)")
+    st.add_argument("--as-of", default=None, help="evaluate freshness and backup age at this ISO time (default: now)")
+    st.set_defaults(func=cmd_status)
 
     ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
     ui.add_argument("--host", default="127.0.0.1")

@@ -12,7 +12,7 @@ from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.settings import Settings
 
 # Each domain is a package under defs/ exposing ``defs: dg.Definitions``; the order is the data flow.
-DOMAINS: tuple[str, ...] = ("ingest", "processed", "analytics", "portfolio", "models", "marts")
+DOMAINS: tuple[str, ...] = ("ingest", "processed", "analytics", "portfolio", "models", "marts", "operations")
 
 
 def domain_definitions() -> list[dg.Definitions]:
@@ -57,7 +57,10 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = Non
         # vectorized, and a per-step process re-imports the code (dbt manifest included) every time.
         dg.Definitions(resources={**build_resources(), **(resources or {})}, executor=dg.in_process_executor),
     )
-    return dg.Definitions.merge(assets, automation.build(assets.resolve_asset_graph()))
+    from wealth_pipeline.defs import operations
+
+    graph = assets.resolve_asset_graph()
+    return dg.Definitions.merge(assets, automation.build(graph), operations.build_freshness(graph))
 
 
 defs = build_definitions()

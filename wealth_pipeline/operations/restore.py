@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -186,25 +187,21 @@ def _verify_dagster(url: str, summary: dict[str, Any]) -> list[str]:
     import dagster as dg
 
     problems = []
-    variable = "WEALTH_RESTORE_VERIFY_DAGSTER_URL"
     with tempfile.TemporaryDirectory(prefix="wealth-restore-home-") as home:
-        Path(home, "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url:\n      env: {variable}\n")
-        previous = os.environ.get(variable)
-        os.environ[variable] = dagster_storage_url(url)
-        try:
-            with dg.DagsterInstance.from_config(home) as instance:
-                runs = instance.get_runs_count()
-                if runs != summary.get("runs", 0):
-                    problems.append(f"dagster: {runs} runs restored, the backup had {summary.get('runs', 0)}")
-                keys = sorted(k.to_string() for k in instance.get_asset_keys())
-                missing = sorted(set(summary.get("asset_keys", [])) - set(keys))
-                if missing:
-                    problems.append(f"dagster: asset keys missing after restore: {missing[:5]}")
-        finally:
-            if previous is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = previous
+        # The instance file holds the URL (credentials included): mode 0600 in a private temp folder.
+        config = Path(home, "dagster.yaml")
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            # JSON is YAML: no YAML writer needed.
+            json.dump({"storage": {"postgres": {"postgres_url": dagster_storage_url(url)}}}, handle)
+        with dg.DagsterInstance.from_config(home) as instance:
+            runs = instance.get_runs_count()
+            if runs != summary.get("runs", 0):
+                problems.append(f"dagster: {runs} runs restored, the backup had {summary.get('runs', 0)}")
+            keys = sorted(k.to_string() for k in instance.get_asset_keys())
+            missing = sorted(set(summary.get("asset_keys", [])) - set(keys))
+            if missing:
+                problems.append(f"dagster: asset keys missing after restore: {missing[:5]}")
     return problems
 
 

@@ -1,4 +1,4 @@
-"""Failed runs are reported to a webhook (``WEALTH_ALERT_WEBHOOK_URL``), or logged when none is set."""
+"""Failed runs (and, through ``send_alert``, late data) are reported to a webhook (``WEALTH_ALERT_WEBHOOK_URL``), or logged when none is set."""
 
 import os
 from typing import Any
@@ -43,10 +43,20 @@ def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
 )
 def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     payload = failure_payload(context)
+    send_alert({"kind": "run_failure", **payload}, context.log, f"run {payload['run_id']} failed")
+
+
+def send_alert(payload: dict[str, Any], log: Any, what: str) -> bool:
+    """POST ``payload`` as JSON to ``WEALTH_ALERT_WEBHOOK_URL`` (or log it when unset); True when posted.
+
+    Every alert (failed runs, late data) goes through here, so one webhook receives them all and
+    tells them apart by ``kind``.
+    """
     url = os.environ.get("WEALTH_ALERT_WEBHOOK_URL")
     if not url:
-        context.log.warning(f"run failed (no WEALTH_ALERT_WEBHOOK_URL set, so only logged): {payload}")
-        return
+        log.warning(f"{what} (no WEALTH_ALERT_WEBHOOK_URL set, so only logged): {payload}")
+        return False
     response = httpx.post(url, json=payload, timeout=10.0)
     response.raise_for_status()
-    context.log.info(f"alert for run {payload['run_id']} sent (HTTP {response.status_code})")
+    log.info(f"alert sent: {what} (HTTP {response.status_code})")
+    return True
