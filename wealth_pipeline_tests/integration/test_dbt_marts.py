@@ -229,7 +229,7 @@ CLI = Path(sys.executable).parent / "wealth-pipeline"
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without dbt/warehouse variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "WEALTH_DATABASE_URL", "WEALTH_DAGSTER"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "WEALTH_DATABASE_URL", "WEALTH_DAGSTER_DATABASE_URL"))}
     return {**env, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
 
 

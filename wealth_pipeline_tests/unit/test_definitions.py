@@ -12,7 +12,7 @@ import dagster as dg
 from wealth_pipeline.definitions import defs
 from wealth_pipeline.environment import REPO_ROOT
 
-DOMAIN_GROUPS = {"ingest", "processed", "analytics", "portfolio", "models", "marts"}
+DOMAIN_GROUPS = {"ingest", "processed", "analytics", "portfolio", "models", "marts", "operations"}
 
 
 def _assets() -> list[dg.AssetSpec]:

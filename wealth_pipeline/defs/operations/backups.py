@@ -27,6 +27,7 @@ backups_spec = dg.AssetSpec(
     description="Backups of the warehouse, the Dagster instance and the lakehouse in WEALTH_BACKUP_URI "
     "(pg_dump custom format + manifest with per-table checksums); written by the backup job.",
     kinds={"postgres"},
+    owners=["team:data-platform"],
 )
 
 
