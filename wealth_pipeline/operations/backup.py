@@ -26,7 +26,13 @@ import psycopg
 from wealth_pipeline.lakehouse.store import ObjectStore
 from wealth_pipeline.operations import dbstate, pgtools
 from wealth_pipeline.operations import manifest as lake_manifest
-from wealth_pipeline.operations.location import BackupLocation, backup_time, new_backup_id, object_key
+from wealth_pipeline.operations.location import (
+    BackupLocation,
+    backup_time,
+    new_backup_id,
+    object_key,
+    sha256_file,
+)
 
 FORMAT = 1
 LAKEHOUSE_MODES = ("copy", "manifest")
@@ -34,14 +40,6 @@ LAKEHOUSE_MODES = ("copy", "manifest")
 
 class BackupError(RuntimeError):
     """A backup could not be taken (bad option, tool missing, dump failed)."""
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dump_database(url: str, target: Path, *, kind: str, bindir: Path | None = None) -> dict[str, Any]:
@@ -73,7 +71,7 @@ def dump_database(url: str, target: Path, *, kind: str, bindir: Path | None = No
                 record["dagster"] = dbstate.dagster_summary(conn)
     record["file"] = target.name
     record["file_bytes"] = target.stat().st_size
-    record["file_sha256"] = _sha256_file(target)
+    record["file_sha256"] = sha256_file(target)
     return record
 
 

@@ -13,6 +13,7 @@ Backup ids are UTC timestamps (``20240702T231500Z``), so they sort in time order
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,12 @@ class BackupNotFoundError(LookupError):
 def backup_time(backup_id: str) -> dt.datetime:
     """The UTC time a backup id names."""
     return dt.datetime.strptime(backup_id.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a local file (dumps are read in blocks, never whole into memory)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def new_backup_id(now: dt.datetime | None = None) -> str:

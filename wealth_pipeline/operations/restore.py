@@ -31,7 +31,7 @@ from wealth_pipeline.environment import dagster_storage_url, with_database
 from wealth_pipeline.lakehouse.store import ObjectStore
 from wealth_pipeline.operations import dbstate, pgtools
 from wealth_pipeline.operations import manifest as lake_manifest
-from wealth_pipeline.operations.location import BackupLocation
+from wealth_pipeline.operations.location import BackupLocation, sha256_file
 from wealth_pipeline.warehouse import timescale
 
 
@@ -68,14 +68,6 @@ def _step(report: RestoreReport, name: str, log: Callable[[str], None]) -> Itera
         yield
     finally:
         report.steps[name] = round(time.monotonic() - started, 3)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _maintenance_url(url: str) -> str:
@@ -231,7 +223,7 @@ def restore_backup(
         with _step(report, "fetch and check backup files", log):
             for kind, record in databases.items():
                 path = location.file_path(f"{backup_id}/{record['file']}", scratch)
-                if _sha256_file(path) != record["file_sha256"]:
+                if sha256_file(path) != record["file_sha256"]:
                     raise RestoreVerificationError(f"{location.store.uri(backup_id + '/' + record['file'])}: checksum differs from the manifest (corrupt backup)")
                 dumps[kind] = path
         with _step(report, "check target", log):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,13 @@ from typing import Any
 
 from wealth_pipeline.operations import manifest as lake_manifest
 from wealth_pipeline.operations import pgtools
-from wealth_pipeline.operations.location import BackupLocation, BackupNotFoundError, backup_time, object_key
+from wealth_pipeline.operations.location import (
+    BackupLocation,
+    BackupNotFoundError,
+    backup_time,
+    object_key,
+    sha256_file,
+)
 
 
 @dataclass
@@ -28,14 +33,6 @@ class BackupCheck:
     def as_dict(self) -> dict[str, Any]:
         return {"backup_id": self.backup_id, "age_hours": round(self.age.total_seconds() / 3600, 2) if self.age else None,
                 "passed": self.passed, "problems": self.problems, **self.details}
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_latest_backup(location: BackupLocation, now: dt.datetime, max_age: dt.timedelta, *, deep: bool = True,
@@ -63,7 +60,7 @@ def check_latest_backup(location: BackupLocation, now: dt.datetime, max_age: dt.
             except BackupNotFoundError as exc:
                 check.problems.append(f"{kind}: {exc}")
                 continue
-            if _sha256_file(path) != record["file_sha256"]:
+            if sha256_file(path) != record["file_sha256"]:
                 check.problems.append(f"{kind}: {record['file']} does not match its checksum in the manifest")
                 continue
             try:
