@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dagster as dg
 import pytest
 
 from wealth_pipeline.operations import freshness
@@ -66,3 +67,16 @@ def test_a_naive_clock_and_bad_lag_are_refused(monkeypatch: pytest.MonkeyPatch) 
         freshness.lag_from_env()
     monkeypatch.setenv("WEALTH_FRESHNESS_LAG_HOURS", "2.5")
     assert freshness.lag_from_env() == dt.timedelta(hours=2.5)
+
+
+def test_a_materialization_run_is_judged_on_its_newest_session_the_hourly_job_on_the_clock() -> None:
+    from wealth_pipeline.defs.operations.freshness import JOB_NAME, evaluation_time
+
+    now = at("2026-12-01T15:00:00")
+    backfill = dg.DagsterRun(job_name="demo_sessions", tags={"dagster/asset_partition_range_start": "2023-01-03",
+                                                             "dagster/asset_partition_range_end": "2024-12-31"})
+    assert evaluation_time(backfill, now) == at("2025-01-01T12:00:00")
+    # ... so the newest due session is the backfill's last one, not today's.
+    assert freshness.expected_partition(evaluation_time(backfill, now), LAG) == dt.date(2024, 12, 31)
+    assert evaluation_time(dg.DagsterRun(job_name="daily", tags={"dagster/partition": "2026-12-01"}), now) == now
+    assert evaluation_time(dg.DagsterRun(job_name=JOB_NAME), now) is None  # hourly job: wall clock, alerts

@@ -16,6 +16,7 @@ from wealth_pipeline.settings import Settings
 
 CHECK_NAME = "session_on_time"
 CHECK_CRON = "15 * * * *"
+JOB_NAME = "freshness_checks"
 ALERTED_KEY = "wealth/freshness/last_alert"
 
 
@@ -47,33 +48,53 @@ def build_freshness(asset_graph: AssetGraph, clock: Callable[[], dt.datetime] = 
     @dg.multi_asset_check(specs=specs, name="daily_freshness", can_subset=True,
                           description="Calendar-aware freshness of every daily asset; posts a late_data alert when one is late.")
     def daily_freshness(context: dg.AssetCheckExecutionContext):
-        now = clock()
         lag = freshness.lag_from_env()
-        selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
-        results = freshness.evaluate(materialized_sessions(context.instance, selected), now, lag,
-                                     Settings.from_env().partition_start)
-        late = [r for r in results if r.late]
-        if late:
-            fingerprint = json.dumps([late[0].expected.isoformat(), sorted(r.asset for r in late)])
-            storage = context.instance.run_storage
-            if storage.get_cursor_values({ALERTED_KEY}).get(ALERTED_KEY) != fingerprint:
-                send_alert({"kind": "late_data", "as_of": now.isoformat(), "expected_session": late[0].expected.isoformat(),
-                            "lag_hours": lag.total_seconds() / 3600, "late": [r.as_dict() for r in late]},
-                           context.log, f"{len(late)} daily asset(s) late for session {late[0].expected}")
-                storage.set_cursor_values({ALERTED_KEY: fingerprint})
-        elif len(selected) == len(keys):
-            context.instance.run_storage.set_cursor_values({ALERTED_KEY: ""})  # on time again: a new lateness alerts
-        for r in results:
-            yield dg.AssetCheckResult(
-                asset_key=dg.AssetKey.from_user_string(r.asset), check_name=CHECK_NAME, passed=not r.late,
-                severity=dg.AssetCheckSeverity.ERROR, description=r.describe(),
-                metadata={"expected_session": r.expected.isoformat() if r.expected else "none",
-                          "latest_session": r.latest.isoformat() if r.latest else "none", "as_of": now.isoformat()},
-            )
+        as_of = evaluation_time(context.run, clock())
+        yield from _judged(context, keys, as_of or clock(), lag, alert=as_of is None)
 
-    job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(daily_freshness),
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.checks(daily_freshness),
                               description="Evaluate the calendar-aware freshness of every daily asset.")
     schedule = dg.ScheduleDefinition(name="freshness_hourly", job=job, cron_schedule=CHECK_CRON,
                                       execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
                                       description="Every hour: is every daily asset's newest due session materialized?")
     return dg.Definitions(asset_checks=[daily_freshness], jobs=[job], schedules=[schedule])
+
+
+def evaluation_time(run: dg.DagsterRun, now: dt.datetime) -> dt.datetime | None:
+    """None in the hourly freshness job (judge at the wall clock, and alert); in a run that materializes
+    daily partitions (Dagster adds the checks of the assets it selects), the morning after the run's
+    newest partition, so a backfill of history is judged on the sessions it wrote, not against today."""
+    if run.job_name == JOB_NAME:
+        return None
+    last = run.tags.get("dagster/asset_partition_range_end") or run.tags.get("dagster/partition")
+    if not last:
+        return None
+    as_of = dt.datetime.combine(dt.date.fromisoformat(last) + dt.timedelta(days=1), dt.time(12), dt.UTC)
+    return min(now, as_of)
+
+
+def _judged(context: dg.AssetCheckExecutionContext, keys: list[dg.AssetKey], now: dt.datetime,
+            lag: dt.timedelta, *, alert: bool):
+    """Check results for the selected assets at ``now``; the late-data alert only when ``alert``."""
+    selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
+    results = freshness.evaluate(materialized_sessions(context.instance, selected), now, lag,
+                                 Settings.from_env().partition_start)
+    late = [r for r in results if r.late]
+    if late and alert:
+        fingerprint = json.dumps([late[0].expected.isoformat(), sorted(r.asset for r in late)])
+        storage = context.instance.run_storage
+        if storage.get_cursor_values({ALERTED_KEY}).get(ALERTED_KEY) != fingerprint:
+            send_alert({"kind": "late_data", "as_of": now.isoformat(), "expected_session": late[0].expected.isoformat(),
+                        "lag_hours": lag.total_seconds() / 3600, "late": [r.as_dict() for r in late]},
+                       context.log, f"{len(late)} daily asset(s) late for session {late[0].expected}")
+            storage.set_cursor_values({ALERTED_KEY: fingerprint})
+    elif alert and len(selected) == len(keys):
+        context.instance.run_storage.set_cursor_values({ALERTED_KEY: ""})  # on time again: a new lateness alerts
+    for r in results:
+        yield dg.AssetCheckResult(
+            asset_key=dg.AssetKey.from_user_string(r.asset), check_name=CHECK_NAME, passed=not r.late,
+            severity=dg.AssetCheckSeverity.ERROR, description=r.describe(),
+            metadata={"expected_session": r.expected.isoformat() if r.expected else "none",
+                      "latest_session": r.latest.isoformat() if r.latest else "none", "as_of": now.isoformat()},
+        )
+
