@@ -482,8 +482,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from wealth_pipeline.lakehouse.store import open_store
     from wealth_pipeline.operations import freshness, status
     from wealth_pipeline.operations.config import backup_settings
@@ -497,13 +495,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if now.tzinfo is None:
         raise SystemExit(f"status: --as-of {args.as_of!r} needs a UTC offset (e.g. 2024-07-03T02:00:00+00:00)")
     config = backup_settings(settings)
-    with dg.DagsterInstance.get() as instance:
-        doc = status.collect(status.StatusInputs(
-            instance=instance, asset_graph=defs.resolve_asset_graph(), warehouse_url=warehouse,
-            lakehouse=open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region),
-            backups=_backup_location(config.uri), now=now, lag=freshness.lag_from_env(),
-            max_backup_age=config.max_age, first_partition=settings.partition_start, days=args.days,
-        ))
+    try:
+        with status.open_instance() as instance:
+            doc = status.collect(status.StatusInputs(
+                instance=instance, asset_graph=defs.resolve_asset_graph(), warehouse_url=warehouse,
+                lakehouse=open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region),
+                backups=_backup_location(config.uri), now=now, lag=freshness.lag_from_env(),
+                max_backup_age=config.max_age, first_partition=settings.partition_start, days=args.days,
+            ))
+    except status.InstanceUnreachableError as exc:
+        doc = status.unreachable_document(now, str(exc))
     print(json.dumps(doc, indent=2, default=str) if args.json else status.render(doc))
     return 1 if doc["attention"] else 0
 

@@ -3,13 +3,17 @@
 It reads what the system already records: the Dagster instance (materialized sessions, check results,
 runs), the lakehouse (quarantine files, size), the warehouse (size) and the backup location (latest
 backup and its age). ``attention`` lists everything a person should act on; the command exits
-non-zero when it is not empty.
+non-zero when it is not empty. A part that cannot be reached (the warehouse server down, the backup
+bucket unreachable, the Dagster storage down) is itself reported under ``attention``, with the error,
+so a monitor sees "unreachable" rather than a traceback or a silently missing section.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +21,57 @@ import dagster as dg
 import polars as pl
 import psycopg
 
-from wealth_pipeline.lakehouse.store import ObjectStore
+from wealth_pipeline.lakehouse.store import LakehouseError, ObjectStore
 from wealth_pipeline.operations import freshness
 from wealth_pipeline.operations import manifest as lake_manifest
 from wealth_pipeline.operations.location import BackupLocation
 from wealth_pipeline.operations.verify import check_latest_backup
 
 QUARANTINE_PREFIX = "artifacts/quarantine/"
+CONNECT_TIMEOUT_S = 5
+
+
+class InstanceUnreachableError(RuntimeError):
+    """The Dagster instance's storage (DAGSTER_HOME's dagster.yaml) cannot be reached."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable local folder or S3 endpoint raises (botocore only when installed)."""
+    errors: tuple[type[BaseException], ...] = (OSError, LakehouseError)
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors = (*errors, BotoCoreError, ClientError)
+    return errors
+
+
+@contextlib.contextmanager
+def open_instance() -> Iterator[dg.DagsterInstance]:
+    """``DagsterInstance.get()``; :class:`InstanceUnreachableError` (one line) when its storage is down.
+
+    dagster-postgres retries the first connection five times before it gives up (about 10 s).
+    """
+    from dagster_postgres.utils import DagsterPostgresException
+
+    try:
+        instance = dg.DagsterInstance.get()
+    except DagsterPostgresException as exc:
+        cause = exc.__cause__ or exc.__context__
+        raise InstanceUnreachableError(f"Dagster instance storage unreachable: {_one_line(cause or exc)}") from None
+    with instance:
+        yield instance
+
+
+def unreachable_document(now: dt.datetime, problem: str) -> dict[str, Any]:
+    """The status document when nothing but the problem can be read (the Dagster instance is down)."""
+    return {"as_of": now.isoformat(), "error": problem, "attention": [problem]}
+
+
 _PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
@@ -137,21 +185,35 @@ def collect(inputs: StatusInputs) -> dict[str, Any]:
         "runs": runs,
     }
     if inputs.lakehouse is not None:
-        quarantined = _quarantine(inputs.lakehouse, since)
-        doc["quarantine"] = {"days": inputs.days, "files": quarantined, "rows": sum(f["rows"] or 0 for f in quarantined)}
-        if quarantined:
-            attention.append(f"{doc['quarantine']['rows']} quarantined row(s) in {len(quarantined)} file(s) in the last "
-                             f"{inputs.days} days (see docs/operations.md: handle a quarantined vendor file)")
-        stats = lake_manifest.object_stats(inputs.lakehouse)
-        doc["lakehouse"] = {"uri": inputs.lakehouse.uri(), "files": len(stats), "size_bytes": sum(s.size for s in stats)}
+        try:
+            quarantined = _quarantine(inputs.lakehouse, since)
+            stats = lake_manifest.object_stats(inputs.lakehouse)
+        except _store_errors() as exc:
+            doc["lakehouse"] = {"uri": inputs.lakehouse.uri(), "error": _one_line(exc)}
+            attention.append(f"lakehouse {inputs.lakehouse.uri()} unreachable: {_one_line(exc)}")
+        else:
+            doc["quarantine"] = {"days": inputs.days, "files": quarantined, "rows": sum(f["rows"] or 0 for f in quarantined)}
+            if quarantined:
+                attention.append(f"{doc['quarantine']['rows']} quarantined row(s) in {len(quarantined)} file(s) in the last "
+                                 f"{inputs.days} days (see docs/operations.md: handle a quarantined vendor file)")
+            doc["lakehouse"] = {"uri": inputs.lakehouse.uri(), "files": len(stats), "size_bytes": sum(s.size for s in stats)}
     if inputs.warehouse_url:
-        with psycopg.connect(inputs.warehouse_url) as conn:
-            doc["warehouse"] = {"size_bytes": int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])}
+        try:
+            with psycopg.connect(inputs.warehouse_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                doc["warehouse"] = {"size_bytes": int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])}
+        except psycopg.OperationalError as exc:
+            doc["warehouse"] = {"error": _one_line(exc)}
+            attention.append(f"warehouse unreachable: {_one_line(exc)}")
     if inputs.backups is not None:
-        check = check_latest_backup(inputs.backups, inputs.now, inputs.max_backup_age, deep=False)
-        doc["backup"] = {"location": inputs.backups.store.uri(), **check.as_dict()}
-        if not check.passed:
-            attention.extend(f"backup: {p}" for p in check.problems)
+        try:
+            check = check_latest_backup(inputs.backups, inputs.now, inputs.max_backup_age, deep=False)
+        except _store_errors() as exc:
+            doc["backup"] = {"location": inputs.backups.store.uri(), "error": _one_line(exc)}
+            attention.append(f"backup location {inputs.backups.store.uri()} unreachable: {_one_line(exc)}")
+        else:
+            doc["backup"] = {"location": inputs.backups.store.uri(), **check.as_dict()}
+            if not check.passed:
+                attention.extend(f"backup: {p}" for p in check.problems)
     doc["attention"] = attention
     return doc
 
@@ -168,7 +230,10 @@ def _size(n: int | None) -> str:
 
 
 def render(doc: dict[str, Any]) -> str:
-    """The one-screen text form of :func:`collect`'s document."""
+    """The one-screen text form of :func:`collect`'s document (or of :func:`unreachable_document`'s)."""
+    if "assets" not in doc:
+        return "\n".join([f"wealth-pipeline status as of {doc['as_of']}", "", "NEEDS ATTENTION:",
+                          *(f"  - {a}" for a in doc["attention"])])
     lines = [f"wealth-pipeline status as of {doc['as_of']}  (freshness lag {doc['freshness_lag_hours']:g} h after the close)"]
     lines.append("")
     lines.append("latest materialized session per daily asset:")
@@ -189,13 +254,16 @@ def render(doc: dict[str, Any]) -> str:
         q = doc["quarantine"]
         lines.append(f"quarantined rows, last {q['days']} days: {q['rows']} in {len(q['files'])} file(s)")
         lines.extend(f"  {f['rows']} rows  {f['file']}" for f in q["files"][:10])
-    if "backup" in doc:
+    for part in ("warehouse", "lakehouse", "backup"):
+        if "error" in doc.get(part, {}):
+            lines.append(f"{part}: UNREACHABLE ({doc[part]['error']})")
+    if "backup" in doc and "error" not in doc["backup"]:
         b = doc["backup"]
         age = f"{b['age_hours']:.1f} h old" if b.get("age_hours") is not None else "none"
         lines.append(f"last backup: {b['backup_id'] or 'none'} ({age}) in {b['location']}")
-    if "warehouse" in doc:
+    if "size_bytes" in doc.get("warehouse", {}):
         lines.append(f"warehouse size: {_size(doc['warehouse']['size_bytes'])}")
-    if "lakehouse" in doc:
+    if "size_bytes" in doc.get("lakehouse", {}):
         lines.append(f"lakehouse size: {_size(doc['lakehouse']['size_bytes'])} in {doc['lakehouse']['files']} files ({doc['lakehouse']['uri']})")
     lines.append("")
     if doc["attention"]:
