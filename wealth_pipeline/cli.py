@@ -12,6 +12,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from wealth_pipeline import cli_inputs
+
 DEMO_START = "2023-01-02"
 DEMO_END = "2024-12-31"
 # The demo's model sees data up to here; the sessions after it get predictions from it.
@@ -22,19 +24,134 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+# ---- configuration and databases -----------------------------------------------------------------
+DATABASE_VARIABLES = ("WEALTH_DATABASE_URL", "WEALTH_DAGSTER_DATABASE_URL")
+
+
+def _where(url: str) -> str:
+    """host:port/database of a connection string, without credentials (or why it is not one)."""
+    from psycopg import conninfo
+
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except Exception:
+        return "a string that is not a PostgreSQL URL"
+    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or '?'}"
+
+
+def check_database_url(variable: str, url: str, timeout: int = 5) -> str:
+    """Connect to ``url`` (the value of ``variable``); an InputError naming the variable when that fails.
+
+    Returns the server's version string.
+    """
+    import re
+
+    import psycopg
+
+    url = re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)  # SQLAlchemy driver suffixes too
+    if not url.startswith("postgresql://"):
+        raise cli_inputs.InputError(f"{variable}: not a PostgreSQL URL ({_where(url)}); expected "
+                                    "postgresql://user:password@host:port/database")
+    try:
+        with psycopg.connect(url, connect_timeout=timeout) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+        raise cli_inputs.InputError(f"{variable}: cannot connect to {_where(url)} ({reason}); "
+                                    "expected a reachable postgresql://user:password@host:port/database") from None
+
+
+def _check_configured_databases() -> None:
+    """Every database URL variable the user set is a URL and reachable, before anything starts."""
+    for variable in DATABASE_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            check_database_url(variable, value)
+
+
+def _bootstrap(start_database: bool = True):
+    """``environment.bootstrap`` after checking the configured database URLs (errors name their variable)."""
+    from wealth_pipeline import environment
+
+    _check_configured_databases()
+    return environment.bootstrap(start_database=start_database)
+
+
+def _check_settings() -> None:
+    """Every ``WEALTH_*`` value the settings read, at start-up: one line and exit 2 when one is wrong."""
+    from wealth_pipeline.settings import Settings, backfill_chunk_sessions
+
+    try:
+        Settings.from_env()
+        backfill_chunk_sessions()
+    except ValueError as exc:  # settings.ConfigurationError is a ValueError with a one-line message
+        text = str(exc).strip().splitlines()
+        raise cli_inputs.InputError(text[0] if text else type(exc).__name__) from None
+
+
 # ---- db ------------------------------------------------------------------------------------------
+DB_ACTIONS = ["start", "stop", "status", "url", "psql", "upgrade", "downgrade", "history", "current",
+              "create-bi-user"]
+DB_DATABASES = ("warehouse", "dagster")
+
+
+def _db_options(args: argparse.Namespace) -> None:
+    """Take ``--database``/``--target`` wherever they were written: argparse puts everything after the
+    action in the psql REMAINDER. Arguments after a ``--`` are psql's own."""
+    rest: list[str] = []
+    items = list(args.psql_args or [])
+    while items:
+        item = items.pop(0)
+        if item == "--":
+            rest.extend(items)
+            break
+        name, eq, value = item.partition("=")
+        if name in ("--database", "--target"):
+            if not eq:
+                if not items:
+                    raise cli_inputs.InputError(f"db {args.action}: {name} needs a value")
+                value = items.pop(0)
+            if name == "--database":
+                if value not in DB_DATABASES:
+                    raise cli_inputs.InputError(f"db {args.action}: --database {value!r}; expected one of "
+                                                f"{', '.join(DB_DATABASES)}")
+                args.database = value
+            else:
+                try:
+                    args.target = int(value)
+                except ValueError:
+                    raise cli_inputs.InputError(f"db {args.action}: --target {value!r}; expected a migration "
+                                                "number (e.g. 3)") from None
+            continue
+        rest.append(item)
+    args.psql_args = rest
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from wealth_pipeline import environment
     from wealth_pipeline.settings import Settings
 
+    _db_options(args)
     settings = Settings.from_env()
     external = settings.database_url
-    if args.action in ("start", "stop", "status") and external:
-        print(f"WEALTH_DATABASE_URL is set: using that server, no local cluster is {args.action}ed.")
+    if args.action == "status" and external:
+        variable = "WEALTH_DAGSTER_DATABASE_URL" if args.database == "dagster" else "WEALTH_DATABASE_URL"
+        url = (settings.dagster_database_url or environment.with_database(external, environment.DAGSTER_DB)
+               if args.database == "dagster" else external)
+        try:
+            version = check_database_url(variable, url)
+        except cli_inputs.InputError as exc:
+            _print_json({"server": _where(url), "variable": variable, "reachable": False})
+            print(f"wealth-pipeline db status: {exc}", file=sys.stderr)
+            return 3
+        _print_json({"server": _where(url), "variable": variable, "reachable": True, "server_version": version})
+        return 0
+    if args.action in ("start", "stop") and external:
+        print(f"WEALTH_DATABASE_URL is set: using that server ({_where(external)}); no local cluster to {args.action}.")
         return 0
     cluster = environment.local_cluster(settings)
     if args.action == "start":
-        env = environment.bootstrap()
+        env = _bootstrap()
         state = cluster.state
         print(f"PostgreSQL running on {state.host}:{state.port} (data: {state.data_dir})")
         print(f"warehouse: {env.warehouse_url.split('@')[-1]} (full URL with credentials: wealth-pipeline db url)")
@@ -45,7 +162,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "status":
         _print_json(cluster.status())
         return 0 if cluster.is_running() else 3
-    env = environment.bootstrap(start_database=not external)
+    env = _bootstrap(start_database=not external)
     if args.action == "url":
         print(env.dagster_url if args.database == "dagster" else env.warehouse_url)
         return 0
@@ -58,6 +175,8 @@ def cmd_db(args: argparse.Namespace) -> int:
         finally:
             if passfile is not None:
                 passfile.unlink(missing_ok=True)
+    if args.action == "create-bi-user":
+        return _create_bi_user(args, env.warehouse_url)
     from wealth_pipeline.warehouse import migrate
 
     try:
@@ -67,14 +186,45 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 2
 
 
+def _create_bi_user(args: argparse.Namespace, url: str) -> int:
+    """``db create-bi-user USER_ID LOGIN_ROLE``: a BI login mapped to a portfolio user.
+
+    The password is read from stdin (``--password-stdin`` semantics when stdin is not a terminal) or
+    asked for without echo; never from the arguments, which other users can see in ``ps``.
+    """
+    import getpass
+
+    from wealth_pipeline.warehouse.roles import RoleError, create_bi_user, validate_login_role
+
+    if len(args.psql_args) != 2:
+        raise cli_inputs.InputError(f"db create-bi-user: expected USER_ID LOGIN_ROLE, got {' '.join(args.psql_args) or 'nothing'} "
+                                    "(e.g. db create-bi-user alice alice_bi; the password is read from stdin)")
+    user_id, login_role = args.psql_args
+    try:
+        validate_login_role(login_role)
+    except RoleError as exc:
+        raise cli_inputs.InputError(f"db create-bi-user: LOGIN_ROLE {login_role!r}: {exc}") from None
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {login_role}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise cli_inputs.InputError("db create-bi-user: the password (read from stdin) must have at least 8 characters")
+    try:
+        create_bi_user(url, user_id, login_role, password)
+    except RoleError as exc:
+        raise cli_inputs.InputError(f"db create-bi-user: {exc}") from None
+    print(f"BI login {login_role} created for user {user_id}: it reads marts and only {user_id}'s portfolios")
+    return 0
+
+
 def _db_migrations(args: argparse.Namespace, url: str) -> int:
     """``db upgrade|downgrade|history|current``: Alembic through :mod:`wealth_pipeline.warehouse.migrate`."""
     from wealth_pipeline.warehouse import migrate
 
-    if args.psql_args:  # the psql REMAINDER after the action also takes `upgrade --target N`
-        extra = argparse.ArgumentParser(prog=f"wealth-pipeline db {args.action}")
-        extra.add_argument("--target", type=int, default=args.target)
-        args.target = extra.parse_args(args.psql_args).target
+    if args.psql_args:
+        raise cli_inputs.InputError(f"db {args.action}: unexpected arguments {' '.join(args.psql_args)}; "
+                                    "valid: --target N, --database warehouse|dagster")
     if args.action == "upgrade":
         applied = migrate.upgrade(url, target=args.target)
         print(f"applied migrations: {applied or 'none (up to date)'}; version {migrate.current_version(url)}")
@@ -116,14 +266,42 @@ def cmd_dbt(args: argparse.Namespace) -> int:
 
 
 # ---- runs ----------------------------------------------------------------------------------------
-def parse_selection(text: str):
-    """A Dagster selection string (``group:ingest``, ``*bars``), or plain asset names separated by spaces/commas."""
+def parse_selection(text: str, graph: object | None = None):
+    """A Dagster selection string (``group:ingest``, ``*bars``), or plain asset names separated by spaces/commas.
+
+    With ``graph``, names and groups are checked first (:func:`cli_inputs.check_selection`).
+    """
     import dagster as dg
 
+    if graph is not None:
+        return cli_inputs.check_selection(text, graph)
     names = [n for n in text.replace(",", " ").split() if n]
     if names and all(n.replace("_", "").isalnum() for n in names):
         return dg.AssetSelection.assets(*names)
     return dg.AssetSelection.from_string(text)
+
+
+def _job_steps(job_def: object) -> int:
+    """Steps of an in-process asset job: one per op (a dbt multi-asset is one step)."""
+    return max(1, len(job_def.graph.nodes))
+
+
+def _execute(job_def: object, label: str, instance: object, partitions: int, follower: object | None, *,
+             tags: dict[str, str] | None = None, run_config: object | None = None):
+    """Execute ``job_def`` in process; followed through the event log when a follower is given."""
+    import dagster as dg
+
+    if follower is None:
+        return job_def.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                          raise_on_error=False), None
+    run_id = dg.make_new_run_id()
+    if run_config is None:
+        run_config = dg.RunConfig(loggers=follower.logger_config())
+    elif isinstance(run_config, dg.RunConfig):
+        run_config = dg.RunConfig(ops=run_config.ops, resources=run_config.resources,
+                                  loggers=follower.logger_config(), execution=run_config.execution)
+    return follower.follow(instance, label, run_id, _job_steps(job_def), partitions, lambda: job_def.execute_in_process(
+        instance=instance, tags=tags, run_config=run_config, raise_on_error=False, run_id=run_id))
 
 
 def materialize_range(
@@ -135,11 +313,13 @@ def materialize_range(
     definitions: object | None = None,
     instance: object | None = None,
     raise_on_error: bool = True,
+    follower: object | None = None,
 ) -> dict[str, object]:
     """Materialize the selected assets for an inclusive session range in this process.
 
     Unpartitioned assets run first, then every partitioned asset over the whole range as one run
-    (the single-run backfill policy): the same shape a UI backfill takes.
+    (the single-run backfill policy): the same shape a UI backfill takes. With ``progress`` the runs
+    are followed through the event log (``cli_progress.EventFollower``).
     """
     import dagster as dg
 
@@ -149,9 +329,13 @@ def materialize_range(
         from wealth_pipeline.definitions import defs as definitions
     defs = definitions
     instance = instance or dg.DagsterInstance.get()
+    if progress and follower is None:
+        from wealth_pipeline.cli_progress import EventFollower
+
+        follower = EventFollower()
     keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     if not keys:
-        raise SystemExit(f"no trading-session partitions between {start} and {end}")
+        raise cli_inputs.InputError(f"no trading-session partitions between {start} and {end}")
     graph = defs.resolve_asset_graph()
     selected = (parse_selection(selection) if isinstance(selection, str) else selection).resolve(graph)
     unpartitioned = [k for k in selected if graph.get(k).partitions_def is None]
@@ -162,37 +346,42 @@ def materialize_range(
     # The assets' backfill policy: one run for the range, or WEALTH_BACKFILL_CHUNK_SESSIONS per run.
     chunk = backfill_chunk_sessions() or len(keys)
     chunks = [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
-    stages = [("reference", unpartitioned, {})] + [
+    stages = [("reference", unpartitioned, {}, 1)] + [
         ("sessions" if len(chunks) == 1 else f"sessions {c[0]}..{c[-1]}", partitioned,
-         {"dagster/asset_partition_range_start": c[0], "dagster/asset_partition_range_end": c[-1]})
+         {"dagster/asset_partition_range_start": c[0], "dagster/asset_partition_range_end": c[-1]}, len(c))
         for c in chunks]
-    for label, asset_keys, tags in stages:
+    for label, asset_keys, tags, count in stages:
         if not asset_keys:
             continue
         job = dg.define_asset_job(f"demo_{label.split()[0]}", selection=dg.AssetSelection.assets(*asset_keys))
         resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+        if follower is not None:
+            follower.say(f"[{label}] materializing {len(asset_keys)} assets over {count} partition(s)")
         started = time.monotonic()
-        if progress:
-            count = len(trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(
-                tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]))) if tags else 1
-            print(f"[{label}] materializing {len(asset_keys)} assets over {count} partition(s)...", flush=True)
-        result = resolved.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        result, _stats = _execute(resolved, label, instance, count, follower, tags=tags)
         elapsed = time.monotonic() - started
         summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success,
                                 "seconds": round(elapsed, 1), "result": result})
-        if progress:
-            print(f"[{label}] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})", flush=True)
+        if follower is not None:
+            follower.say(f"[{label}] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})",
+                         error=not result.success)
         if not result.success and raise_on_error:
-            for event in result.all_events:
-                if event.is_step_failure:
-                    print(event.step_key, event.event_specific_data.error.to_string() if event.event_specific_data else "", file=sys.stderr)
-            raise SystemExit(f"run {result.run_id} failed")
+            if follower is None:
+                for event in result.all_events:
+                    if event.is_step_failure:
+                        print(event.step_key, event.event_specific_data.error.to_string()
+                              if event.event_specific_data else "", file=sys.stderr)
+            raise RunFailed(f"run {result.run_id} ({label}) failed")
         if not result.success:
             break
     return summary
 
 
-def _demo_in_order(start: str, end: str) -> dict[str, object]:
+class RunFailed(RuntimeError):
+    """A run the command started failed (its steps' errors were printed and are in the log file)."""
+
+
+def _demo_in_order(start: str, end: str, follower: object | None = None) -> dict[str, object]:
     """Everything, in the order a user would: data and analytics, a model trained on the first part
     of the range, then predictions (and the marts that show them) for the sessions after it."""
     import dagster as dg
@@ -201,19 +390,29 @@ def _demo_in_order(start: str, end: str) -> dict[str, object]:
 
     model = dg.AssetSelection.assets("model")
     scored = dg.AssetSelection.assets("predictions").downstream()
-    summary = materialize_range(start, end, dg.AssetSelection.all() - model - scored)
+    summary = materialize_range(start, end, dg.AssetSelection.all() - model - scored, progress=follower is not None,
+                                follower=follower)
     as_of = min(DEMO_MODEL_AS_OF, end)
-    print(f"[model] training on data up to {as_of}...", flush=True)
+    if follower is not None:
+        follower.say(f"[model] training on data up to {as_of}")
     from wealth_pipeline.defs.models.assets import ModelConfig
 
     job = dg.define_asset_job("demo_model", selection=model)
-    result = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name).execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=dg.RunConfig({"model": ModelConfig(as_of=as_of)}))
-    print(f"[model] ok (run {result.run_id})", flush=True)
-    summary["runs"].append({"stage": "model", "run_id": result.run_id, "success": result.success, "seconds": 0.0})
+    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
+    started = time.monotonic()
+    result, _stats = _execute(resolved, "model", dg.DagsterInstance.get(), 1, follower,
+                              run_config=dg.RunConfig({"model": ModelConfig(as_of=as_of)}))
+    elapsed = time.monotonic() - started
+    if follower is not None:
+        follower.say(f"[model] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})",
+                     error=not result.success)
+    summary["runs"].append({"stage": "model", "run_id": result.run_id, "success": result.success,
+                            "seconds": round(elapsed, 1), "result": result})
+    if not result.success:
+        raise RunFailed(f"run {result.run_id} (model) failed")
     first_scored = (dt.date.fromisoformat(as_of) + dt.timedelta(days=1)).isoformat()
     if first_scored <= end:
-        scoring = materialize_range(first_scored, end, scored)
+        scoring = materialize_range(first_scored, end, scored, progress=follower is not None, follower=follower)
         summary["runs"].extend(scoring["runs"])
     return summary
 
@@ -236,28 +435,74 @@ def _warehouse_counts(url: str) -> list[tuple[str, int]]:
     return counts
 
 
+def _verbosity(args: argparse.Namespace) -> int:
+    from wealth_pipeline.cli_progress import NORMAL, QUIET, VERBOSE
+
+    return VERBOSE if getattr(args, "verbose", False) else QUIET if getattr(args, "quiet", False) else NORMAL
+
+
+def _follower(args: argparse.Namespace, command: str):
+    """The event follower of a run command, with its log file under ``$WEALTH_HOME/logs/`` (path printed)."""
+    from wealth_pipeline.cli_progress import EventFollower
+    from wealth_pipeline.settings import wealth_home
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_path = wealth_home() / "logs" / f"{command}-{stamp}.log"
+    follower = EventFollower(log_path=log_path, verbosity=_verbosity(args))
+    follower.console.print(f"Dagster's full event stream: {log_path}", highlight=False)
+    return follower
+
+
+def _print_summary(follower: object, title: str, tables: list[tuple[str, int]] | None = None) -> None:
+    follower.console.print(f"\n=== {title} ===", highlight=False)
+    for table in follower.summary_table(tables):
+        follower.console.print(table)
+    if follower.log_path is not None:
+        follower.console.print(f"full event log: {follower.log_path}", highlight=False)
+
+
+def _bounds():
+    from wealth_pipeline.settings import Settings
+
+    return cli_inputs.bounds_from_settings(Settings.from_env())
+
+
+def _graph():
+    from wealth_pipeline.definitions import defs
+
+    return defs, defs.resolve_asset_graph()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from wealth_pipeline import environment
     from wealth_pipeline.settings import Settings
     from wealth_pipeline.warehouse import migrate
 
+    cli_inputs.parse_date("--start", args.start)  # before it becomes WEALTH_PARTITION_START
     os.environ.setdefault("WEALTH_PARTITION_START", args.start)
-    env = environment.bootstrap()
+    first, last = cli_inputs.check_range("--start", args.start, "--end", args.end,
+                                         cli_inputs.bounds_from_settings(Settings.from_env()))
+    if args.select != "*":
+        _defs, graph = _graph()
+        selection = cli_inputs.check_selection(args.select, graph)
+    follower = _follower(args, "demo")
+    env = _bootstrap()
     applied = migrate.upgrade(env.warehouse_url)
-    print(f"warehouse migrations applied: {applied or 'none (up to date)'}")
+    follower.say(f"warehouse migrations applied: {applied or 'none (up to date)'}")
     _login_roles(env.warehouse_url)
-    if args.select == "*":
-        summary = _demo_in_order(args.start, args.end)
-    else:
-        summary = materialize_range(args.start, args.end, args.select)
+    try:
+        if args.select == "*":
+            summary = _demo_in_order(first, last, follower)
+        else:
+            summary = materialize_range(first, last, selection, follower=follower)
+    except RunFailed as exc:
+        _print_summary(follower, "wealth_pipeline demo: FAILED")
+        follower.say(f"demo: {exc}; the failed steps' errors are above and in {follower.log_path}", error=True)
+        return 1
+    finally:
+        follower.close()
     settings = Settings.from_env()
-    print("\n=== wealth_pipeline demo: done ===")
-    print(f"sessions materialized: {summary['partitions']} ({summary['range']})")
-    for run in summary["runs"]:
-        print(f"  run {run['run_id']} ({run['stage']}): {'success' if run['success'] else 'failed'} in {run['seconds']}s")
-    print("warehouse tables (rows):")
-    for table, count in _warehouse_counts(env.warehouse_url):
-        print(f"  {table:40s} {count:>10,}")
+    _print_summary(follower, f"wealth_pipeline demo: done, {summary['partitions']} sessions ({summary['range']})",
+                   _warehouse_counts(env.warehouse_url))
     print(f"lakehouse:  {settings.lakehouse_uri}")
     print(f"warehouse:  {env.warehouse_url.split('@')[-1]}  (psql: wealth-pipeline db psql)")
     print(f"dagster:    DAGSTER_HOME={env.dagster_home}, storage in database 'dagster'")
@@ -266,11 +511,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from wealth_pipeline import environment
-
-    environment.bootstrap()
-    end = args.end or args.partition
-    materialize_range(args.partition, end, args.select)
+    bounds = _bounds()
+    if args.end is None:
+        first = last = cli_inputs.check_partition_key("--partition", args.partition, bounds, single=True)
+    else:
+        first, last = cli_inputs.check_range("--partition", args.partition, "--end", args.end, bounds)
+    _defs, graph = _graph()
+    selection = cli_inputs.check_selection(args.select, graph)
+    follower = _follower(args, "materialize")
+    _bootstrap()
+    try:
+        materialize_range(first, last, selection, follower=follower)
+    except RunFailed as exc:
+        _print_summary(follower, "materialize: FAILED")
+        follower.say(f"materialize: {exc}", error=True)
+        return 1
+    finally:
+        follower.close()
+    _print_summary(follower, f"materialize {first}..{last}: done")
     return 0
 
 
@@ -293,10 +551,11 @@ def submit_backfill(start: str, end: str, selection: str = "*", *, definitions: 
     graph = definitions.resolve_asset_graph()
     keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
     if not keys:
-        raise SystemExit(f"no trading-session partitions between {start} and {end}")
-    selected = [k for k in parse_selection(selection).resolve(graph) if graph.get(k).partitions_def == trading_sessions]
+        raise cli_inputs.InputError(f"no trading-session partitions between {start} and {end}")
+    resolved = (parse_selection(selection) if isinstance(selection, str) else selection).resolve(graph)
+    selected = [k for k in resolved if graph.get(k).partitions_def == trading_sessions]
     if not selected:
-        raise SystemExit(f"selection {selection!r} holds no daily-partitioned asset")
+        raise cli_inputs.InputError(f"--select {selection!r}: holds no daily-partitioned asset (backfills run those)")
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(), asset_graph=graph, partition_names=keys, asset_selection=selected,
         backfill_timestamp=time.time(), tags={"wealth/submitted_by": "wealth-pipeline backfill"},
@@ -325,48 +584,90 @@ def _daemon_alive(instance: object) -> bool:
     return beat is not None and time.time() - beat.timestamp < 120
 
 
+BACKFILL_DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from wealth_pipeline import environment
-
-    environment.bootstrap()
-    if args.in_process:
-        summary = materialize_range(args.start, args.end, args.select)
-        print(f"backfill {summary['range']} done in process: {[r['run_id'] for r in summary['runs']]}")
-        return 0
     import dagster as dg
-    from tqdm import tqdm
 
-    from wealth_pipeline.definitions import defs
-
+    first, last = cli_inputs.check_range("--start", args.start, "--end", args.end, _bounds())
+    defs, graph = _graph()
+    selection = cli_inputs.check_selection(args.select, graph)
+    follower = _follower(args, "backfill")
+    _bootstrap()
+    if args.in_process:
+        try:
+            summary = materialize_range(first, last, selection, follower=follower)
+        except RunFailed as exc:
+            _print_summary(follower, "backfill (in process): FAILED")
+            follower.say(f"backfill: {exc}", error=True)
+            return 1
+        finally:
+            follower.close()
+        _print_summary(follower, f"backfill {summary['range']} done in process")
+        return 0
     instance = dg.DagsterInstance.get()
-    backfill_id = submit_backfill(args.start, args.end, args.select, definitions=defs, instance=instance)
-    print(f"backfill {backfill_id} submitted ({args.start}..{args.end}); it is also visible in the UI under Overview > Backfills")
+    backfill_id = submit_backfill(first, last, selection, definitions=defs, instance=instance)
+    follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills")
     if args.no_wait:
+        follower.close()
         return 0
     if not _daemon_alive(instance):
-        print("no dagster-daemon is running: the backfill starts when one does (`make ui` starts one), "
-              "or use --in-process to run it here")
+        follower.say("no dagster-daemon is running: the backfill starts when one does (`make ui` starts one), "
+                     "or use --in-process to run it here")
+        follower.close()
         return 0
-    graph = defs.resolve_asset_graph()
-    status, done, failed, total = backfill_progress(instance, backfill_id, graph)
-    with tqdm(total=total, unit="asset-partition", desc="backfill") as bar:
-        while True:
-            status, done, failed, total = backfill_progress(instance, backfill_id, graph)
-            bar.total = total
-            bar.n = done + failed
-            bar.set_postfix(status=status, failed=failed)
-            bar.refresh()
-            if status in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
-                break
-            time.sleep(2)
-    print(f"backfill {backfill_id}: {status}, {done}/{total} materialized, {failed} failed")
+    try:
+        status, done, failed, total = _follow_backfill(follower, instance, backfill_id, graph)
+    finally:
+        follower.close()
+    _print_summary(follower, f"backfill {backfill_id}: {status}, {done}/{total} asset-partitions materialized, "
+                   f"{failed} failed")
     return 0 if failed == 0 and status.startswith("COMPLETED") else 1
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    from wealth_pipeline import environment
+def _follow_backfill(follower: object, instance: object, backfill_id: str, graph: object) -> tuple[str, int, int, int]:
+    """Follow a submitted backfill: each of its runs through the event log, until the backfill ends."""
+    import dagster as dg
 
-    env = environment.bootstrap()
+    from wealth_pipeline.cli_progress import RunStats
+
+    followed: dict[str, tuple[RunStats, str | None]] = {}
+    started = time.monotonic()
+    last = ""
+    while True:
+        status, done, failed, total = backfill_progress(instance, backfill_id, graph)
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
+            if run.run_id not in followed:
+                stats = RunStats(f"run {run.run_id[:8]}", run.run_id, len(run.step_keys_to_execute or []) or 0, 0)
+                follower.runs.append(stats)
+                followed[run.run_id] = (stats, None)
+                follower.say(f"[backfill] run {run.run_id} launched ({run.tags.get('dagster/asset_partition_range_start', '')}"
+                             f"..{run.tags.get('dagster/asset_partition_range_end', '')})")
+            stats, cursor = followed[run.run_id]
+            cursor = follower._drain(instance, stats, cursor, started)
+            stats.total_steps = max(stats.total_steps, stats.steps_done + stats.steps_failed + (1 if stats.current else 0))
+            if run.is_finished and stats.success is None:
+                stats.success = run.status == dg.DagsterRunStatus.SUCCESS
+                record = instance.get_run_record_by_id(run.run_id)
+                if record is not None and record.start_time and record.end_time:
+                    stats.seconds = record.end_time - record.start_time
+            followed[run.run_id] = (stats, cursor)
+        steps = sum(s.steps_done for s, _ in followed.values())
+        current = ", ".join(s.current for s, _ in followed.values() if s.success is None and s.current)
+        line = (f"[backfill] {status}: {done}/{total} asset-partitions, {failed} failed; {len(followed)} run(s), "
+                f"{steps} step(s) done{', running ' + current if current else ''}")
+        if line != last:  # a line when something changed, not every poll
+            follower.say(f"{line}; elapsed {time.monotonic() - started:.0f}s")
+            last = line
+        if status in BACKFILL_DONE:
+            return status, done, failed, total
+        time.sleep(2)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+
+    env = _bootstrap()
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={env.dagster_home})", flush=True)
     dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
     return subprocess.call([dagster, "dev", "-w", args.workspace, "-h", args.host, "-p", str(args.port)])
@@ -380,7 +681,7 @@ def _ops_targets() -> tuple[str, str]:
     from wealth_pipeline.settings import Settings
 
     settings = Settings.from_env()
-    env = environment.bootstrap(start_database=not settings.database_url)
+    env = _bootstrap(start_database=not settings.database_url)
     dagster = settings.dagster_database_url or environment.with_database(env.warehouse_url, environment.DAGSTER_DB)
     return env.warehouse_url, psycopg_url(dagster)
 
@@ -509,16 +810,72 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if doc["attention"] else 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """Assets (with group and partitioning), groups, jobs, schedules and sensors of the code location."""
+    defs, graph = _graph()
+    repo = defs.get_repository_def()
+    assets = []
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets.append({"asset": key.to_user_string(), "group": node.group_name,
+                       "partitioned": node.partitions_def is not None,
+                       "description": (node.description or "").strip().split("\n")[0][:100]})
+    doc = {
+        "assets": assets,
+        "groups": sorted({a["group"] for a in assets if a["group"]}),
+        "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
+        "schedules": [{"name": d.name, "cron": d.cron_schedule, "job": d.job_name,
+                       "default_status": d.default_status.value} for d in repo.schedule_defs],
+        "sensors": [{"name": d.name, "default_status": d.default_status.value} for d in repo.sensor_defs],
+    }
+    if args.json:
+        _print_json(doc)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="assets", title_justify="left")
+    for column in ("asset", "group", "daily", "description"):
+        table.add_column(column)
+    for a in assets:
+        table.add_row(a["asset"], a["group"] or "", "yes" if a["partitioned"] else "", a["description"])
+    console.print(table)
+    console.print(f"groups: {', '.join(doc['groups'])}")
+    console.print(f"jobs: {', '.join(doc['jobs'])}")
+    for kind in ("schedules", "sensors"):
+        table = Table(title=kind, title_justify="left")
+        keys = list(doc[kind][0]) if doc[kind] else ["name"]
+        for column in keys:
+            table.add_column(column)
+        for item in doc[kind]:
+            table.add_row(*(str(item[k]) for k in keys))
+        console.print(table)
+    return 0
+
+
+def _verbosity_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true",
+                       help="print every Dagster event (as the log file has them) instead of progress")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress: errors and the summary only")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wealth-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    verbosity = _verbosity_options()
 
     db = sub.add_parser("db", help="the local PostgreSQL cluster and warehouse migrations")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "psql", "upgrade", "downgrade", "history", "current"])
+    db.add_argument("action", choices=DB_ACTIONS,
+                    help="create-bi-user USER_ID LOGIN_ROLE: a BI login mapped to a portfolio user (password on stdin)")
     db.add_argument("--database", choices=["warehouse", "dagster"], default="warehouse")
     db.add_argument("--target", type=int, default=None,
                     help="migration version (Alembic revision NNNN) for upgrade (default: head) / downgrade (default: 0 = base)")
-    db.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments passed to psql")
+    db.add_argument("psql_args", nargs=argparse.REMAINDER,
+                    help="psql's arguments (after `--` when they could be read as ours); --database/--target work here too")
     db.set_defaults(func=cmd_db)
 
     dbt = sub.add_parser("dbt", help="run dbt in dbt_project/ on the warehouse: docs generate, test, source freshness, build")
@@ -526,19 +883,22 @@ def build_parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="dbt's own arguments")
     dbt.set_defaults(func=cmd_dbt)
 
-    demo = sub.add_parser("demo", help="start everything and materialize the asset graph for a default range")
+    demo = sub.add_parser("demo", parents=[verbosity],
+                          help="start everything and materialize the asset graph for a default range")
     demo.add_argument("--start", default=DEMO_START)
     demo.add_argument("--end", default=DEMO_END)
     demo.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
     demo.set_defaults(func=cmd_demo)
 
-    run = sub.add_parser("materialize", help="materialize one partition (or a range) in this process")
+    run = sub.add_parser("materialize", parents=[verbosity],
+                         help="materialize one partition (or a range) in this process")
     run.add_argument("--partition", required=True, help="session date YYYY-MM-DD")
     run.add_argument("--end", default=None, help="last session of a range (single run)")
     run.add_argument("--select", default="*")
     run.set_defaults(func=cmd_materialize)
 
-    backfill = sub.add_parser("backfill", help="submit a backfill to the instance (the daemon runs it) and show progress")
+    backfill = sub.add_parser("backfill", parents=[verbosity],
+                              help="submit a backfill to the instance (the daemon runs it) and show progress")
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
     backfill.add_argument("--select", default="*", help="asset names or a Dagster selection (daily assets only)")
@@ -568,6 +928,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--as-of", default=None, help="evaluate freshness and backup age at this ISO time (default: now)")
     st.set_defaults(func=cmd_status)
 
+    ls = sub.add_parser("list", help="assets (group, daily or not), groups, jobs, schedules and sensors")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
     ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -583,7 +947,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before any instance exists: in-process runs, and `ui`'s webserver and daemon, which inherit it.
     apply_dagster_tuning()
     try:
+        _check_settings()
         return int(args.func(args) or 0)
+    except cli_inputs.InputError as exc:
+        print(f"wealth-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
