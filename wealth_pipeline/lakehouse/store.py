@@ -1,13 +1,18 @@
-"""Lakehouse storage: one object-store interface, a local-folder and an S3 backend, parquet I/O.
+"""Lakehouse storage: one object-store interface, a local-folder and an S3 backend, tables and files.
 
 Layout under one lakehouse URI (a local folder, ``file://`` URI or ``s3://bucket/prefix``)::
 
-    {tier}/{dataset}/date=YYYY-MM-DD/{filename}   daily partitions (hive style)
-    {tier}/{dataset}/{filename}                   unpartitioned datasets and manifests
+    processed/{dataset}/_delta_log/...              Delta Lake table per dataset (``lakehouse.delta``)
+    processed/{dataset}/lake_year=YYYY/part-*.parquet   its data files, partitioned by year
+    models/{dataset}/...                            Delta tables too (predictions, out-of-sample scores)
+    models/forecaster/{model_id}/manifest.json      plain objects (boosters, JSON manifests)
+    raw/{dataset}/date=YYYY-MM-DD/{sha256}.parquet  immutable, content-addressed vendor data
+    artifacts/{dataset}/[date=YYYY-MM-DD/]{file}    parquet files (quarantine reports, supersessions)
 
 Tiers are ``raw`` (append-only and immutable: objects are never overwritten nor deleted),
-``processed``, ``models`` and ``artifacts``. Every write is atomic: a reader sees the previous object
-or the new one, never a partial file. Both backends share every code path above ``ObjectStore``.
+``processed``, ``models`` and ``artifacts``. Every write is atomic: a table write is one Delta
+commit (readers see the previous version or the new one), an object write replaces the whole object.
+Both backends share every code path above ``ObjectStore``; delta-rs talks to the same folder or bucket.
 """
 
 from __future__ import annotations
@@ -27,8 +32,12 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from wealth_pipeline.lakehouse import delta
+
 TIERS: tuple[str, ...] = ("raw", "processed", "models", "artifacts")
 IMMUTABLE_TIERS: frozenset[str] = frozenset({"raw"})
+#: Tiers whose frames are Delta Lake tables (one commit per write, history, schema enforcement).
+DELTA_TIERS: frozenset[str] = frozenset({"processed", "models"})
 DEFAULT_FILENAME = "data.parquet"
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 128 * 1024
@@ -447,10 +456,28 @@ def _json_default(value: Any) -> Any:
 
 
 class Lakehouse:
-    """Tiered parquet datasets and JSON manifests on an ``ObjectStore``."""
+    """Tiered datasets and JSON manifests on an ``ObjectStore``.
 
-    def __init__(self, store: ObjectStore) -> None:
+    Frames in the ``processed`` and ``models`` tiers are Delta Lake tables (``lakehouse.delta``): one
+    table per dataset, one commit per write, readable as of any version inside the vacuum retention.
+    Frames in ``raw`` (immutable, content-addressed) and ``artifacts`` are parquet files as before.
+    JSON manifests and other objects are plain objects in every tier.
+    """
+
+    def __init__(self, store: ObjectStore, *, s3_endpoint_url: str | None = None,
+                 s3_region: str | None = None) -> None:
         self.store = store
+        if isinstance(store, S3ObjectStore):
+            endpoint = s3_endpoint_url
+            if endpoint is None:
+                configured = str(getattr(store.client.meta, "endpoint_url", "") or "")
+                endpoint = configured if configured and "amazonaws.com" not in configured else None
+            region = s3_region or str(getattr(store.client.meta, "region_name", None) or "us-east-1")
+            options = delta.s3_options(endpoint, region)
+        else:
+            options = {}
+        self.tables = delta.DeltaTables(store.uri(), options)
+        self._bucket_checked = not isinstance(store, S3ObjectStore)
 
     def __repr__(self) -> str:
         return f"Lakehouse({self.store!r})"
@@ -460,13 +487,14 @@ class Lakehouse:
         cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1"
     ) -> Lakehouse:
         """A lakehouse on a local folder (or ``file://`` URI) or on ``s3://bucket/prefix``."""
-        return cls(open_store(uri, s3_endpoint_url, s3_region))
+        return cls(open_store(uri, s3_endpoint_url, s3_region), s3_endpoint_url=s3_endpoint_url,
+                   s3_region=s3_region)
 
     # -- keys ---------------------------------------------------------------------------------------
 
     @staticmethod
     def partition_key(tier: str, dataset: str, partition: dt.date, filename: str = DEFAULT_FILENAME) -> str:
-        """``{tier}/{dataset}/date=YYYY-MM-DD/{filename}``."""
+        """``{tier}/{dataset}/date=YYYY-MM-DD/{filename}`` (parquet tiers; JSON documents in every tier)."""
         if not isinstance(partition, dt.date) or isinstance(partition, dt.datetime):
             raise TypeError(f"partition must be a datetime.date, got {partition!r}")
         return (
@@ -479,9 +507,86 @@ class Lakehouse:
         """``{tier}/{dataset}/{filename}``."""
         return f"{_check_tier(tier)}/{_check_dataset(dataset)}/{_check_filename(filename)}"
 
+    @staticmethod
+    def table_key(tier: str, dataset: str) -> str:
+        """``{tier}/{dataset}``: the root of a dataset's Delta table (``_delta_log/`` under it)."""
+        return f"{_check_tier(tier)}/{_check_dataset(dataset)}"
+
+    @staticmethod
+    def is_table_tier(tier: str) -> bool:
+        """Whether frames of ``tier`` are Delta tables (else parquet files)."""
+        return _check_tier(tier) in DELTA_TIERS
+
     def uri(self, key: str = "") -> str:
         """The URI of ``key`` (the lakehouse root when empty)."""
         return self.store.uri(key)
+
+    def table_uri(self, tier: str, dataset: str) -> str:
+        """The URI delta-rs, polars or DuckDB open for a dataset's table."""
+        return self.tables.location(self.table_key(tier, dataset)).uri
+
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs / polars ``storage_options`` for this lakehouse's tables (no credentials in them)."""
+        return dict(self.tables.options)
+
+    # -- Delta plumbing -----------------------------------------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        """On S3, fail with the bucket's name before delta-rs reports a missing table instead."""
+        if self._bucket_checked:
+            return
+        store = self.store
+        assert isinstance(store, S3ObjectStore)
+        try:
+            store.client.head_bucket(Bucket=store.bucket)
+        except Exception as exc:
+            if store._code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                raise LakehouseError(
+                    f"S3 bucket {store.bucket!r} does not exist (while accessing {store.uri()})"
+                ) from exc
+            raise
+        self._bucket_checked = True
+
+    def _table(self, tier: str, dataset: str) -> str:
+        self._ensure_bucket()
+        return self.table_key(tier, dataset)
+
+    @staticmethod
+    def _frame(frame: Any) -> pl.DataFrame:
+        if not isinstance(frame, pl.DataFrame):
+            raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
+        return frame
+
+    def _commit(
+        self, tier: str, dataset: str, rows: pl.DataFrame, start: dt.date | None, end: dt.date | None,
+        filename: str, *, dated: bool,
+    ) -> delta.DeltaWrite:
+        table = self._table(tier, dataset)
+        predicate = delta.window_predicate(start, end, filename)
+        where = delta.window_filter(start, end, filename)
+        if not dated:
+            predicate = f"{delta.DATE_COLUMN} IS NULL AND {predicate}"
+            where = where & pl.col(delta.DATE_COLUMN).is_null()
+        try:
+            version, changed = self.tables.replace(table, rows, predicate, where)
+        except (ValueError, delta.TableConflictError):
+            raise
+        except Exception as exc:
+            raise LakehouseError(f"cannot write {self.table_uri(tier, dataset)}: {exc}") from exc
+        days = rows[delta.DATE_COLUMN].drop_nulls().n_unique() if dated else (1 if rows.height else 0)
+        return delta.DeltaWrite(self.table_uri(tier, dataset), version, changed=changed, rows=rows.height,
+                                partitions=days)
+
+    def _select(
+        self, tier: str, dataset: str, where: pl.Expr, columns: list[str] | None,
+        as_of: int | str | dt.datetime | None,
+    ) -> pl.DataFrame | None:
+        table = self._table(tier, dataset)
+        try:
+            found = self.tables.read(table, where, columns, as_of)
+        except KeyError as exc:
+            raise LakehouseError(f"{self.table_uri(tier, dataset)}: {exc.args[0]}") from None
+        return None if found is None else found[0]
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -501,9 +606,7 @@ class Lakehouse:
     def _write_frame(
         self, tier: str, frame: pl.DataFrame, make_key: Callable[[str], str], filename: str | None
     ) -> str:
-        if not isinstance(frame, pl.DataFrame):
-            raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
-        data = frame_to_parquet(frame)
+        data = frame_to_parquet(self._frame(frame))
         if filename is None:
             filename = f"{content_hash(data)}.parquet" if tier in IMMUTABLE_TIERS else DEFAULT_FILENAME
         key = make_key(filename)
@@ -527,18 +630,73 @@ class Lakehouse:
     ) -> str:
         """Write one daily partition atomically and return its URI.
 
-        ``filename`` defaults to ``data.parquet``, or in the raw tier to ``{sha256 of the parquet}.parquet``.
-        In the raw tier an existing object is never overwritten: writing the same content again is a
-        no-op, different content under an existing name raises ``ImmutableTierError``.
+        Table tiers: one commit replacing the partition's rows (those of ``filename``, default
+        ``data.parquet``); the result is a ``DeltaWrite`` (the table URI, with ``.version``).
+        Raw tier: ``filename`` defaults to ``{sha256 of the parquet}.parquet``; an existing object is
+        never overwritten: the same content again is a no-op, different content under an existing
+        name raises ``ImmutableTierError``. Artifacts: one parquet file, replaced atomically.
         """
-        _check_tier(tier)
+        self.partition_key(tier, dataset, partition, filename or DEFAULT_FILENAME)  # validates
+        if self.is_table_tier(tier):
+            name = filename or DEFAULT_FILENAME
+            rows = delta.with_bookkeeping(self._frame(frame), partition, name)
+            return self._commit(tier, dataset, rows, partition, partition, name, dated=True)
         return self._write_frame(
             tier, frame, lambda name: self.partition_key(tier, dataset, partition, name), filename
         )
 
+    def write_window(
+        self,
+        tier: str,
+        dataset: str,
+        frame: pl.DataFrame,
+        date_column: str,
+        start: dt.date,
+        end: dt.date,
+        *,
+        filename: str = DEFAULT_FILENAME,
+    ) -> delta.DeltaWrite:
+        """Replace every partition of ``[start, end]`` with ``frame``'s rows (partitioned by ``date_column``).
+
+        Table tiers: ONE commit, so readers see the old window or the new one; days of the window
+        without rows end up empty. ``.partitions`` counts the days written (what the per-day loop
+        returned before), ``.version`` the commit. Rows outside the window are refused.
+        Parquet tiers: one file per day, stale days deleted (not atomic across days).
+        """
+        frame = self._frame(frame)
+        if start > end:
+            raise ValueError(f"empty window: start {start} is after end {end}")
+        if date_column not in frame.columns:
+            raise ValueError(f"{dataset}: no column {date_column!r} to partition by; columns are {frame.columns}")
+        days = frame[date_column].cast(pl.Date)
+        outside = frame.filter(~days.is_between(start, end) | days.is_null())
+        if outside.height:
+            raise ValueError(
+                f"{dataset}: {outside.height} row(s) with {date_column} outside the window {start}..{end} "
+                f"(first: {outside[date_column][0]}); write them with their own window"
+            )
+        if self.is_table_tier(tier):
+            _check_filename(filename)
+            rows = delta.with_bookkeeping(frame, pl.col(date_column), filename)
+            return self._commit(tier, dataset, rows, start, end, filename, dated=True)
+        by_day = {key[0]: part for key, part in frame.partition_by(date_column, as_dict=True).items()}
+        for day in sorted(set(self.partitions(tier, dataset, start, end)) - set(by_day)):
+            self.delete_partition(tier, dataset, day)
+        for day, part in sorted(by_day.items()):
+            self.write_partition(tier, dataset, part, day, filename=filename)
+        return delta.DeltaWrite(self.uri(self.table_key(tier, dataset)), None, rows=frame.height,
+                                partitions=len(by_day))
+
     def write_dataset(self, tier: str, dataset: str, frame: pl.DataFrame, filename: str | None = None) -> str:
-        """Write an unpartitioned dataset (``{tier}/{dataset}/{filename}``) atomically; return its URI."""
-        _check_tier(tier)
+        """Write an unpartitioned dataset (``{tier}/{dataset}/{filename}``) atomically; return its URI.
+
+        Table tiers: one commit replacing the rows written under ``filename`` (a ``DeltaWrite``).
+        """
+        name = filename or DEFAULT_FILENAME
+        self.dataset_key(tier, dataset, name)  # validates
+        if self.is_table_tier(tier):
+            rows = delta.with_bookkeeping(self._frame(frame), None, name)
+            return self._commit(tier, dataset, rows, None, None, name, dated=False)
         return self._write_frame(tier, frame, lambda name: self.dataset_key(tier, dataset, name), filename)
 
     def put_json(
@@ -574,8 +732,12 @@ class Lakehouse:
             raise LakehouseError(f"invalid JSON in {self.store.uri(key)}: {exc}") from exc
 
     def delete_partition(self, tier: str, dataset: str, partition: dt.date) -> int:
-        """Delete every object of one partition (refused in the raw tier); return how many."""
+        """Delete one partition (refused in the raw tier); return how many files (parquet) or rows (tables)."""
         _check_tier(tier)
+        if self.is_table_tier(tier):
+            deleted, _ = self.tables.delete(
+                self._table(tier, dataset), delta.window_predicate(partition, partition, None))
+            return deleted
         prefix = f"{tier}/{_check_dataset(dataset)}/{PARTITION_DIR_PREFIX}{partition.isoformat()}/"
         keys = self.store.list_keys(prefix)
         if tier in IMMUTABLE_TIERS and keys:
@@ -585,6 +747,28 @@ class Lakehouse:
         for key in keys:
             self.store.delete(key)
         return len(keys)
+
+    # -- versions -----------------------------------------------------------------------------------
+
+    def version(self, tier: str, dataset: str, as_of: int | str | dt.datetime | None = None) -> int | None:
+        """The table's current version (or the one ``as_of`` resolves to); None without a table."""
+        if not self.is_table_tier(tier):
+            return None
+        handle = self.tables.open(self._table(tier, dataset), as_of)
+        return None if handle is None else int(handle.version())
+
+    def versions(self, tier: str, datasets: list[str]) -> dict[str, int | None]:
+        """Current version of each dataset's table (what a model manifest records)."""
+        return {name: self.version(tier, name) for name in datasets}
+
+    def history(self, tier: str, dataset: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The table's commits, newest first (version, timestamp, operation, metrics)."""
+        return self.tables.history(self._table(tier, dataset), limit)
+
+    def table_names(self, tier: str) -> list[str]:
+        """Datasets of ``tier`` stored as Delta tables (every folder holding a ``_delta_log/``)."""
+        prefix = f"{_check_tier(tier)}/"
+        return [key[len(prefix):] for key in delta.tables_under(self.store.list_keys(prefix))]
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -606,11 +790,18 @@ class Lakehouse:
             found.append((date, filename, key))
         return found
 
-    def partitions(self, tier: str, dataset: str) -> list[dt.date]:
-        """The sorted dates that hold at least one parquet file of ``dataset``."""
-        return sorted(
-            {date for date, name, _ in self._partition_keys(tier, dataset) if name.endswith(".parquet")}
-        )
+    def partitions(
+        self, tier: str, dataset: str, start: dt.date | None = None, end: dt.date | None = None,
+        *, as_of: int | str | dt.datetime | None = None,
+    ) -> list[dt.date]:
+        """The sorted dates holding data of ``dataset`` (inside ``[start, end]`` when given)."""
+        if self.is_table_tier(tier):
+            days = self.tables.dates(self._table(tier, dataset), as_of)
+        else:
+            days = sorted(
+                {date for date, name, _ in self._partition_keys(tier, dataset) if name.endswith(".parquet")}
+            )
+        return [d for d in days if (start is None or d >= start) and (end is None or d <= end)]
 
     def partition_files(
         self,
@@ -621,9 +812,24 @@ class Lakehouse:
         *,
         filename: str | None = None,
     ) -> list[str]:
-        """Keys of the parquet files in the inclusive window, sorted by date then name."""
+        """Keys of the parquet files in the inclusive window, sorted by date then name.
+
+        Table tiers: the keys of the table's current data files whose dates overlap the window.
+        """
         if start is not None and end is not None and start > end:
             raise ValueError(f"empty window: start {start} is after end {end}")
+        if self.is_table_tier(tier):
+            handle = self.tables.open(self._table(tier, dataset))
+            if handle is None:
+                return []
+            actions = pl.DataFrame(handle.get_add_actions(flatten=True))
+            lo, hi = f"min.{delta.DATE_COLUMN}", f"max.{delta.DATE_COLUMN}"
+            if start is not None:
+                actions = actions.filter(pl.col(hi) >= start)
+            if end is not None:
+                actions = actions.filter(pl.col(lo) <= end)
+            base = self.table_key(tier, dataset)
+            return sorted(f"{base}/{path}" for path in actions["path"].to_list())
         return [
             key
             for date, name, key in self._partition_keys(tier, dataset)
@@ -633,14 +839,29 @@ class Lakehouse:
             and (end is None or date <= end)
         ]
 
+    @staticmethod
+    def _empty(columns: list[str] | None, schema: dict[str, pl.DataType] | None) -> pl.DataFrame:
+        if schema is not None:
+            names = columns if columns is not None else list(schema)
+            return pl.DataFrame(schema={name: schema[name] for name in names})
+        return pl.DataFrame(schema={name: pl.Null for name in columns or []})
+
+    @staticmethod
+    def _cast(result: pl.DataFrame, columns: list[str] | None, schema: dict[str, pl.DataType] | None,
+              source: str) -> pl.DataFrame:
+        if schema is None:
+            return result
+        names = columns if columns is not None else list(schema)
+        missing = [name for name in names if name not in result.columns]
+        if missing:
+            raise LakehouseError(f"{source}: missing column(s) {missing}")
+        return result.select([pl.col(name).cast(schema[name]) for name in names])
+
     def _read_frames(
         self, keys: list[str], columns: list[str] | None, schema: dict[str, pl.DataType] | None
     ) -> pl.DataFrame:
         if not keys:
-            if schema is not None:
-                names = columns if columns is not None else list(schema)
-                return pl.DataFrame(schema={name: schema[name] for name in names})
-            return pl.DataFrame(schema={name: pl.Null for name in columns or []})
+            return self._empty(columns, schema)
 
         def load(key: str) -> pl.DataFrame:
             return parquet_to_frame(self.store.get_bytes(key), columns=columns, source=self.store.uri(key))
@@ -654,13 +875,7 @@ class Lakehouse:
                     f"has {expected}: partitions of one dataset must share a schema"
                 )
         result = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed", rechunk=True)
-        if schema is not None:
-            names = columns if columns is not None else list(schema)
-            missing = [name for name in names if name not in result.columns]
-            if missing:
-                raise LakehouseError(f"{self.store.uri(keys[0])}: missing column(s) {missing}")
-            result = result.select([pl.col(name).cast(schema[name]) for name in names])
-        return result
+        return self._cast(result, columns, schema, self.store.uri(keys[0]))
 
     def read_partitions(
         self,
@@ -672,16 +887,75 @@ class Lakehouse:
         filename: str | None = None,
         columns: list[str] | None = None,
         schema: dict[str, pl.DataType] | None = None,
+        as_of: int | str | dt.datetime | None = None,
     ) -> pl.DataFrame:
         """Every partition in the inclusive window ``[start, end]`` as one frame, in date order.
 
-        One listing, then the files are fetched concurrently and concatenated. Only stored columns are
-        returned (no partition column is added). With no matching file the frame has no rows: its
-        columns are ``schema``'s (cast to it when given), else ``columns`` typed Null, else none.
-        ``filename`` restricts the read to files of that name (by default every ``*.parquet``).
+        Only stored columns are returned (no partition column is added). With no matching data the
+        frame has no rows: its columns are the table's (tables), else ``schema``'s (cast to it when
+        given), else ``columns`` typed Null, else none. ``filename`` restricts the read to the rows
+        or files of that name. ``as_of`` (tables only): a version number, or a datetime / ISO
+        timestamp meaning the latest commit at or before it.
         """
+        if start is not None and end is not None and start > end:
+            raise ValueError(f"empty window: start {start} is after end {end}")
+        if self.is_table_tier(tier):
+            where = delta.window_filter(start, end, filename) & pl.col(delta.DATE_COLUMN).is_not_null()
+            found = self._select(tier, dataset, where, columns, as_of)
+            if found is None:
+                return self._empty(columns, schema)
+            return self._cast(found, columns, schema, self.table_uri(tier, dataset))
+        if as_of is not None:
+            raise ValueError(f"as_of reads need a table tier ({sorted(DELTA_TIERS)}); {tier!r} keeps no history")
         keys = self.partition_files(tier, dataset, start, end, filename=filename)
         return self._read_frames(keys, columns, schema)
+
+    def read_with_partitions(
+        self,
+        tier: str,
+        dataset: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        *,
+        as_of: int | str | dt.datetime | None = None,
+    ) -> tuple[pl.DataFrame, pl.Series]:
+        """``read_partitions`` plus, aligned with its rows, the partition date of each row."""
+        if self.is_table_tier(tier):
+            where = delta.window_filter(start, end, None) & pl.col(delta.DATE_COLUMN).is_not_null()
+            found = self.tables.read(self._table(tier, dataset), where, None, as_of, keep_bookkeeping=True)
+            if found is None:
+                return pl.DataFrame(), pl.Series(delta.DATE_COLUMN, [], dtype=pl.Date)
+            frame = found[0]
+            return frame.drop(*delta.SORT_COLUMNS), frame[delta.DATE_COLUMN]
+        keys = [(d, k) for d, _, k in self._partition_keys(tier, dataset) if k.endswith(".parquet")
+                and (start is None or d >= start) and (end is None or d <= end)]
+        keys.sort()
+        frame = self._read_frames([k for _, k in keys], None, None)
+        counts = [parquet_to_frame(self.store.get_bytes(k)).height for _, k in keys] if keys else []
+        days = pl.Series(delta.DATE_COLUMN, [d for (d, _), n in zip(keys, counts, strict=True) for _ in range(n)],
+                         dtype=pl.Date)
+        return frame, days
+
+    def read(
+        self,
+        tier: str,
+        dataset: str,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        *,
+        columns: list[str] | None = None,
+        as_of: int | str | dt.datetime | None = None,
+    ) -> pl.DataFrame:
+        """A table's rows (a date window of them when given), as of a version or time when given."""
+        if not self.is_table_tier(tier):
+            return self.read_partitions(tier, dataset, start, end, columns=columns)
+        where = delta.window_filter(start, end, None)
+        if start is not None or end is not None:
+            where = where & pl.col(delta.DATE_COLUMN).is_not_null()
+        found = self._select(tier, dataset, where, columns, as_of)
+        if found is None:
+            raise ObjectNotFoundError(f"no table at {self.table_uri(tier, dataset)}")
+        return found
 
     def read_partition(
         self,
@@ -691,9 +965,16 @@ class Lakehouse:
         *,
         filename: str = DEFAULT_FILENAME,
         columns: list[str] | None = None,
+        as_of: int | str | dt.datetime | None = None,
     ) -> pl.DataFrame:
-        """One partition file; raises ``ObjectNotFoundError`` naming its URI when missing."""
+        """One partition; raises ``ObjectNotFoundError`` naming its URI when missing."""
         key = self.partition_key(tier, dataset, partition, filename)
+        if self.is_table_tier(tier):
+            found = self._select(tier, dataset, delta.window_filter(partition, partition, filename), columns, as_of)
+            if found is None or found.is_empty():
+                raise ObjectNotFoundError(
+                    f"no partition {partition} ({filename}) in {self.table_uri(tier, dataset)}")
+            return found
         return parquet_to_frame(self.store.get_bytes(key), columns=columns, source=self.store.uri(key))
 
     def read_dataset(
@@ -703,20 +984,34 @@ class Lakehouse:
         filename: str = DEFAULT_FILENAME,
         *,
         columns: list[str] | None = None,
+        as_of: int | str | dt.datetime | None = None,
     ) -> pl.DataFrame:
         """An unpartitioned dataset; raises ``ObjectNotFoundError`` naming its URI when missing."""
         key = self.dataset_key(tier, dataset, filename)
+        if self.is_table_tier(tier):
+            where = pl.col(delta.DATE_COLUMN).is_null() & (pl.col(delta.FILE_COLUMN) == filename)
+            found = self._select(tier, dataset, where, columns, as_of)
+            if found is None:
+                raise ObjectNotFoundError(f"no table at {self.table_uri(tier, dataset)}")
+            return found
         return parquet_to_frame(self.store.get_bytes(key), columns=columns, source=self.store.uri(key))
 
     def exists(
         self, tier: str, dataset: str, filename: str = DEFAULT_FILENAME, *, partition: dt.date | None = None
     ) -> bool:
-        """Whether a dataset file (or, with ``partition``, a partition file) exists."""
+        """Whether a dataset (or, with ``partition``, a partition) holds data."""
         key = (
             self.partition_key(tier, dataset, partition, filename)
             if partition is not None
             else self.dataset_key(tier, dataset, filename)
         )
+        if self.is_table_tier(tier):
+            if partition is None:
+                where = pl.col(delta.DATE_COLUMN).is_null() & (pl.col(delta.FILE_COLUMN) == filename)
+            else:
+                where = delta.window_filter(partition, partition, filename)
+            found = self.tables.read(self._table(tier, dataset), where, [], keep_bookkeeping=True)
+            return found is not None and found[0].height > 0
         return self.store.exists(key)
 
     def datasets(self, tier: str) -> list[str]:

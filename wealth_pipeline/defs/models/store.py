@@ -1,15 +1,21 @@
-"""Where models live: snapshot reads of the processed tier, the models tier, and `models.model_registry`.
+"""Where models live: versioned snapshot reads of the processed tier, the models tier, `models.model_registry`.
 
 Models tier layout (Lakehouse tier ``models``)::
 
-    models/forecaster/{model_id}/booster.ubj            the XGBoost booster (UBJ)
-    models/forecaster/{model_id}/manifest.json          what it was trained on and how well it did
-    models/forecaster/{model_id}/oos_predictions.parquet  walk-forward out-of-sample scores
-    models/predictions/date=YYYY-MM-DD/data.parquet     daily scores (the predictions asset)
+    models/forecaster/{model_id}/booster.ubj              the XGBoost booster (UBJ)
+    models/forecaster/{model_id}/manifest.json            what it was trained on and how well it did
+    models/forecaster/{model_id}/oos_predictions/         walk-forward out-of-sample scores (Delta table)
+    models/predictions/                                   daily scores, the predictions asset (Delta table)
+
+A model's inputs are read at one pinned Delta version per table; the manifest records each table's
+URI and version (``data_snapshot.<dataset>.table_version``), so ``snapshot_from_manifest`` reads the
+exact rows again after any number of newer commits (inside the vacuum retention, see
+``defs/maintenance``).
 """
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +25,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from wealth_pipeline.core import modeling
-from wealth_pipeline.lakehouse.store import Lakehouse, parquet_to_frame
+from wealth_pipeline.lakehouse.store import Lakehouse
 
 if TYPE_CHECKING:  # imported where boosters are used (core.modeling), not at definitions load
     import xgboost as xgb
@@ -27,21 +33,28 @@ if TYPE_CHECKING:  # imported where boosters are used (core.modeling), not at de
 MODEL_DATASET = "forecaster"
 BOOSTER_FILE = f"booster.{modeling.BOOSTER_FORMAT}"
 MANIFEST_FILE = "manifest.json"
-OOS_FILE = "oos_predictions.parquet"
+OOS_FILE = "oos_predictions.parquet"  # the name of the former parquet file; now the table below
+OOS_TABLE = "oos_predictions"
 REGISTRY_TABLE = "models.model_registry"
 
 
 @dataclass
 class SnapshotRead:
-    """A dataset window read from the lakehouse together with the checksum of every file read."""
+    """A dataset window read at one table version, with a checksum of every partition's rows."""
 
     frame: pl.DataFrame
     files: list[dict[str, Any]]
+    version: int | None = None
+    table_uri: str | None = None
+    window: tuple[str, str] | None = None
 
     def summary(self, tier: str, dataset: str) -> dict[str, Any]:
         digest = hashlib.sha256("".join(f"{f['partition']}:{f['sha256']};" for f in self.files).encode()).hexdigest()
         return {
             "uri": f"{tier}/{dataset}",
+            "table_uri": self.table_uri,
+            "table_version": self.version,
+            "window": list(self.window) if self.window else None,
             "partitions": len(self.files),
             "first_partition": self.files[0]["partition"] if self.files else None,
             "last_partition": self.files[-1]["partition"] if self.files else None,
@@ -50,18 +63,55 @@ class SnapshotRead:
         }
 
 
-def read_snapshot(lake: Lakehouse, tier: str, dataset: str, start: dt.date, end: dt.date) -> SnapshotRead:
-    """The partitions of ``[start, end]`` as one frame, with partition key and sha256 of each file's bytes."""
-    keys = lake.partition_files(tier, dataset, start, end)
-    blobs = lake.store.get_many(keys)
-    frames = [parquet_to_frame(blob, source=lake.uri(key)) for key, blob in zip(keys, blobs, strict=True)]
-    files = [
-        {"partition": key.split("/date=", 1)[1].split("/", 1)[0], "file": key.rsplit("/", 1)[1],
-         "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
-        for key, blob in zip(keys, blobs, strict=True)
-    ]
-    frame = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-    return SnapshotRead(frame, files)
+def partition_digest(frame: pl.DataFrame) -> str:
+    """sha256 of a partition's rows: its uncompressed Arrow IPC stream (same rows and types, same digest)."""
+    return hashlib.sha256(frame.rechunk().write_ipc_stream(None, compression="uncompressed").getvalue()).hexdigest()
+
+
+def read_snapshot(lake: Lakehouse, tier: str, dataset: str, start: dt.date, end: dt.date,
+                  *, as_of: int | None = None) -> SnapshotRead:
+    """``[start, end]`` read at one version (the current one unless ``as_of``), with per-partition checksums.
+
+    The version is fixed first and the rows read at it, so a commit landing meanwhile cannot mix
+    into the snapshot.
+    """
+    version = lake.version(tier, dataset, as_of)
+    frame, days = lake.read_with_partitions(tier, dataset, start, end, as_of=version)
+    files = []
+    if frame.height:
+        for day, part in zip(*_split_by_day(frame, days), strict=True):
+            files.append({"partition": day.isoformat(), "rows": part.height, "sha256": partition_digest(part)})
+    return SnapshotRead(frame, files, version, lake.table_uri(tier, dataset) if lake.is_table_tier(tier) else None,
+                        (start.isoformat(), end.isoformat()))
+
+
+def _split_by_day(frame: pl.DataFrame, days: pl.Series) -> tuple[list[dt.date], list[pl.DataFrame]]:
+    """Consecutive runs of one day (rows come in date order) as (days, frames)."""
+    change = days.ne_missing(days.shift(1)).fill_null(True)
+    starts = [*change.arg_true().to_list(), frame.height]
+    return [days[i] for i in starts[:-1]], [frame.slice(a, b - a) for a, b in itertools.pairwise(starts)]
+
+
+def snapshot_from_manifest(lake: Lakehouse, manifest: dict[str, Any], tier: str = "processed") -> dict[str, SnapshotRead]:
+    """Every input of a model read again exactly as it was trained on: same windows, same table versions.
+
+    Raises ``ValueError`` naming the dataset when the manifest predates table versions, and
+    ``LakehouseError`` when the checksums of the re-read rows differ from the recorded ones.
+    """
+    reads = {}
+    for name, entry in manifest["data_snapshot"].items():
+        if entry.get("table_version") is None or not entry.get("window"):
+            raise ValueError(f"manifest of {manifest.get('model_id')}: input {name!r} records no table version "
+                             "and window (trained before the processed tier became Delta tables)")
+        start, end = (dt.date.fromisoformat(d) for d in entry["window"])
+        read = read_snapshot(lake, tier, name, start, end, as_of=int(entry["table_version"]))
+        if read.summary(tier, name)["sha256"] != entry["sha256"]:
+            from wealth_pipeline.lakehouse.store import LakehouseError
+
+            raise LakehouseError(f"{read.table_uri} version {entry['table_version']}: rows of {start}..{end} differ "
+                                 f"from the manifest's checksum {entry['sha256']}")
+        reads[name] = read
+    return reads
 
 
 def snapshot_digest(snapshot: dict[str, Any]) -> str:
@@ -78,7 +128,7 @@ def save_model(lake: Lakehouse, model_id: str, booster: "xgb.Booster", manifest:
     """Write booster, out-of-sample scores and manifest (last) to the models tier; return their URIs."""
     booster_key = model_key(lake, model_id, BOOSTER_FILE)
     lake.store.put_bytes(booster_key, modeling.booster_bytes(booster))
-    lake.write_dataset("models", f"{MODEL_DATASET}/{model_id}", oos, filename=OOS_FILE)
+    lake.write_dataset("models", f"{MODEL_DATASET}/{model_id}/{OOS_TABLE}", oos)
     manifest_uri = lake.put_json("models", f"{MODEL_DATASET}/{model_id}", MANIFEST_FILE, manifest)
     return lake.uri(booster_key), manifest_uri
 
