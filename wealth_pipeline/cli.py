@@ -674,14 +674,25 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 # ---- operations: backup, restore, status ----------------------------------------------------------
-def _ops_targets() -> tuple[str, str]:
-    """(warehouse URL, Dagster storage URL) of the configured databases (the local cluster by default)."""
+def _ops_targets(restore_target: bool = False) -> tuple[str, str]:
+    """(warehouse URL, Dagster storage URL) of the configured databases (the local cluster by default).
+
+    ``restore_target``: the databases may not exist yet (a restore creates them), so only their
+    servers must be reachable.
+    """
     from wealth_pipeline import environment
     from wealth_pipeline.operations.config import psycopg_url
     from wealth_pipeline.settings import Settings
 
     settings = Settings.from_env()
-    env = _bootstrap(start_database=not settings.database_url)
+    if restore_target:
+        for variable in DATABASE_VARIABLES:
+            value = os.environ.get(variable)
+            if value:
+                check_database_url(variable, environment.with_database(psycopg_url(value), "postgres"))
+        env = environment.bootstrap(start_database=not settings.database_url)
+    else:
+        env = _bootstrap(start_database=not settings.database_url)
     dagster = settings.dagster_database_url or environment.with_database(env.warehouse_url, environment.DAGSTER_DB)
     return env.warehouse_url, psycopg_url(dagster)
 
@@ -756,7 +767,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     uri, backup_id = _split_backup_source(args.source, args.backup)
     location = _backup_location(uri)
-    warehouse, dagster = _ops_targets()
+    warehouse, dagster = _ops_targets(restore_target=True)
     settings = Settings.from_env()
     lake = open_store(settings.lakehouse_uri, settings.s3_endpoint_url, settings.s3_region)
     try:
