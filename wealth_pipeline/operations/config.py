@@ -6,11 +6,15 @@ import datetime as dt
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from wealth_pipeline.settings import Settings
 
 DEFAULT_RETENTION = "7d,4w"
 DEFAULT_MAX_BACKUP_AGE_HOURS = 36.0
+URI_VAR = "WEALTH_BACKUP_URI"
+RETENTION_VAR = "WEALTH_BACKUP_RETENTION"
+MAX_AGE_VAR = "WEALTH_BACKUP_MAX_AGE_HOURS"
 _RETENTION = re.compile(r"^\s*(\d+)\s*d\s*,\s*(\d+)\s*w\s*$")
 
 
@@ -31,19 +35,25 @@ def parse_retention(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def backup_settings(settings: Settings | None = None) -> BackupSettings:
-    """``WEALTH_BACKUP_URI`` (default ``$WEALTH_HOME/backups``), ``WEALTH_BACKUP_RETENTION``, ``WEALTH_BACKUP_MAX_AGE_HOURS``."""
-    settings = settings or Settings.from_env()
-    daily, weekly = parse_retention(os.environ.get("WEALTH_BACKUP_RETENTION") or DEFAULT_RETENTION)
-    raw_age = os.environ.get("WEALTH_BACKUP_MAX_AGE_HOURS") or str(DEFAULT_MAX_BACKUP_AGE_HOURS)
+def make_backup_settings(uri: str | None, retention: str | None, max_age_hours: str | float | None,
+                         home: Path) -> BackupSettings:
+    """Validated backup settings from raw values (``None``/empty: the default); errors name the variable."""
+    daily, weekly = parse_retention(retention or DEFAULT_RETENTION)
+    raw_age = DEFAULT_MAX_BACKUP_AGE_HOURS if max_age_hours in (None, "") else max_age_hours
     try:
         hours = float(raw_age)
     except ValueError:
         raise ValueError(f"WEALTH_BACKUP_MAX_AGE_HOURS={raw_age!r} is not a number of hours (e.g. 36)") from None
     if hours <= 0:
         raise ValueError(f"WEALTH_BACKUP_MAX_AGE_HOURS={raw_age!r} must be a positive number of hours")
-    uri = os.environ.get("WEALTH_BACKUP_URI") or str(settings.home / "backups")
-    return BackupSettings(uri, daily, weekly, dt.timedelta(hours=hours))
+    return BackupSettings(uri or str(home / "backups"), daily, weekly, dt.timedelta(hours=hours))
+
+
+def backup_settings(settings: Settings | None = None) -> BackupSettings:
+    """``WEALTH_BACKUP_URI`` (default ``$WEALTH_HOME/backups``), ``WEALTH_BACKUP_RETENTION``, ``WEALTH_BACKUP_MAX_AGE_HOURS``."""
+    settings = settings or Settings.from_env()
+    return make_backup_settings(os.environ.get(URI_VAR), os.environ.get(RETENTION_VAR), os.environ.get(MAX_AGE_VAR),
+                                settings.home)
 
 
 def psycopg_url(url: str) -> str:

@@ -11,6 +11,7 @@ import dagster as dg
 from wealth_pipeline.defs.operations.backups import (
     backup_check_job,
     backup_job,
+    backup_resource,
     backups_spec,
     daily_backup,
     latest_backup_restorable,
@@ -22,6 +23,7 @@ defs = dg.Definitions(
     asset_checks=[latest_backup_restorable],
     jobs=[backup_job, backup_check_job],
     schedules=[daily_backup],
+    resources={"backup": backup_resource()},
 )
 
 __all__ = ["build_freshness", "defs"]
