@@ -1,7 +1,9 @@
 """Lakehouse storage against a local folder and a real S3 API (moto server on loopback).
 
-Every test taking the ``lake`` fixture runs twice: on a local folder and on ``s3://bucket/lake/house``
-served by a moto server subprocess, through the same ``Lakehouse`` code path.
+Every test taking the ``backend`` fixture runs twice: on a local folder and on ``s3://bucket/lake/house``
+served by a moto server subprocess, through the same ``Lakehouse`` code path. The processed and
+models tiers are Delta tables (their transactional guarantees: test_lakehouse_delta.py); raw and
+artifacts are parquet objects.
 """
 
 import datetime as dt
@@ -174,69 +176,72 @@ def test_dtypes_round_trip_and_parquet_layout(backend: Backend) -> None:
         frame.select("flag", "symbol")
     )
 
-    # zstd compression and ~128k-row groups, checked with pyarrow (an independent parquet reader).
+    # The Delta data files: zstd and ~128k-row groups, checked with pyarrow (an independent parquet reader).
     big = pl.DataFrame({"i": range(300_000), "x": [0.5] * 300_000})
     lake.write_partition("processed", "big", big, day)
-    data = lake.store.get_bytes("processed/big/date=2024-03-15/data.parquet")
-    meta = pq.ParquetFile(io.BytesIO(data)).metadata
-    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [131072, 131072, 37856]
+    (key,) = lake.partition_files("processed", "big")
+    assert re.fullmatch(r"processed/big/lake_year=2024/part-[^/]+\.parquet", key)
+    meta = pq.ParquetFile(io.BytesIO(lake.store.get_bytes(key))).metadata
+    assert sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) == 300_000
+    assert max(meta.row_group(i).num_rows for i in range(meta.num_row_groups)) <= 131072
+    assert meta.num_row_groups >= 3
     assert meta.row_group(0).column(0).compression == "ZSTD"
-    assert meta.row_group(1).column(0).statistics.min == 131072
+    assert lake.read_partitions("processed", "big").equals(big)
 
 
-def test_hive_keys_and_uris(backend: Backend) -> None:
+def test_table_layout_and_uris(backend: Backend) -> None:
     lake = backend.lake
     day = dt.date(2024, 1, 2)
     uri = lake.write_partition("processed", "bars", _bars(day), day)
-    key = "processed/bars/date=2024-01-02/data.parquet"
-    assert uri == backend.expected_uri(key)
+    assert uri == backend.expected_uri("processed/bars") and uri.version == 0
     uri2 = lake.write_partition("models", "xgb/predictions", _bars(day), day, filename="part-0.parquet")
-    assert uri2 == backend.expected_uri("models/xgb/predictions/date=2024-01-02/part-0.parquet")
+    assert uri2 == backend.expected_uri("models/xgb/predictions")
     assert lake.write_dataset("processed", "symbol_master", _bars(day)) == backend.expected_uri(
-        "processed/symbol_master/data.parquet"
+        "processed/symbol_master"
     )
-    assert lake.store.list_keys() == [
-        "models/xgb/predictions/date=2024-01-02/part-0.parquet",
-        key,
-        "processed/symbol_master/data.parquet",
-    ]
+    keys = lake.store.list_keys()
+    for table in ("models/xgb/predictions", "processed/bars", "processed/symbol_master"):
+        assert f"{table}/_delta_log/00000000000000000000.json" in keys
+    assert next(k for k in keys if k.startswith("processed/bars/") and k.endswith(".parquet")).startswith(
+        "processed/bars/lake_year=2024/part-"
+    )
+    assert next(k for k in keys if k.startswith("processed/symbol_master/") and k.endswith(".parquet")).startswith(
+        "processed/symbol_master/lake_year=0/part-"
+    )
     assert lake.partitions("processed", "bars") == [day]
     assert lake.partitions("models", "xgb/predictions") == [day]
-    if backend.root is not None:
-        # Any hive-aware reader recovers the partition column from the folder names.
-        scanned = pl.scan_parquet(
-            backend.root / "processed" / "bars" / "**" / "*.parquet", hive_partitioning=True
-        )
-        assert scanned.collect().height == 3
-    else:
+    assert lake.read_partitions("models", "xgb/predictions", filename="part-0.parquet").equals(_bars(day))
+    assert lake.read_partitions("models", "xgb/predictions", filename="other.parquet").height == 0
+    assert lake.table_names("processed") == ["bars", "symbol_master"]
+    # Any Delta reader (polars here) sees the rows plus the bookkeeping columns.
+    direct = pl.read_delta(lake.table_uri("processed", "bars"), storage_options=lake.storage_options() or None)
+    assert direct.drop("lake_date", "lake_year", "lake_file", "lake_row").sort("symbol").equals(_bars(day))
+    assert set(direct["lake_date"].to_list()) == {day} and set(direct["lake_year"].to_list()) == {2024}
+    if backend.root is None:
         raw_keys = [
             o["Key"]
             for o in s3_test_client(backend.endpoint).list_objects_v2(Bucket=backend.bucket)["Contents"]
         ]
-        assert f"{S3_PREFIX}/{key}" in raw_keys
+        assert f"{S3_PREFIX}/processed/bars/_delta_log/00000000000000000000.json" in raw_keys
 
 
-def test_windowed_reads_across_many_partitions(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_windowed_reads_across_many_partitions(backend: Backend) -> None:
     lake = backend.lake
     days = _weekdays(dt.date(2024, 1, 1), 45)
     frames = {day: _bars(day) for day in days}
-    for day, frame in frames.items():
-        lake.write_partition("processed", "bars", frame, day)
+    window = lake.write_window("processed", "bars", pl.concat(frames.values()), "session_date", days[0], days[-1])
+    assert (window.version, window.partitions, window.rows) == (0, 45, 135)
     lake.write_partition("processed", "other_dataset", _bars(days[10]), days[10])
-    # A manifest next to the partitions is not data and must not be read as parquet.
+    # A manifest next to the table is not data and must not be read as such.
     lake.put_json("processed", "bars", "manifest.json", {"rows": 3}, partition=days[12])
 
     assert lake.partitions("processed", "bars") == days
+    assert lake.partitions("processed", "bars", days[3], days[5]) == days[3:6]
 
     start, end = days[7], days[30]
     # Window bounds that are not partition dates (a weekend) still select inclusively.
     expected = pl.concat([frames[d] for d in days if start <= d <= end])
-    gets = _Counter(monkeypatch, lake.store, "get_bytes")
-    lists = _Counter(monkeypatch, lake.store, "list_keys")
-    got = lake.read_partitions("processed", "bars", start, end)
-    assert got.equals(expected)
-    assert len(lists.calls) == 1  # one listing for the whole window
-    assert len(gets.calls) == 24  # exactly the files in the window, nothing outside it
+    assert lake.read_partitions("processed", "bars", start, end).equals(expected)
 
     saturday = days[4] + dt.timedelta(days=1)
     assert saturday.weekday() == 5
@@ -253,6 +258,10 @@ def test_windowed_reads_across_many_partitions(backend: Backend, monkeypatch: py
         frames[days[3]].select("close", "symbol")
     )
     assert lake.read_partitions("processed", "bars").height == 45 * 3
+    # Rows come back in write order inside a day, whatever order the days were written in.
+    shuffled = _bars(days[0], symbols=("ZZZ", "AAA", "MMM"))
+    lake.write_partition("processed", "bars", shuffled, days[0])
+    assert lake.read_partition("processed", "bars", days[0])["symbol"].to_list() == ["ZZZ", "AAA", "MMM"]
 
 
 def test_empty_windows(backend: Backend) -> None:
@@ -273,11 +282,12 @@ def test_empty_windows(backend: Backend) -> None:
     )
     assert weekend.height == 0 and weekend.schema == pl.Schema(BARS_SCHEMA)
     assert lake.read_partitions("processed", "bars", dt.date(2025, 1, 1), dt.date(2025, 12, 31)).height == 0
-    # A zero-row partition (e.g. a market-closed session) keeps its schema.
+    # A zero-row partition (e.g. a market-closed session) reads as the table's schema, no rows.
     holiday = dt.date(2024, 1, 15)
     lake.write_partition("processed", "bars", _bars(holiday).head(0), holiday)
     closed = lake.read_partitions("processed", "bars", holiday, holiday)
     assert closed.height == 0 and closed.schema == pl.Schema(BARS_SCHEMA)
+    assert lake.read_partitions("processed", "bars", dt.date(2030, 1, 1), None).schema == pl.Schema(BARS_SCHEMA)
     with pytest.raises(ValueError, match="start 2024-01-08 is after end 2024-01-05"):
         lake.read_partitions("processed", "bars", monday, friday)
 
@@ -319,36 +329,37 @@ def _fail_next_transport(
 def test_failed_writes_leave_previous_object_intact(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Parquet objects (artifacts tier); a failed table commit is tested in test_lakehouse_delta.py."""
     lake = backend.lake
     day = dt.date(2024, 2, 1)
-    key = "processed/bars/date=2024-02-01/data.parquet"
+    key = "artifacts/bars/date=2024-02-01/data.parquet"
     v1 = _bars(day, base=100.0)
-    lake.write_partition("processed", "bars", v1, day)
+    lake.write_partition("artifacts", "bars", v1, day)
     before_bytes = lake.store.get_bytes(key)
     before_files = _all_files(backend.root) if backend.root else None
 
     # 1) The frame cannot be serialized: nothing reaches the store.
     unserializable = v1.with_columns(pl.Series("obj", [object()] * v1.height, dtype=pl.Object))
     with pytest.raises(Exception, match=r"(?i)object"):
-        lake.write_partition("processed", "bars", unserializable, day)
+        lake.write_partition("artifacts", "bars", unserializable, day)
     assert lake.store.get_bytes(key) == before_bytes
 
     # 2) The write fails after the new bytes were produced (rename / PUT fails).
     injected, heal = _fail_next_transport(backend, monkeypatch)
     with pytest.raises(injected, match="injected"):
-        lake.write_partition("processed", "bars", _bars(day, base=500.0), day)
+        lake.write_partition("artifacts", "bars", _bars(day, base=500.0), day)
     heal()
 
     assert lake.store.get_bytes(key) == before_bytes
-    assert lake.read_partitions("processed", "bars").equals(v1)
+    assert lake.read_partitions("artifacts", "bars").equals(v1)
     assert lake.store.list_keys() == [key]
     if backend.root is not None:
         assert _all_files(backend.root) == before_files  # no temp file left behind
 
     # 3) A write that succeeds replaces the object.
     v2 = _bars(day, base=200.0)
-    lake.write_partition("processed", "bars", v2, day)
-    assert lake.read_partitions("processed", "bars").equals(v2)
+    lake.write_partition("artifacts", "bars", v2, day)
+    assert lake.read_partitions("artifacts", "bars").equals(v2)
 
 
 def test_local_failure_mid_write_leaves_no_partial_file(
@@ -441,9 +452,11 @@ def test_raw_tier_is_append_only_and_immutable(backend: Backend) -> None:
 
     # Other tiers stay mutable.
     lake.write_partition("processed", "bars", first, day)
-    assert lake.delete_partition("processed", "bars", day) == 1
+    assert lake.delete_partition("processed", "bars", day) == 3  # rows of the table
     assert lake.partitions("processed", "bars") == []
-    store.delete("processed/bars/date=2024-04-02/data.parquet")  # deleting a missing key is a no-op
+    lake.write_partition("artifacts", "bars", first, day)
+    assert lake.delete_partition("artifacts", "bars", day) == 1  # parquet files
+    store.delete("artifacts/bars/date=2024-04-02/data.parquet")  # deleting a missing key is a no-op
 
 
 def test_json_manifests(backend: Backend) -> None:
@@ -505,7 +518,7 @@ def test_sibling_roots_are_isolated(backend: Backend) -> None:
     sibling.write_partition("processed", "bars", _bars(day, symbols=("ZZZ",)), day)
     assert backend.lake.read_partitions("processed", "bars")["symbol"].to_list() == ["AAA", "BBB", "CCC"]
     assert sibling.read_partitions("processed", "bars")["symbol"].to_list() == ["ZZZ"]
-    assert backend.lake.store.list_keys() == ["processed/bars/date=2024-01-02/data.parquet"]
+    assert all(key.startswith("processed/bars/") for key in backend.lake.store.list_keys())
     # A trailing slash names the same lakehouse.
     same = backend.open(backend.uri + "/")
     assert same.read_partitions("processed", "bars").equals(_bars(day))
@@ -518,21 +531,19 @@ def test_s3_prefix_layout_in_bucket(s3_endpoint_url: str) -> None:
     at_root = Lakehouse.from_uri(f"s3://{bucket}", s3_endpoint_url=s3_endpoint_url)
     assert nested.uri() == f"s3://{bucket}/some/prefix"
     assert at_root.uri() == f"s3://{bucket}"
-    assert nested.write_partition("processed", "bars", _bars(day), day) == (
-        f"s3://{bucket}/some/prefix/processed/bars/date=2024-01-02/data.parquet"
-    )
+    assert nested.write_partition("processed", "bars", _bars(day), day) == f"s3://{bucket}/some/prefix/processed/bars"
     assert (
         at_root.write_dataset("artifacts", "top", _bars(day)) == f"s3://{bucket}/artifacts/top/data.parquet"
     )
-    listed = s3_test_client(s3_endpoint_url).list_objects_v2(Bucket=bucket)["Contents"]
-    assert sorted(o["Key"] for o in listed) == [
-        "artifacts/top/data.parquet",
-        "some/prefix/processed/bars/date=2024-01-02/data.parquet",
-    ]
+    listed = sorted(o["Key"] for o in s3_test_client(s3_endpoint_url).list_objects_v2(Bucket=bucket)["Contents"])
+    assert listed[0] == "artifacts/top/data.parquet"
+    assert "some/prefix/processed/bars/_delta_log/00000000000000000000.json" in listed
+    assert all(k.startswith("some/prefix/processed/bars/") for k in listed[1:])
     # The bucket-root lakehouse sees everything, keyed from the bucket root; the nested one only its own.
-    assert at_root.store.list_keys("some/") == ["some/prefix/processed/bars/date=2024-01-02/data.parquet"]
-    assert nested.store.list_keys() == ["processed/bars/date=2024-01-02/data.parquet"]
+    assert at_root.store.list_keys("some/") == listed[1:]
+    assert nested.store.list_keys() == [k[len("some/prefix/"):] for k in listed[1:]]
     assert nested.read_partitions("processed", "bars").equals(_bars(day))
+    assert at_root.read_partitions("processed", "bars").height == 0  # no table at the bucket root
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -540,45 +551,71 @@ def test_s3_prefix_layout_in_bucket(s3_endpoint_url: str) -> None:
 
 def test_missing_objects_name_their_uri(backend: Backend) -> None:
     lake = backend.lake
-    missing = backend.expected_uri("processed/symbol_master/data.parquet")
-    with pytest.raises(ObjectNotFoundError, match=rf"^no object at {re.escape(missing)}$") as excinfo:
+    missing = backend.expected_uri("processed/symbol_master")
+    with pytest.raises(ObjectNotFoundError, match=rf"^no table at {re.escape(missing)}$") as excinfo:
         lake.read_dataset("processed", "symbol_master")
     assert isinstance(excinfo.value, FileNotFoundError)
     with pytest.raises(
         ObjectNotFoundError,
-        match=re.escape(backend.expected_uri("processed/bars/date=2024-01-02/data.parquet")),
+        match=rf"no partition 2024-01-02 \(data\.parquet\) in {re.escape(backend.expected_uri('processed/bars'))}",
     ):
         lake.read_partition("processed", "bars", dt.date(2024, 1, 2))
     with pytest.raises(
         ObjectNotFoundError, match=re.escape(backend.expected_uri("models/xgb/manifest.json"))
     ):
         lake.get_json("models", "xgb", "manifest.json")
+    with pytest.raises(
+        ObjectNotFoundError, match=re.escape(backend.expected_uri("artifacts/report/data.parquet"))
+    ):
+        lake.read_dataset("artifacts", "report")
     assert lake.exists("processed", "symbol_master") is False
 
 
-def test_bad_stored_data_names_the_file(backend: Backend) -> None:
+def test_schema_enforcement_and_bad_files_name_the_table_or_file(backend: Backend) -> None:
     lake = backend.lake
     d1, d2 = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
     lake.write_partition("processed", "bars", _bars(d1), d1)
-    lake.write_partition("processed", "bars", _bars(d2).drop("volume"), d2)
+    table = re.escape(backend.expected_uri("processed/bars"))
+    with pytest.raises(ValueError, match=rf"^{table}: the frame lacks column\(s\) \['volume'\]"):
+        lake.write_partition("processed", "bars", _bars(d2).drop("volume"), d2)
+    with pytest.raises(ValueError, match=rf"^{table}: column type change\(s\) \['volume: Int64 -> Float64'\] refused"):
+        lake.write_partition("processed", "bars", _bars(d2).with_columns(pl.col("volume").cast(pl.Float64)), d2)
+    with pytest.raises(ValueError, match=r"columns \['lake_date'\] are reserved"):
+        lake.write_partition("processed", "bars", _bars(d2).with_columns(lake_date=pl.lit(d2)), d2)
+    assert lake.version("processed", "bars") == 0 and lake.read_partitions("processed", "bars").equals(_bars(d1))
+    # Adding a column is allowed (schema evolution): older rows read it as null.
+    wider = _bars(d2).with_columns(pl.lit("vendor_a").alias("source"))
+    lake.write_partition("processed", "bars", wider, d2)
+    both = lake.read_partitions("processed", "bars")
+    assert both.columns == [*BARS_SCHEMA, "source"] and both["source"].to_list() == [None] * 3 + ["vendor_a"] * 3
+    with pytest.raises(LakehouseError, match=rf"{table}: no column\(s\) \['nope'\]"):
+        lake.read_partitions("processed", "bars", columns=["symbol", "nope"])
+    with pytest.raises(ValueError, match=r"bars: 3 row\(s\) with session_date outside the window 2024-01-03..2024-01-04"):
+        lake.write_window("processed", "bars", _bars(d1), "session_date", d2, dt.date(2024, 1, 4))
+
+    # Parquet tiers: a bad file is named.
+    lake.write_partition("artifacts", "report", _bars(d1), d1)
+    lake.write_partition("artifacts", "report", _bars(d2).drop("volume"), d2)
     with pytest.raises(
         LakehouseError,
-        match=rf"{re.escape(backend.expected_uri('processed/bars/date=2024-01-03/data.parquet'))} has columns",
+        match=rf"{re.escape(backend.expected_uri('artifacts/report/date=2024-01-03/data.parquet'))} has columns",
     ):
-        lake.read_partitions("processed", "bars")
+        lake.read_partitions("artifacts", "report")
     with pytest.raises(LakehouseError, match=r"date=2024-01-03/data\.parquet: no column\(s\) \['volume'\]"):
-        lake.read_partitions("processed", "bars", columns=["symbol", "volume"])
+        lake.read_partitions("artifacts", "report", columns=["symbol", "volume"])
 
-    lake.store.put_bytes("processed/broken/date=2024-01-02/data.parquet", b"not parquet at all")
+    lake.store.put_bytes("artifacts/broken/date=2024-01-02/data.parquet", b"not parquet at all")
     with pytest.raises(
         LakehouseError,
-        match=rf"cannot read parquet {re.escape(backend.expected_uri('processed/broken/date=2024-01-02/data.parquet'))}",
+        match=rf"cannot read parquet {re.escape(backend.expected_uri('artifacts/broken/date=2024-01-02/data.parquet'))}",
     ):
-        lake.read_partitions("processed", "broken")
+        lake.read_partitions("artifacts", "broken")
 
-    lake.store.put_bytes("processed/weird/date=2024-13-45/data.parquet", b"x")
+    lake.store.put_bytes("artifacts/weird/date=2024-13-45/data.parquet", b"x")
     with pytest.raises(LakehouseError, match=r"bad partition folder .*date=2024-13-45"):
-        lake.partitions("processed", "weird")
+        lake.partitions("artifacts", "weird")
+    with pytest.raises(ValueError, match=r"as_of reads need a table tier"):
+        lake.read_partitions("artifacts", "report", as_of=0)
 
 
 def test_invalid_arguments_are_rejected(backend: Backend) -> None:
@@ -642,6 +679,5 @@ def test_resource_in_a_dagster_materialization(backend: Backend) -> None:
     result = dg.materialize([daily_bars], resources={"lakehouse": resource}, partition_key="2024-01-03")
     assert result.success
     (materialization,) = result.asset_materializations_for_node("daily_bars")
-    key = "processed/bars/date=2024-01-03/data.parquet"
-    assert materialization.metadata["uri"].value == backend.expected_uri(key)
+    assert materialization.metadata["uri"].value == backend.expected_uri("processed/bars")
     assert backend.open(backend.uri).read_partitions("processed", "bars").equals(_bars(dt.date(2024, 1, 3)))
