@@ -1,66 +1,78 @@
-"""The one Definitions object, composed from the domain folders under ``defs/``."""
+"""The one Definitions object: every domain under ``defs/`` plus the project-wide policies, in one place.
+
+Dagster's project layout (``[tool.dg]`` in pyproject.toml): ``dg.load_from_defs_folder`` loads each
+module of ``wealth_pipeline/defs/`` (a domain's ``Definitions`` or its top-level assets, checks,
+jobs, schedules and sensors), so ``dg check defs``, ``dg list defs`` and ``dg dev`` see what
+``wealth-pipeline`` runs. What applies to every domain is added here, once: the resources (the one
+route of runtime configuration, each field bound to its ``WEALTH_*`` variable with ``dg.EnvVar``)
+and the in-process executor. Retry policies stay on the assets (provider and warehouse steps);
+configuration and blocking data-quality errors are ``dg.Failure(allow_retries=False)`` wherever
+they are raised, so no policy retries them.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from pathlib import Path
 
 import dagster as dg
 
-from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
+from wealth_pipeline.defs.resources import (
+    AlertsResource,
+    MarketDataResource,
+    ModelRetrainResource,
+    WarehouseResource,
+    env_or,
+)
 from wealth_pipeline.lakehouse.resource import LakehouseResource
-from wealth_pipeline.settings import Settings
+from wealth_pipeline.settings import DEFAULT_MODEL_RETRAIN_SESSIONS, Settings
 
-# Each domain is a package under defs/ exposing ``defs: dg.Definitions``; the order is the data flow.
-DOMAINS: tuple[str, ...] = ("ingest", "processed", "analytics", "portfolio", "models", "marts", "operations")
-
-
-def domain_definitions() -> list[dg.Definitions]:
-    """The ``defs`` of every domain package that exists."""
-    found = []
-    for domain in DOMAINS:
-        module_name = f"wealth_pipeline.defs.{domain}"
-        if importlib.util.find_spec(module_name) is not None:
-            found.append(importlib.import_module(module_name).defs)
-    return found
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
-    """Resources from the environment: warehouse URL, lakehouse URI, market data provider."""
+    """Every resource, each field a ``dg.EnvVar`` of its variable when set (else the embedded default).
+
+    ``Settings.from_env()`` validates every ``WEALTH_*`` variable first, so a bad value stops the
+    code location from loading with one line naming it (``ConfigurationError``), before any run.
+    """
     settings = settings or Settings.from_env()
+    s3 = {"s3_endpoint_url": env_or("WEALTH_S3_ENDPOINT_URL", None), "s3_region": env_or("WEALTH_S3_REGION", "us-east-1")}
     return {
         "warehouse": WarehouseResource(url=dg.EnvVar("WEALTH_DATABASE_URL")),
-        "lakehouse": LakehouseResource(
-            uri=settings.lakehouse_uri, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-        ),
+        "lakehouse": LakehouseResource(uri=env_or("WEALTH_LAKEHOUSE_URI", str(settings.home / "lakehouse")), **s3),
         "market_data": MarketDataResource(
-            provider=settings.provider,
-            synthetic_seed=settings.synthetic_seed,
-            synthetic_universe=settings.synthetic_universe,
-            landing_uri=settings.landing_uri,
-            s3_endpoint_url=settings.s3_endpoint_url,
-            s3_region=settings.s3_region,
+            provider=env_or("WEALTH_PROVIDER", "synthetic"),
+            synthetic_seed=env_or("WEALTH_SYNTHETIC_SEED", 7),
+            synthetic_universe=env_or("WEALTH_SYNTHETIC_UNIVERSE", 50),
+            landing_uri=env_or("WEALTH_LANDING_URI", str(settings.home / "landing")),
+            **s3,
         ),
+        "alerts": AlertsResource(webhook_url=env_or("WEALTH_ALERT_WEBHOOK_URL", None)),
+        "model_retrain": ModelRetrainResource(
+            min_new_sessions=env_or("WEALTH_MODEL_RETRAIN_SESSIONS", DEFAULT_MODEL_RETRAIN_SESSIONS)),
     }
 
 
+def load_domains() -> dg.Definitions:
+    """Everything under ``wealth_pipeline/defs/``, as Dagster's tooling loads it."""
+    return dg.load_from_defs_folder(path_within_project=PACKAGE_DIR)
+
+
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
-    """All domains with the given resources (default: from the environment).
-
-    Resources given here override the defaults from the environment key by key.
-    """
-    from wealth_pipeline.defs import automation
-
-    assets = dg.Definitions.merge(
-        *domain_definitions(),
+    """All domains with the project-wide policies; ``resources`` override the environment's key by key."""
+    domains = load_domains()
+    policies = dg.Definitions(
+        resources={**build_resources(), **(resources or {})},
         # One process per run, not per step: the daily graph is mostly a chain, each step's work is
         # vectorized, and a per-step process re-imports the code (dbt manifest included) every time.
-        dg.Definitions(resources={**build_resources(), **(resources or {})}, executor=dg.in_process_executor),
+        executor=dg.in_process_executor,
     )
-    from wealth_pipeline.defs import operations
+    merged = dg.Definitions.merge(domains, policies)
+    # The freshness checks cover every daily asset of the code location, whatever domains exist, so
+    # they are built from the merged graph (defs/operations/freshness.py).
+    from wealth_pipeline.defs.operations import build_freshness
 
-    graph = assets.resolve_asset_graph()
-    return dg.Definitions.merge(assets, automation.build(graph), operations.build_freshness(graph))
+    return dg.Definitions.merge(merged, build_freshness(merged.resolve_asset_graph()))
 
 
 defs = build_definitions()

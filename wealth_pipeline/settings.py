@@ -1,15 +1,22 @@
-"""Configuration read from the environment, in one place.
+"""Configuration read from the environment, in one place, validated when it is read.
 
 Every variable the project reads is listed in ``ENVIRONMENT`` (and in the README's configuration
 table), so the compose file, the docs and the tests can check them against the code.
+``Settings.from_env()`` checks every ``WEALTH_*`` value it knows (URLs, URIs, provider names,
+numbers, dates, a writable local lakehouse) and raises ``ConfigurationError`` with one line naming
+the variable and what would be valid. Dagster code gets these values through resources
+(``definitions.build_resources``), never by reading the environment itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENVIRONMENT: dict[str, str] = {
     "WEALTH_HOME": "State folder for the embedded defaults (local PostgreSQL, lakehouse, Dagster home). Default: ./.wealth",
@@ -24,6 +31,7 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_S3_REGION": "S3 region. Default: us-east-1",
     "WEALTH_PROVIDER": "Market data provider: synthetic (default), vendor, or http.",
     "WEALTH_PARTITION_START": "First trading-session partition (YYYY-MM-DD). Default: 2023-01-02",
+    "WEALTH_PARTITION_END": "Last trading-session partition (YYYY-MM-DD), e.g. where a demo's data ends. Default: unset, partitions run to today's session",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
     "WEALTH_BACKFILL_CHUNK_SESSIONS": "Sessions per run of a backfill (BackfillPolicy.multi_run, honoured by the UI, the daemon and the CLI); unset or 0: the whole range in one run.",
@@ -76,18 +84,178 @@ DEFAULT_PARTITION_START = "2023-01-02"
 DAGSTER_TUNING: dict[str, str] = {"DAGSTER_EVENT_BATCH_SIZE": "10000"}
 
 
-def backfill_chunk_sessions() -> int | None:
-    """``WEALTH_BACKFILL_CHUNK_SESSIONS`` as a positive int, or None for single-run backfills."""
-    raw = _env("WEALTH_BACKFILL_CHUNK_SESSIONS")
+PROVIDERS = ("synthetic", "vendor", "http")
+DEFAULT_MODEL_RETRAIN_SESSIONS = 20
+_RETENTION = re.compile(r"^\s*(\d+)d\s*,\s*(\d+)w\s*$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+$")
+
+
+class ConfigurationError(ValueError):
+    """A configuration value the project cannot use. The message is one line: the variable, its value, what is valid.
+
+    Never worth a retry: the CLI exits 2 on it, and Dagster steps turn it into a ``dg.Failure`` with
+    ``allow_retries=False`` (see ``config_failure``).
+    """
+
+
+def config_failure(error: ConfigurationError):
+    """The ``dg.Failure`` a step raises for a configuration error: reported once, never retried."""
+    import dagster as dg  # settings stays importable without Dagster's import cost for the CLI's early checks
+
+    return dg.Failure(description=str(error), allow_retries=False)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _bad(name: str, value: object, valid: str) -> ConfigurationError:
+    return ConfigurationError(f"{name}={value!r}: {valid}")
+
+
+def _int(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    valid = f"expected a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, valid) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise _bad(name, raw, valid)
+    return value
+
+
+def _number(name: str, default: float, *, positive: bool) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    valid = "expected a number " + ("> 0" if positive else ">= 0")
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, valid) from None
+    if value != value or value < 0 or (positive and value == 0):  # NaN, negative, zero
+        raise _bad(name, raw, valid)
+    return value
+
+
+def _date(name: str, default: str | None) -> dt.date | None:
+    raw = _env(name, default)
     if raw is None:
         return None
+    text = raw.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise _bad(name, raw, "expected a date YYYY-MM-DD (e.g. 2023-01-02)")
+
+
+def _http_url(name: str, default: str | None = None) -> str | None:
+    raw = _env(name, default)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _bad(name, raw, "expected an http:// or https:// URL with a host (e.g. https://example.com/path)")
+    return raw
+
+
+def _postgres_url(name: str) -> str | None:
+    raw = _env(name)
+    if raw is None:
+        return None
+    valid = "expected a PostgreSQL URL postgresql://user[:password]@host[:port]/database"
+    parts = urlsplit(raw)
+    if parts.scheme.split("+")[0] not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        raise ConfigurationError(f"{name}: {valid} (got a value of another form)")  # the value may hold a password
     try:
-        value = int(raw)
+        parts.port  # noqa: B018 - urlsplit checks the port lazily
     except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"WEALTH_BACKFILL_CHUNK_SESSIONS={raw!r}: expected a whole number of sessions >= 0 (0 or unset: one run)")
-    return value or None
+        raise ConfigurationError(f"{name}: {valid} (the port is not a number from 1 to 65535)") from None
+    return raw
+
+
+def _store_uri(name: str, default: str) -> str:
+    raw = _env(name, default)
+    assert raw is not None
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme == "s3" and parts.netloc:
+            return raw
+        if parts.scheme == "file" and parts.path:
+            return raw
+        raise _bad(name, raw, "expected a local folder, file:///path or s3://bucket/prefix")
+    return raw
+
+
+def _writable_folder(name: str, uri: str) -> None:
+    """A local store must be a folder this process can create and write (its nearest existing parent decides)."""
+    if uri.startswith("s3://"):
+        return
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise _bad(name, uri, f"{probe} is a file; expected a folder (or s3://bucket/prefix)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _bad(name, uri, f"{probe} is not writable by this user; expected a writable folder (or s3://bucket/prefix)")
+
+
+def validate_store_uri(name: str, uri: str, *, writable: bool) -> str:
+    """``uri`` as a store root (folder, file:// or s3://), and writable when asked; ``ConfigurationError`` naming ``name``."""
+    if "://" in uri:
+        parts = urlsplit(uri)
+        if not ((parts.scheme == "s3" and parts.netloc) or (parts.scheme == "file" and parts.path)):
+            raise _bad(name, uri, "expected a local folder, file:///path or s3://bucket/prefix")
+    if writable:
+        _writable_folder(name, uri)
+    return uri
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _env(name, default)
+    assert raw is not None
+    if raw not in choices:
+        raise _bad(name, raw, f"expected one of {', '.join(choices)}")
+    return raw
+
+
+def _loopback(name: str) -> str | None:
+    raw = _env(name)
+    if raw is None or raw == "localhost":
+        return raw
+    try:
+        if ipaddress.ip_address(raw).is_loopback:
+            return raw
+    except ValueError:
+        pass
+    raise _bad(name, raw, "expected a loopback address (127.0.0.1, ::1 or localhost); the local cluster never listens elsewhere")
+
+
+def backfill_chunk_sessions() -> int | None:
+    """``WEALTH_BACKFILL_CHUNK_SESSIONS`` as a positive int, or None for single-run backfills."""
+    return _int("WEALTH_BACKFILL_CHUNK_SESSIONS", 0, 0) or None
+
+
+def partition_bounds() -> tuple[dt.date, dt.date | None]:
+    """First and (when set) last trading-session partition: the partition definition's shape, read once at load."""
+    start = _date("WEALTH_PARTITION_START", DEFAULT_PARTITION_START)
+    end = _date("WEALTH_PARTITION_END", None)
+    assert start is not None
+    if end is not None and end < start:
+        raise _bad("WEALTH_PARTITION_END", end.isoformat(), f"expected a date on or after WEALTH_PARTITION_START ({start})")
+    return start, end
+
+
+def alert_webhook_url() -> str | None:
+    """``WEALTH_ALERT_WEBHOOK_URL`` (validated), for code outside Dagster resources; None when unset."""
+    return _http_url("WEALTH_ALERT_WEBHOOK_URL")
 
 
 def apply_dagster_tuning() -> dict[str, str]:
@@ -98,11 +266,6 @@ def apply_dagster_tuning() -> dict[str, str]:
     return {name: os.environ[name] for name in DAGSTER_TUNING}
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
 def wealth_home() -> Path:
     """The state folder of the embedded defaults."""
     return Path(_env("WEALTH_HOME", str(Path.cwd() / ".wealth"))).expanduser().resolve()
@@ -110,7 +273,7 @@ def wealth_home() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """A snapshot of the configuration, read from the environment."""
+    """A snapshot of the configuration, read from the environment and validated."""
 
     home: Path
     database_url: str | None
@@ -123,20 +286,65 @@ class Settings:
     partition_start: dt.date
     synthetic_seed: int
     synthetic_universe: int
+    partition_end: dt.date | None = None
+    backfill_chunk_sessions: int | None = None
+    model_retrain_sessions: int = DEFAULT_MODEL_RETRAIN_SESSIONS
+    alert_webhook_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
+        """Every ``WEALTH_*`` variable checked; ``ConfigurationError`` (one line, naming the variable) on the first bad one."""
         home = wealth_home()
+        lakehouse = _store_uri("WEALTH_LAKEHOUSE_URI", str(home / "lakehouse"))
+        _writable_folder("WEALTH_LAKEHOUSE_URI", lakehouse)
+        provider = _choice("WEALTH_PROVIDER", "synthetic", PROVIDERS)
+        start, end = partition_bounds()
+        _validate_the_others(provider)
         return cls(
             home=home,
-            database_url=_env("WEALTH_DATABASE_URL"),
-            dagster_database_url=_env("WEALTH_DAGSTER_DATABASE_URL"),
-            lakehouse_uri=_env("WEALTH_LAKEHOUSE_URI", str(home / "lakehouse")),
-            landing_uri=_env("WEALTH_LANDING_URI", str(home / "landing")),
-            s3_endpoint_url=_env("WEALTH_S3_ENDPOINT_URL"),
-            s3_region=_env("WEALTH_S3_REGION", "us-east-1"),
-            provider=_env("WEALTH_PROVIDER", "synthetic"),
-            partition_start=dt.date.fromisoformat(_env("WEALTH_PARTITION_START", DEFAULT_PARTITION_START)),
-            synthetic_seed=int(_env("WEALTH_SYNTHETIC_SEED", "7")),
-            synthetic_universe=int(_env("WEALTH_SYNTHETIC_UNIVERSE", "50")),
+            database_url=_postgres_url("WEALTH_DATABASE_URL"),
+            dagster_database_url=_postgres_url("WEALTH_DAGSTER_DATABASE_URL"),
+            lakehouse_uri=lakehouse,
+            landing_uri=_store_uri("WEALTH_LANDING_URI", str(home / "landing")),
+            s3_endpoint_url=_http_url("WEALTH_S3_ENDPOINT_URL"),
+            s3_region=_s3_region(),
+            provider=provider,
+            partition_start=start,
+            synthetic_seed=_int("WEALTH_SYNTHETIC_SEED", 7, 0, 2**32 - 1),
+            synthetic_universe=_int("WEALTH_SYNTHETIC_UNIVERSE", 50, 1),
+            partition_end=end,
+            backfill_chunk_sessions=backfill_chunk_sessions(),
+            model_retrain_sessions=_int("WEALTH_MODEL_RETRAIN_SESSIONS", DEFAULT_MODEL_RETRAIN_SESSIONS, 1),
+            alert_webhook_url=alert_webhook_url(),
         )
+
+
+def _s3_region() -> str:
+    raw = _env("WEALTH_S3_REGION", "us-east-1")
+    assert raw is not None
+    if not _REGION.match(raw):
+        raise _bad("WEALTH_S3_REGION", raw, "expected an AWS region name such as us-east-1 or ca-central-1")
+    return raw
+
+
+def _validate_the_others(provider: str) -> None:
+    """The variables other modules read (local cluster, backups, freshness, HTTP vendors): checked at start-up too."""
+    bindir = _env("WEALTH_PG_BINDIR")
+    if bindir is not None and not (Path(bindir) / "initdb").exists():
+        raise _bad("WEALTH_PG_BINDIR", bindir, "expected a folder holding initdb, pg_ctl and postgres (e.g. /usr/lib/postgresql/15/bin)")
+    _loopback("WEALTH_PG_HOST")
+    _int("WEALTH_PG_PORT", 0, 1, 65535)
+    _store_uri("WEALTH_BACKUP_URI", "backups")
+    retention = _env("WEALTH_BACKUP_RETENTION")
+    if retention is not None and not _RETENTION.match(retention):
+        raise _bad("WEALTH_BACKUP_RETENTION", retention, "expected '<N>d,<M>w' (e.g. 7d,4w: the newest backup of each of the last 7 days and 4 weeks)")
+    _number("WEALTH_BACKUP_MAX_AGE_HOURS", 36, positive=True)
+    _number("WEALTH_FRESHNESS_LAG_HOURS", 6, positive=False)
+    _http_url("WEALTH_HTTP_BARS_URL")
+    _http_url("WEALTH_HTTP_FX_URL")
+    _number("WEALTH_HTTP_BARS_RATE_LIMIT", 1, positive=True)
+    _number("WEALTH_HTTP_FX_RATE_LIMIT", 2, positive=True)
+    if provider == "http":
+        for key in ("WEALTH_HTTP_BARS_API_KEY", "WEALTH_HTTP_FX_API_KEY"):
+            if _env(key) is None:
+                raise ConfigurationError(f"{key} is not set: WEALTH_PROVIDER=http needs the vendor's API key in it")

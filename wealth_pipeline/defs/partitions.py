@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 
 from wealth_pipeline.core import calendars
-from wealth_pipeline.settings import Settings, backfill_chunk_sessions
+from wealth_pipeline.settings import backfill_chunk_sessions, partition_bounds
 
 # BackfillPolicy is beta in Dagster 1.13; it is the documented way to get single-run backfills.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -17,14 +17,22 @@ PARTITION_FORMAT = "%Y-%m-%d"
 # Weekday partitions: each listing exchange decides whether a weekday is a session for its
 # securities, so a NYSE holiday is still a partition (TSX trades) and a day closed everywhere
 # materializes an explicit "market closed" result. end_offset=1 makes today's session available
-# to the after-close schedule.
+# to the after-close schedule. The bounds are the definition's shape, so they are read when the
+# code loads (the one place outside resources): WEALTH_PARTITION_START, and WEALTH_PARTITION_END
+# (inclusive) where the data ends, e.g. a demo's 2023-2024, so the UI shows no partition as missing
+# that no one means to fill.
+PARTITION_START, PARTITION_END = partition_bounds()
+
 trading_sessions = dg.TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
     fmt=PARTITION_FORMAT,
-    start=Settings.from_env().partition_start.strftime(PARTITION_FORMAT),
+    start=PARTITION_START.strftime(PARTITION_FORMAT),
+    # Dagster's end is exclusive (partitions starting before it): the day after the last session.
+    end=(PARTITION_END + dt.timedelta(days=1)).strftime(PARTITION_FORMAT) if PARTITION_END else None,
     timezone="America/New_York",
     end_offset=1,
 )
+
 
 def daily_backfill_policy(chunk: int | None = None) -> dg.BackfillPolicy:
     """Single-run backfills, or runs of at most ``chunk`` sessions (default: WEALTH_BACKFILL_CHUNK_SESSIONS)."""

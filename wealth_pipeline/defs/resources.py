@@ -1,10 +1,31 @@
-"""Resources shared by every domain, configured from the environment."""
+"""Resources shared by every domain: the one route by which runtime configuration reaches assets, sensors and schedules.
+
+``definitions.build_resources`` binds each field to its ``WEALTH_*`` variable with ``dg.EnvVar``
+(``env_or``), so Dagster resolves the value when a run or sensor tick starts and the UI shows which
+variable a value comes from; asset, sensor and schedule bodies never read the environment.
+"""
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 import dagster as dg
 
 from wealth_pipeline.providers.base import MarketDataProvider
+from wealth_pipeline.settings import PROVIDERS, ConfigurationError
+
+
+def env_or(name: str, default: Any) -> Any:
+    """``dg.EnvVar(name)`` when the variable is set, else ``default`` (the embedded default).
+
+    Dagster's ``EnvVar`` of an unset variable fails every run that uses it, and most variables are
+    optional, so only those that are set are bound; which ones are set is read when the definitions
+    load (their values were validated then by ``Settings.from_env()``) and the values when a run starts.
+    """
+    if os.environ.get(name) in (None, ""):
+        return default
+    return dg.EnvVar.int(name) if isinstance(default, int) and not isinstance(default, bool) else dg.EnvVar(name)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -60,6 +81,11 @@ class MarketDataResource(dg.ConfigurableResource):
     http_breaker_failures: int = 5
     http_breaker_reset_seconds: float = 60.0
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.provider not in PROVIDERS:  # before any step: fails the run once, never retried
+            raise dg.Failure(description=str(ConfigurationError(
+                f"WEALTH_PROVIDER={self.provider!r}: expected one of {', '.join(PROVIDERS)}")), allow_retries=False)
+
     def get(self) -> MarketDataProvider:
         """The configured provider; raises ``ProviderConfigError`` (never worth a retry) when misconfigured."""
         from wealth_pipeline.providers.http_adapters import ProviderConfigError
@@ -111,6 +137,30 @@ class MarketDataResource(dg.ConfigurableResource):
             "breaker_reset_seconds": self.http_breaker_reset_seconds,
             "state_dir": self.http_state_dir or str(wealth_home() / "http"),
         }
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go (``WEALTH_ALERT_WEBHOOK_URL``): failed runs, late data. Unset: alerts are logged only."""
+
+    webhook_url: str | None = None
+
+    def send(self, payload: dict[str, Any], log: Any, what: str) -> bool:
+        """POST ``payload`` as JSON to the webhook (or log it when none is set); True when posted."""
+        from wealth_pipeline.defs.automation.alerts import send_alert
+
+        return send_alert(payload, log, what, webhook_url=self.webhook_url or "")
+
+
+class ModelRetrainResource(dg.ConfigurableResource):
+    """When ``model_retrain_sensor`` asks for training: after ``min_new_sessions`` new sessions (``WEALTH_MODEL_RETRAIN_SESSIONS``)."""
+
+    min_new_sessions: int = 20
+
+    def threshold(self) -> int:
+        if self.min_new_sessions < 1:
+            raise dg.Failure(description=f"WEALTH_MODEL_RETRAIN_SESSIONS={self.min_new_sessions}: expected a whole number >= 1",
+                             allow_retries=False)
+        return self.min_new_sessions
 
 
 _SYNTHETIC_CACHE: dict[tuple, MarketDataProvider] = {}

@@ -18,6 +18,7 @@ from wealth_pipeline.cli import backfill_progress, submit_backfill
 from wealth_pipeline.definitions import defs
 from wealth_pipeline.defs.automation.alerts import run_failure_alert
 from wealth_pipeline.defs.automation.landing_sensor import contiguous_blocks
+from wealth_pipeline.defs.resources import AlertsResource, MarketDataResource
 
 NY = ZoneInfo("America/New_York")
 
@@ -35,7 +36,8 @@ def _tick(day: dt.date) -> dg.ScheduleExecutionData:
 def test_daily_schedule_runs_each_session_after_the_close() -> None:
     schedule = defs.resolve_schedule_def("daily_after_close")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 18 * * 1-5", "America/New_York")
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    # Off by default: on the demo's state it would materialize today's session on demo data.
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     result = _tick(dt.date(2024, 7, 2))
     [request] = result.run_requests
     assert request.partition_key == "2024-07-02" and request.run_key == "2024-07-02"
@@ -64,31 +66,33 @@ def test_contiguous_blocks_bridge_weekends_but_not_gaps() -> None:
         (d(2024, 7, 5), d(2024, 7, 9)), (d(2024, 7, 11), d(2024, 7, 11))]
 
 
-def _landing_sensor_eval(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+def _landing_sensor_eval(instance: dg.DagsterInstance, cursor: str | None, landing: Path) -> dg.SensorResult:
     sensor = defs.resolve_sensor_def("landing_zone_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+    # The landing zone reaches the sensor through the market_data resource (WEALTH_LANDING_URI).
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      resources={"market_data": MarketDataResource(landing_uri=str(landing))})
     return sensor.evaluate_tick(context)
 
 
-def test_landing_sensor_requests_exactly_the_touched_partitions_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_landing_sensor_requests_exactly_the_touched_partitions_once(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     (landing / "bars").mkdir(parents=True)
-    monkeypatch.setenv("WEALTH_LANDING_URI", str(landing))
+    assert defs.resolve_sensor_def("landing_zone_sensor").default_status == dg.DefaultSensorStatus.STOPPED
     header = "symbol,session_date,open,high,low,close,volume,currency\n"
     (landing / "bars" / "a.csv").write_text(header + "AAPL,2024-07-01,1,1,1,1,1,USD\nAAPL,2024-07-02,1,1,1,1,1,USD\n"
                                             "AAPL,2024-07-10,1,1,1,1,1,USD\n")
     with dg.instance_for_test() as instance:
-        first = _landing_sensor_eval(instance, None)
+        first = _landing_sensor_eval(instance, None, landing)
         ranges = sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
                         for r in first.run_requests)
         assert ranges == [("2024-07-01", "2024-07-02"), ("2024-07-10", "2024-07-10")]
         assert all(r.tags["wealth/landing_file"] == "bars/a.csv" for r in first.run_requests)
         # The cursor is what the daemon stores: evaluating again with it (as after a restart) requests nothing.
-        again = _landing_sensor_eval(instance, first.cursor)
+        again = _landing_sensor_eval(instance, first.cursor, landing)
         assert again.run_requests == [] and "no new or changed" in again.skip_message
         # A changed file is picked up, with a new run key.
         (landing / "bars" / "a.csv").write_text(header + "AAPL,2024-07-03,1,1,1,1,1,USD\n")
-        changed = _landing_sensor_eval(instance, again.cursor)
+        changed = _landing_sensor_eval(instance, again.cursor, landing)
         [request] = changed.run_requests
         assert request.tags["dagster/asset_partition_range_start"] == "2024-07-03"
         assert request.run_key not in {r.run_key for r in first.run_requests}
@@ -125,8 +129,8 @@ def breaks() -> None:
     raise ValueError("vendor file truncated at line 12")
 
 
-def test_run_failure_alert_posts_run_step_and_error(webhook: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEALTH_ALERT_WEBHOOK_URL", webhook)
+def test_run_failure_alert_posts_run_step_and_error(webhook: str) -> None:
+    assert defs.resolve_sensor_def("run_failure_alert").default_status == dg.DefaultSensorStatus.RUNNING
     with dg.instance_for_test() as instance:
         result = dg.materialize([breaks], instance=instance, raise_on_error=False)
         run = instance.get_run_by_id(result.run_id)
@@ -134,7 +138,8 @@ def test_run_failure_alert_posts_run_step_and_error(webhook: str, monkeypatch: p
         context = dg.build_run_status_sensor_context(
             sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=run, dagster_event=failure,
         ).for_run_failure()
-        run_failure_alert(context)
+        # The webhook reaches the sensor through the alerts resource (WEALTH_ALERT_WEBHOOK_URL).
+        run_failure_alert(context, alerts=AlertsResource(webhook_url=webhook))
     [alert] = _Hook.received
     assert alert["run_id"] == result.run_id
     assert alert["failed_steps"][0]["step"] == "breaks"

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from wealth_pipeline.core import features
+from wealth_pipeline.definitions import defs
 from wealth_pipeline.defs.models import assets as model_assets
 from wealth_pipeline.defs.models import automation
-from wealth_pipeline.defs.models import defs as models_defs
+from wealth_pipeline.defs.resources import ModelRetrainResource
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +53,19 @@ def test_sensor_requests_training_once_enough_new_sessions_have_landed() -> None
         assert automation.new_sessions(instance) == [*JANUARY[15:], "2024-02-01", "2024-02-02"]
 
 
-def test_sensor_threshold_is_configurable_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(automation.RETRAIN_SESSIONS_ENV, "3")
+def test_sensor_threshold_is_configurable_and_validated() -> None:
+    # The code location's sensor takes its threshold from the model_retrain resource (WEALTH_MODEL_RETRAIN_SESSIONS).
+    sensor = defs.resolve_sensor_def("model_retrain_sensor")
     with dg.instance_for_test() as instance:
         _land(instance, JANUARY[:3])
-        assert isinstance(automation.build_retrain_sensor()(dg.build_sensor_context(instance=instance)), dg.RunRequest)
+        def tick(threshold: int) -> dg.RunRequest | dg.SkipReason:
+            context = dg.build_sensor_context(instance=instance, resources={"model_retrain": ModelRetrainResource(min_new_sessions=threshold)})
+            return sensor(context)
+        assert isinstance(tick(3), dg.RunRequest)
+        assert isinstance(tick(4), dg.SkipReason) and "retraining at 4" in tick(4).skip_message
+        with pytest.raises(dg.Failure, match="WEALTH_MODEL_RETRAIN_SESSIONS=0: expected a whole number >= 1") as failure:
+            tick(0)
+        assert failure.value.allow_retries is False
         assert isinstance(automation.build_retrain_sensor(4)(dg.build_sensor_context(instance=instance)), dg.SkipReason)
     with pytest.raises(ValueError, match="must be >= 1"):
         automation.build_retrain_sensor(0)
@@ -74,12 +83,16 @@ def test_weekly_schedule_retrains_only_when_sessions_landed_since_the_last_model
 
 
 def test_domain_definitions_expose_assets_job_schedule_and_sensor() -> None:
-    (job,) = models_defs.jobs
-    assert job.name == "train_model" and automation.weekly_retrain.job_name == "train_model"
-    assert {s.name for s in models_defs.schedules} == {"model_weekly_retrain"}
-    assert {s.name for s in models_defs.sensors} == {"model_retrain_sensor"}
-    keys = {k.to_user_string() for a in models_defs.assets for k in a.keys}
-    assert keys == {"model", "predictions"}
+    job = defs.resolve_job_def("train_model")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"model"}
+    assert automation.weekly_retrain.job_name == "train_model"
+    schedule, sensor = defs.resolve_schedule_def("model_weekly_retrain"), defs.resolve_sensor_def("model_retrain_sensor")
+    assert schedule.job_name == sensor.job_name == "train_model"
+    # Both ship STOPPED: on the demo's state the sensor would launch a training at once.
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "models"} == {"model", "predictions"}
 
 
 def test_training_set_check_flags_nan_labels_and_duplicate_keys() -> None:

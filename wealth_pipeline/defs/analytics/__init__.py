@@ -1,7 +1,5 @@
-"""Analytics domain: indicators and factor exposures in the processed tier and `analytics.*`."""
+"""Analytics domain: indicators and factor exposures in the processed tier and `analytics.*`.
 
-import dagster as dg
-
-from wealth_pipeline.defs.analytics.assets import factor_exposures, indicators_asset
-
-defs = dg.Definitions(assets=[indicators_asset, factor_exposures])
+``dg.load_from_defs_folder`` (``wealth_pipeline/definitions.py``) loads the top-level assets,
+checks, jobs, schedules and sensors of each module here (assets.py); nothing to list by hand.
+"""

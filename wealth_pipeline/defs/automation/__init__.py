@@ -1,26 +1,10 @@
-"""Automation: the after-close schedule, the landing-zone sensor, failure alerts.
+"""Automation: the after-close schedule, the landing-zone sensor, failure alerts, declarative automation.
 
-Built from the merged asset graph of the other domains (``build``), because the jobs it targets
-are "every daily asset" and "everything downstream of the vendor datasets", whatever domains exist.
+``dg.load_from_defs_folder`` loads the top-level objects of each module: ``jobs.py`` (``daily_session``
+and ``vendor_ingest`` as public asset selections, resolved by Dagster against the whole code
+location), ``schedules.py``, ``landing_sensor.py``, ``alerts.py``, ``declarative.py``.
+
+What would act on its own on the demo's state ships STOPPED (``daily_after_close``,
+``landing_zone_sensor``); ``run_failure_alert`` and ``default_automation_condition_sensor`` (which
+keeps the dbt marts following their upstream assets) run by default.
 """
-
-import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph import (
-    AssetGraph,  # the resolved graph of a Definitions
-)
-
-from wealth_pipeline.defs.automation.alerts import run_failure_alert
-from wealth_pipeline.defs.automation.jobs import daily_session_job, vendor_ingest_job
-from wealth_pipeline.defs.automation.landing_sensor import landing_zone_sensor
-from wealth_pipeline.defs.automation.schedules import daily_after_close
-
-
-def build(asset_graph: AssetGraph) -> dg.Definitions:
-    """Jobs, schedules and sensors over the assets of ``asset_graph``."""
-    daily = daily_session_job(asset_graph)
-    vendor = vendor_ingest_job(asset_graph)
-    return dg.Definitions(
-        jobs=[daily, vendor],
-        schedules=[daily_after_close(daily)],
-        sensors=[landing_zone_sensor(vendor), run_failure_alert],
-    )

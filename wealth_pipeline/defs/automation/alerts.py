@@ -1,10 +1,14 @@
-"""Failed runs (and, through ``send_alert``, late data) are reported to a webhook (``WEALTH_ALERT_WEBHOOK_URL``), or logged when none is set."""
+"""Failed runs (and, through ``send_alert``, late data) are reported to a webhook (``WEALTH_ALERT_WEBHOOK_URL``), or logged when none is set.
 
-import os
+The URL reaches the sensor through the ``alerts`` resource (``AlertsResource``), like every runtime value.
+"""
+
 from typing import Any
 
 import dagster as dg
 import httpx
+
+from wealth_pipeline.defs.resources import AlertsResource
 
 
 def _error_chain(error: Any) -> list[str]:
@@ -41,18 +45,23 @@ def failure_payload(context: dg.RunFailureSensorContext) -> dict[str, Any]:
     monitor_all_code_locations=False,
     description="Posts failed runs (run, failed step, error) as JSON to WEALTH_ALERT_WEBHOOK_URL; logs them when it is unset.",
 )
-def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
     payload = failure_payload(context)
-    send_alert({"kind": "run_failure", **payload}, context.log, f"run {payload['run_id']} failed")
+    alerts.send({"kind": "run_failure", **payload}, context.log, f"run {payload['run_id']} failed")
 
 
-def send_alert(payload: dict[str, Any], log: Any, what: str) -> bool:
-    """POST ``payload`` as JSON to ``WEALTH_ALERT_WEBHOOK_URL`` (or log it when unset); True when posted.
+def send_alert(payload: dict[str, Any], log: Any, what: str, webhook_url: str | None = None) -> bool:
+    """POST ``payload`` as JSON to ``webhook_url`` (or log it when empty); True when posted.
 
     Every alert (failed runs, late data) goes through here, so one webhook receives them all and
-    tells them apart by ``kind``.
+    tells them apart by ``kind``. Callers pass the ``alerts`` resource's URL (``AlertsResource.send``);
+    ``None`` (callers without the resource) asks the settings layer for ``WEALTH_ALERT_WEBHOOK_URL``.
     """
-    url = os.environ.get("WEALTH_ALERT_WEBHOOK_URL")
+    if webhook_url is None:
+        from wealth_pipeline.settings import alert_webhook_url
+
+        webhook_url = alert_webhook_url()
+    url = webhook_url
     if not url:
         log.warning(f"{what} (no WEALTH_ALERT_WEBHOOK_URL set, so only logged): {payload}")
         return False

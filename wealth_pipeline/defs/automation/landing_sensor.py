@@ -1,17 +1,20 @@
-"""Watch the vendor landing zone; run the partitions a new or changed file touches, once per content."""
+"""Watch the vendor landing zone; run the partitions a new or changed file touches, once per content.
+
+The landing zone (``WEALTH_LANDING_URI``, S3 endpoint and region) comes from the ``market_data``
+resource. The sensor ships STOPPED (start it where vendor files are delivered: the UI's Automation
+page, or ``dagster sensor start landing_zone_sensor -w workspace.yaml``).
+"""
 
 import datetime as dt
 import hashlib
 import json
-import os
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from wealth_pipeline.core import calendars
+from wealth_pipeline.defs.resources import MarketDataResource
 from wealth_pipeline.lakehouse.store import open_store
 from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, parse_vendor_file
-from wealth_pipeline.settings import Settings
 
 
 def contiguous_blocks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
@@ -25,44 +28,42 @@ def contiguous_blocks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return blocks
 
 
-def landing_zone_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
-    settings = Settings.from_env()
+@dg.sensor(
+    name="landing_zone_sensor",
+    job_name="vendor_ingest",  # jobs.py
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Watches WEALTH_LANDING_URI for new or changed vendor files and requests single runs for exactly the "
+    "sessions each file covers. The cursor remembers every file's content hash, so a file is never processed twice. "
+    "Off by default: start it where vendor files are delivered (WEALTH_PROVIDER=vendor).",
+)
+def landing_zone_sensor(context: dg.SensorEvaluationContext, market_data: MarketDataResource) -> dg.SensorResult:
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    if not market_data.landing_uri:
+        return dg.SensorResult(skip_reason="no landing zone configured (WEALTH_LANDING_URI)")
+    store = open_store(market_data.landing_uri, market_data.s3_endpoint_url, market_data.s3_region)
+    requests, skipped = [], []
+    for dataset in DATASETS:
+        for key in sorted(k for k in store.list_keys(dataset + "/") if k.lower().endswith((".csv", ".parquet"))):
+            data = store.get_bytes(key)
+            digest = hashlib.sha256(data).hexdigest()
+            if seen.get(key) == digest:
+                continue
+            seen[key] = digest
+            try:
+                days = parse_vendor_file(key, data, dataset=dataset).dates()
+            except VendorFileError as exc:
+                skipped.append(f"{key}: {exc}")
+                continue
+            for first, last in contiguous_blocks([d for d in days if d.weekday() < 5]):
+                requests.append(dg.RunRequest(
+                    run_key=f"{digest[:16]}:{first}:{last}",
+                    tags={"dagster/asset_partition_range_start": first.isoformat(),
+                          "dagster/asset_partition_range_end": last.isoformat(),
+                          "wealth/landing_file": key},
+                ))
+    for message in skipped:
+        context.log.warning(f"landing file refused whole, nothing to run (the next run of its dataset keeps and reports it): {message}")
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True),
+                           skip_reason=None if requests else "no new or changed landing files")
 
-    @dg.sensor(
-        name="landing_zone_sensor",
-        job=job,
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING if settings.provider == "vendor" else dg.DefaultSensorStatus.STOPPED,
-        description="Watches WEALTH_LANDING_URI for new or changed vendor files and requests single runs for exactly the "
-        "sessions each file covers. The cursor remembers every file's content hash, so a file is never processed twice.",
-    )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        store = open_store(os.environ.get("WEALTH_LANDING_URI") or settings.landing_uri,
-                           settings.s3_endpoint_url, settings.s3_region)
-        requests, skipped = [], []
-        for dataset in DATASETS:
-            for key in sorted(k for k in store.list_keys(dataset + "/") if k.lower().endswith((".csv", ".parquet"))):
-                data = store.get_bytes(key)
-                digest = hashlib.sha256(data).hexdigest()
-                if seen.get(key) == digest:
-                    continue
-                seen[key] = digest
-                try:
-                    days = parse_vendor_file(key, data, dataset=dataset).dates()
-                except VendorFileError as exc:
-                    skipped.append(f"{key}: {exc}")
-                    continue
-                for first, last in contiguous_blocks([d for d in days if d.weekday() < 5]):
-                    requests.append(dg.RunRequest(
-                        run_key=f"{digest[:16]}:{first}:{last}",
-                        tags={"dagster/asset_partition_range_start": first.isoformat(),
-                              "dagster/asset_partition_range_end": last.isoformat(),
-                              "wealth/landing_file": key},
-                    ))
-        for message in skipped:
-            context.log.warning(f"landing file refused whole, nothing to run (the next run of its dataset keeps and reports it): {message}")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True),
-                               skip_reason=None if requests else "no new or changed landing files")
-
-    return _sensor

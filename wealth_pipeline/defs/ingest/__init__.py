@@ -1,7 +1,5 @@
-"""Ingest domain: raw, immutable copies of what the providers delivered."""
+"""Ingest domain: raw, immutable copies of what the providers delivered.
 
-import dagster as dg
-
-from wealth_pipeline.defs.ingest.assets import raw_assets, symbol_master
-
-defs = dg.Definitions(assets=[symbol_master, *raw_assets])
+``dg.load_from_defs_folder`` (``wealth_pipeline/definitions.py``) loads the top-level assets,
+checks, jobs, schedules and sensors of each module here (assets.py); nothing to list by hand.
+"""

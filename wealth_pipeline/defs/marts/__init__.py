@@ -1,8 +1,14 @@
-"""Marts domain: the dbt project (staging views, BI marts in schema ``marts``) run through dagster-dbt."""
+"""Marts domain: the dbt project (staging views, BI marts in schema ``marts``) run through dagster-dbt.
+
+``dg.load_from_defs_folder`` loads ``marts_dbt`` from ``assets.py``; the domain's own resource
+(``dbt``) is declared here.
+"""
 
 import dagster as dg
 
-from wealth_pipeline.defs.marts.assets import marts_dbt
 from wealth_pipeline.defs.marts.project import dbt_resource
 
-defs = dg.Definitions(assets=[marts_dbt], resources={"dbt": dbt_resource()})
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(resources={"dbt": dbt_resource()})

@@ -1,9 +1,5 @@
-"""Models domain: the walk-forward XGBoost model, its daily predictions, and when to retrain."""
+"""Models domain: the walk-forward XGBoost model, its daily predictions, and when to retrain.
 
-import dagster as dg
-
-from wealth_pipeline.defs.models.assets import model, predictions
-from wealth_pipeline.defs.models.automation import retrain_sensor, train_model_job, weekly_retrain
-
-defs = dg.Definitions(assets=[model, predictions], jobs=[train_model_job], schedules=[weekly_retrain],
-                      sensors=[retrain_sensor])
+``dg.load_from_defs_folder`` (``wealth_pipeline/definitions.py``) loads the top-level assets,
+checks, jobs, schedules and sensors of each module here (assets.py (model, predictions), automation.py (train_model, its schedule and sensor)); nothing to list by hand.
+"""

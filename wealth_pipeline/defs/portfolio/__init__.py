@@ -1,7 +1,5 @@
-"""Portfolio domain: reference data and daily accounting, metrics and attribution in `portfolio.*`."""
+"""Portfolio domain: reference data and daily accounting, metrics and attribution in `portfolio.*`.
 
-import dagster as dg
-
-from wealth_pipeline.defs.portfolio.assets import portfolio_daily, portfolio_reference
-
-defs = dg.Definitions(assets=[portfolio_reference, portfolio_daily])
+``dg.load_from_defs_folder`` (``wealth_pipeline/definitions.py``) loads the top-level assets,
+checks, jobs, schedules and sensors of each module here (assets.py); nothing to list by hand.
+"""

@@ -1,8 +1,5 @@
-"""Processed domain: validated, adjusted market data in the processed tier and `market.*`."""
+"""Processed domain: validated, adjusted market data in the processed tier and `market.*`.
 
-import dagster as dg
-
-from wealth_pipeline.defs.processed.bars import bars
-from wealth_pipeline.defs.processed.reference import reference_assets
-
-defs = dg.Definitions(assets=[bars, *reference_assets])
+``dg.load_from_defs_folder`` (``wealth_pipeline/definitions.py``) loads the top-level assets,
+checks, jobs, schedules and sensors of each module here (bars.py, reference.py); nothing to list by hand.
+"""
