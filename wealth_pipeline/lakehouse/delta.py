@@ -8,7 +8,7 @@ One table per dataset at ``{tier}/{dataset}/`` (``_delta_log/`` plus parquet fil
                touch one year's files, ten-year reads prune nothing and scan ~10 partitions
 ``lake_file``  the file name the caller gave (``data.parquet`` by default), so several named
                parts of one partition stay distinct
-``lake_row``   the row's position in the frame it was written with, so reads return write order
+``lake_row``   the row's position within its day in the frame it was written with: reads return write order
 
 Every write is ONE commit (a predicate overwrite, delta-rs ``predicate=``, i.e. replaceWhere): readers
 see the previous window or the new one, never a mix. A write whose rows equal what the window
@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ ROW_GROUP_SIZE = 128 * 1024
 # delta-rs writes one file per partition and commit; a year partition is ~126k rows for 500
 # securities, far below this, so compaction merges a year into one file.
 TARGET_FILE_SIZE = 128 * 1024 * 1024
+_COMMIT_FILE = re.compile(r"^\d{20}\.json$")
 _UNSIGNED = {pl.UInt8: pl.Int16, pl.UInt16: pl.Int32, pl.UInt32: pl.Int64, pl.UInt64: pl.Int64}
 
 
@@ -136,19 +138,23 @@ def with_bookkeeping(frame: pl.DataFrame, day_column: pl.Expr | dt.date | None, 
     if clash:
         raise ValueError(f"columns {clash} are reserved by the lakehouse (Delta bookkeeping); rename them")
     date = day_column.cast(pl.Date) if isinstance(day_column, pl.Expr) else pl.lit(day_column, dtype=pl.Date)
+    # lake_row counts within each day, so the same rows of a day compare equal however they were written.
     return normalize(frame).with_columns(
         date.alias(DATE_COLUMN),
         pl.lit(filename, dtype=pl.Utf8).alias(FILE_COLUMN),
-        pl.int_range(pl.len(), dtype=pl.Int32).alias(ROW_COLUMN),
-    ).with_columns(pl.col(DATE_COLUMN).dt.year().fill_null(0).cast(pl.Int32).alias(YEAR_COLUMN))
+    ).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int32).over(DATE_COLUMN).alias(ROW_COLUMN),
+        pl.col(DATE_COLUMN).dt.year().fill_null(0).cast(pl.Int32).alias(YEAR_COLUMN),
+    )
 
 
 class DeltaTables:
     """Delta table operations on one lakehouse root (a folder or an S3 prefix)."""
 
-    def __init__(self, root_uri: str, options: dict[str, str]) -> None:
+    def __init__(self, root_uri: str, options: dict[str, str], store: Any | None = None) -> None:
         self.root_uri = root_uri.rstrip("/")
         self.options = dict(options)
+        self.store = store  # the lakehouse's ObjectStore: reads commit files to find a commit's version
 
     def location(self, table: str) -> TableLocation:
         return TableLocation(f"{self.root_uri}/{table}", self.options)
@@ -269,7 +275,7 @@ class DeltaTables:
                 if handle is None and "already exists" in str(exc):
                     continue  # a concurrent writer created the table first: replace on top of it
                 raise
-            return self._committed_version(table, commit_id), True
+            return self._committed_version(table, commit_id, -1 if handle is None else int(handle.version())), True
         raise TableConflictError(
             f"{loc.uri}: gave up after {COMMIT_RETRIES} commits lost to concurrent writers of the same window"
         )
@@ -290,12 +296,20 @@ class DeltaTables:
             return int(metrics.get("num_deleted_rows", 0)), int(handle.version())
         raise TableConflictError(f"{self.location(table).uri}: delete lost {COMMIT_RETRIES} races")
 
-    def _committed_version(self, table: str, commit_id: str) -> int | None:
-        """The version whose commit carries ``commit_id`` (others may have committed after it)."""
-        for entry in self.history(table, 50):
-            if entry.get(COMMIT_ID) == commit_id:
-                return int(entry["version"])
-        return self.version(table)
+    def _committed_version(self, table: str, commit_id: str, after: int) -> int | None:
+        """The version whose commit file carries ``commit_id`` (others may have committed before or after it).
+
+        Read from the log files themselves: ``DeltaTable.history`` numbers commits by counting down
+        from the snapshot it loaded, which is off by one when a commit lands during the call.
+        """
+        if self.store is None:
+            return self.version(table)
+        names = [key.rsplit("/", 1)[1] for key in self.store.list_keys(f"{table}/_delta_log/")]
+        versions = sorted(int(name[:20]) for name in names if _COMMIT_FILE.fullmatch(name))
+        for version in reversed([v for v in versions if v > after]):
+            if commit_id.encode() in self.store.get_bytes(f"{table}/_delta_log/{version:020d}.json"):
+                return version
+        raise RuntimeError(f"{self.location(table).uri}: commit {commit_id} not found in the log after version {after}")
 
     # -- maintenance --------------------------------------------------------------------------------
 

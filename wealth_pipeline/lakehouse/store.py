@@ -476,7 +476,7 @@ class Lakehouse:
             options = delta.s3_options(endpoint, region)
         else:
             options = {}
-        self.tables = delta.DeltaTables(store.uri(), options)
+        self.tables = delta.DeltaTables(store.uri(), options, store)
         self._bucket_checked = not isinstance(store, S3ObjectStore)
 
     def __repr__(self) -> str:
