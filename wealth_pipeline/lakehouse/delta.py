@@ -82,6 +82,11 @@ class DeltaWrite(str):
     def uri(self) -> str:
         return str(self)
 
+    @property
+    def partitions_written(self) -> int:
+        """Alias of ``partitions`` (the name the publish step reads)."""
+        return self.partitions
+
 
 @dataclass(frozen=True)
 class TableLocation:
