@@ -123,7 +123,7 @@ def _runs(instance: dg.DagsterInstance, since: dt.datetime) -> dict[str, list[di
                                                           dg.DagsterRunStatus.QUEUED]))
     failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], created_after=since))
     succeeded = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], created_after=since))
-    records = {r.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in [*failed, *succeeded]]))} if failed else {}
+    records = {r.dagster_run.run_id: r for r in instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in [*failed, *succeeded]]))} if failed else {}
 
     def created(run: dg.DagsterRun) -> float:
         return records[run.run_id].create_timestamp.timestamp()
