@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 
 from wealth_pipeline import cli_inputs
@@ -75,6 +76,16 @@ def _bootstrap(start_database: bool = True):
 
     _check_configured_databases()
     return environment.bootstrap(start_database=start_database)
+
+
+def _check_migrated(warehouse_url: str) -> None:
+    """Runs load the warehouse: refuse to start one on a warehouse behind the code's migrations."""
+    from wealth_pipeline.warehouse import migrate
+
+    current, latest = migrate.current_version(warehouse_url), migrate.latest_version()
+    if current < latest:
+        raise cli_inputs.InputError(f"the warehouse ({_where(warehouse_url)}) is at migration {current}, the code "
+                                    f"needs {latest}: run `wealth-pipeline db upgrade` first (or `make demo`)")
 
 
 def _check_settings() -> None:
@@ -294,7 +305,7 @@ def _execute(job_def: object, label: str, instance: object, partitions: int, fol
     if follower is None:
         return job_def.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                           raise_on_error=False), None
-    run_id = dg.make_new_run_id()
+    run_id = str(uuid.uuid4())  # Dagster run ids are UUID4 strings; known before the run starts
     if run_config is None:
         run_config = dg.RunConfig(loggers=follower.logger_config())
     elif isinstance(run_config, dg.RunConfig):
@@ -449,16 +460,16 @@ def _follower(args: argparse.Namespace, command: str):
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     log_path = wealth_home() / "logs" / f"{command}-{stamp}.log"
     follower = EventFollower(log_path=log_path, verbosity=_verbosity(args))
-    follower.console.print(f"Dagster's full event stream: {log_path}", highlight=False)
+    follower.console.print(f"Dagster's full event stream: {log_path}", highlight=False, markup=False)
     return follower
 
 
 def _print_summary(follower: object, title: str, tables: list[tuple[str, int]] | None = None) -> None:
-    follower.console.print(f"\n=== {title} ===", highlight=False)
+    follower.console.print(f"\n=== {title} ===", highlight=False, markup=False)
     for table in follower.summary_table(tables):
         follower.console.print(table)
     if follower.log_path is not None:
-        follower.console.print(f"full event log: {follower.log_path}", highlight=False)
+        follower.console.print(f"full event log: {follower.log_path}", highlight=False, markup=False)
 
 
 def _bounds():
@@ -518,8 +529,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         first, last = cli_inputs.check_range("--partition", args.partition, "--end", args.end, bounds)
     _defs, graph = _graph()
     selection = cli_inputs.check_selection(args.select, graph)
+    _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "materialize")
-    _bootstrap()
     try:
         materialize_range(first, last, selection, follower=follower)
     except RunFailed as exc:
@@ -593,8 +604,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     first, last = cli_inputs.check_range("--start", args.start, "--end", args.end, _bounds())
     defs, graph = _graph()
     selection = cli_inputs.check_selection(args.select, graph)
+    _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "backfill")
-    _bootstrap()
     if args.in_process:
         try:
             summary = materialize_range(first, last, selection, follower=follower)
@@ -847,8 +858,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     table = Table(title="assets", title_justify="left")
-    for column in ("asset", "group", "daily", "description"):
-        table.add_column(column)
+    for column in ("asset", "group", "daily"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", no_wrap=True, overflow="ellipsis", max_width=70)
     for a in assets:
         table.add_row(a["asset"], a["group"] or "", "yes" if a["partitioned"] else "", a["description"])
     console.print(table)

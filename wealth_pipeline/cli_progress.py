@@ -59,6 +59,18 @@ class RunStats:
         return total
 
 
+def _terminal() -> bool:
+    return Console().is_terminal
+
+
+def root_cause(error: Any) -> str:
+    """The innermost cause's last message line: what failed, not "Exceeded max_retries"."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    lines = [line for line in (error.message or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else getattr(error, "cls_name", "") or "error"
+
+
 def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
     value = metadata.get(key)
     raw = getattr(value, "value", value)
@@ -69,7 +81,8 @@ class EventFollower:
     """Follows runs through the instance's event log: terminal progress, log file, statistics."""
 
     def __init__(self, console: Console | None = None, log_path: Path | None = None, verbosity: int = NORMAL):
-        self.console = console or Console(highlight=False)
+        # Not a terminal (make demo | tee, CI): rich would wrap the summary at 80 columns.
+        self.console = console or Console(highlight=False, width=None if _terminal() else 132)
         self.log_path = log_path
         self.verbosity = verbosity
         self.runs: list[RunStats] = []
@@ -82,7 +95,7 @@ class EventFollower:
     def say(self, message: str, *, error: bool = False) -> None:
         """A line on the terminal (errors even with --quiet) and in the log file."""
         if error or self.verbosity >= NORMAL:
-            self.console.print(f"[red]{message}[/red]" if error else message, markup=error, highlight=False)
+            self.console.print(message, style="red" if error else None, markup=False, highlight=False)
         self._write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} CLI      {message}")
 
     def _write(self, line: str) -> None:
@@ -166,6 +179,9 @@ class EventFollower:
         when = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).isoformat(timespec="milliseconds")
         level = logging.getLevelName(entry.level)
         self._write(f"{when} {level:8} {stats.run_id[:8]} {entry.step_key or '-'} {kind} {message}")
+        error = getattr(getattr(event, "event_specific_data", None), "error", None) if event is not None else None
+        if error is not None and hasattr(error, "to_string"):
+            self._write(error.to_string())
         if event is None:
             if entry.level >= logging.ERROR:
                 self.say(f"[{stats.label}] {entry.step_key or ''} {message}", error=True)
@@ -179,12 +195,10 @@ class EventFollower:
         elif kind in ("STEP_SUCCESS", "STEP_SKIPPED"):
             stats.steps_done += 1
             if self.verbosity >= NORMAL and not self.console.is_terminal:  # a log-friendly line per step
-                self.console.print(self._progress_line(stats, time.monotonic() - started), highlight=False)
+                self.console.print(self._progress_line(stats, time.monotonic() - started), highlight=False, markup=False)
         elif kind == "STEP_FAILURE":
             stats.steps_failed += 1
-            data = event.event_specific_data
-            error = getattr(data, "error", None)
-            text = (error.message.strip().splitlines() or [""])[-1] if error is not None else message
+            text = root_cause(error) if error is not None else message
             stats.errors.append(f"{entry.step_key}: {text}")
             self.say(f"[{stats.label}] step {entry.step_key} FAILED: {text}", error=True)
         elif kind == "ASSET_MATERIALIZATION":
@@ -211,19 +225,18 @@ class EventFollower:
         """Runs with their seconds, checks and rejected rows; then rows per warehouse table."""
         runs = Table(title="runs", title_justify="left")
         for column, justify in (("stage", "left"), ("run", "left"), ("status", "left"), ("seconds", "right"),
-                                ("steps", "right"), ("materializations", "right"), ("checks ok", "right"),
-                                ("failed", "right"), ("warned", "right"), ("quarantined rows", "right")):
+                                ("steps", "right"), ("materializations", "right"),
+                                ("checks passed/failed/warned", "right"), ("quarantined rows", "right")):
             runs.add_column(column, justify=justify)
         for s in self.runs:
-            status = "success" if s.success else "FAILED"
-            runs.add_row(s.label, s.run_id[:8], status, f"{s.seconds:.1f}", f"{s.steps_done}/{s.total_steps}",
-                         f"{s.materializations:,}", str(s.checks_passed), str(s.checks_failed),
-                         str(s.checks_warned), f"{s.rejected_rows():,}")
-        if self.runs:
-            runs.add_row("total", "", "", f"{sum(s.seconds for s in self.runs):.1f}", "",
+            runs.add_row(s.label, s.run_id[:8], "success" if s.success else "FAILED", f"{s.seconds:.1f}",
+                         f"{s.steps_done}/{s.total_steps}", f"{s.materializations:,}",
+                         f"{s.checks_passed}/{s.checks_failed}/{s.checks_warned}", f"{s.rejected_rows():,}")
+        if len(self.runs) > 1:
+            runs.add_row("total", f"{len(self.runs)} runs", "", f"{sum(s.seconds for s in self.runs):.1f}", "",
                          f"{sum(s.materializations for s in self.runs):,}",
-                         str(sum(s.checks_passed for s in self.runs)), str(sum(s.checks_failed for s in self.runs)),
-                         str(sum(s.checks_warned for s in self.runs)),
+                         f"{sum(s.checks_passed for s in self.runs)}/{sum(s.checks_failed for s in self.runs)}/"
+                         f"{sum(s.checks_warned for s in self.runs)}",
                          f"{sum(s.rejected_rows() for s in self.runs):,}", end_section=True)
         out = [runs]
         if tables:
