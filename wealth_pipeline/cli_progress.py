@@ -11,8 +11,11 @@ output); nothing is lost, it is all in the log file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import logging
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -77,12 +80,34 @@ def _metadata_int(metadata: dict[str, Any], key: str) -> int | None:
     return int(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
 
 
+class _ToLog(io.TextIOBase):
+    """A text stream whose lines go to the follower's log file (and to ``echo`` with --verbose)."""
+
+    def __init__(self, follower: EventFollower, name: str, echo: Any = None):
+        self.follower, self.name, self.echo, self.pending = follower, name, echo, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self.follower._write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {self.name:8} {line}")
+            if self.echo is not None:
+                self.echo.write(line + "\n")
+        return len(text)
+
+
 class EventFollower:
     """Follows runs through the instance's event log: terminal progress, log file, statistics."""
 
     def __init__(self, console: Console | None = None, log_path: Path | None = None, verbosity: int = NORMAL):
         # Not a terminal (make demo | tee, CI): rich would wrap the summary at 80 columns.
-        self.console = console or Console(highlight=False, width=None if _terminal() else 132)
+        # The console keeps today's stdout: during runs sys.stdout/sys.stderr go to the log file (dbt's
+        # streamed output, library warnings), so the terminal shows progress, INFO messages and errors.
+        self.console = console or Console(file=sys.stdout, highlight=False, width=None if _terminal() else 132)
+        self._lock = threading.Lock()
         self.log_path = log_path
         self.verbosity = verbosity
         self.runs: list[RunStats] = []
@@ -99,8 +124,9 @@ class EventFollower:
         self._write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} CLI      {message}")
 
     def _write(self, line: str) -> None:
-        if self._log is not None:
-            self._log.write(line.replace("\n", "\n    ") + "\n")
+        with self._lock:
+            if self._log is not None:
+                self._log.write(line.replace("\n", "\n    ") + "\n")
 
     def close(self) -> None:
         if self._log is not None:
@@ -127,12 +153,24 @@ class EventFollower:
 
         started = time.monotonic()
         worker = threading.Thread(target=work, name=f"run-{label}", daemon=True)
-        worker.start()
-        cursor = None
         live = None
         if self.verbosity >= NORMAL and self.console.is_terminal:
-            live = Live(Text(""), console=self.console, refresh_per_second=4, transient=True)
+            live = Live(Text(""), console=self.console, refresh_per_second=4, transient=True,
+                        redirect_stdout=False, redirect_stderr=False)
             live.start()
+        echo = self.console.file if self.verbosity >= VERBOSE else None
+        with contextlib.redirect_stdout(_ToLog(self, "STDOUT", echo)), contextlib.redirect_stderr(_ToLog(self, "STDERR", echo)):
+            worker.start()
+            self._wait(instance, stats, worker, started, live)
+        stats.seconds = time.monotonic() - started
+        if "error" in outcome:
+            raise outcome["error"]
+        result = outcome["result"]
+        stats.success = bool(result.success)
+        return result, stats
+
+    def _wait(self, instance: Any, stats: RunStats, worker: threading.Thread, started: float, live: Any) -> None:
+        cursor = None
         try:
             while True:
                 alive = worker.is_alive()
@@ -145,12 +183,6 @@ class EventFollower:
         finally:
             if live is not None:
                 live.stop()
-        stats.seconds = time.monotonic() - started
-        if "error" in outcome:
-            raise outcome["error"]
-        result = outcome["result"]
-        stats.success = bool(result.success)
-        return result, stats
 
     def _progress_line(self, stats: RunStats, elapsed: float) -> str:
         done = stats.steps_done + stats.steps_failed

@@ -281,6 +281,7 @@ def _toy_definitions() -> dg.Definitions:
                            dg.AssetCheckSpec("warned", asset="toy_source")])
     def toy_source(context):  # unannotated: a string annotation (future import) is refused by Dagster
         context.log.info("toy source read its window")
+        print("raw tool output, as dbt streams it")
         yield dg.AssetCheckResult(check_name="ok", passed=True)
         yield dg.AssetCheckResult(check_name="warned", passed=False, severity=dg.AssetCheckSeverity.WARN)
         for n, key in enumerate(context.partition_keys, start=1):  # per-partition figures: 1, 2, 3
@@ -315,9 +316,11 @@ def test_progress_log_file_and_summary_count_the_runs_events(tmp_path: Path) -> 
     assert "[sessions] materializing 2 assets over 3 partition(s)" in printed
     assert "toy source read its window" in printed
     assert "a debug line stays in the log file" not in printed and "ASSET_MATERIALIZATION" not in printed
+    assert "raw tool output" not in printed
     assert "[sessions] steps 2/2" in printed  # not a terminal: one progress line per finished step
     text = log.read_text()
     assert "a debug line stays in the log file" in text
+    assert "STDOUT   raw tool output, as dbt streams it" in text
     assert text.count("STEP_SUCCESS") == 2 and "ASSET_CHECK_EVALUATION" in text and stats.run_id[:8] in text
     tables = Console(file=io.StringIO(), width=200)
     for table in follower.summary_table([("market.toy", 12)]):
@@ -333,6 +336,7 @@ def test_verbose_prints_every_event(tmp_path: Path) -> None:
         cli.materialize_range("2024-07-01", "2024-07-01", "toy_source", definitions=_toy_definitions(),
                               instance=instance, follower=follower)
     assert "ASSET_MATERIALIZATION" in out.getvalue() and "a debug line" not in out.getvalue()
+    assert "raw tool output, as dbt streams it" in out.getvalue()
 
 
 def test_a_failed_step_is_one_line_with_its_root_cause(tmp_path: Path) -> None:
