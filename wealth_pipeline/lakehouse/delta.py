@@ -50,6 +50,13 @@ ROW_GROUP_SIZE = 128 * 1024
 # delta-rs writes one file per partition and commit; a year partition is ~126k rows for 500
 # securities, far below this, so compaction merges a year into one file.
 TARGET_FILE_SIZE = 128 * 1024 * 1024
+#: How long as-of reads keep working: removed data files and commit files are kept this long
+#: (vacuum and log cleanup honour it). It bounds the model-reproducibility window (see README).
+RETENTION_DAYS = 90
+TABLE_PROPERTIES = {
+    "delta.logRetentionDuration": f"interval {RETENTION_DAYS} days",
+    "delta.deletedFileRetentionDuration": f"interval {RETENTION_DAYS} days",
+}
 _COMMIT_FILE = re.compile(r"^\d{20}\.json$")
 _UNSIGNED = {pl.UInt8: pl.Int16, pl.UInt16: pl.Int32, pl.UInt32: pl.Int64, pl.UInt64: pl.Int64}
 
@@ -262,7 +269,7 @@ class DeltaTables:
             try:
                 if handle is None:
                     # First write: create the table (even with no rows, so readers know its schema).
-                    write_deltalake(loc.uri, data, mode="append", **options)
+                    write_deltalake(loc.uri, data, mode="append", configuration=TABLE_PROPERTIES, **options)
                 else:
                     check_schema(loc.uri, handle, rows)
                     current, version = self.read(table, where, None, keep_bookkeeping=True, handle=handle)
@@ -333,8 +340,10 @@ class DeltaTables:
         handle = self.open(table)
         if handle is None:
             return []
+        # full: also files no commit ever referenced (a killed writer's), once older than the retention,
+        # so a writer still in flight keeps its uncommitted files.
         return list(handle.vacuum(retention_hours=retention_hours, dry_run=dry_run,
-                                  enforce_retention_duration=False))
+                                  enforce_retention_duration=False, full=True))
 
     def cleanup_log(self, table: str) -> None:
         """Drop commit files older than the table's log retention (after a checkpoint)."""
