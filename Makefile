@@ -2,23 +2,35 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUM    := $(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(SUM)
+# The demo and the UI need only the package's own dependencies; the test and infra extras (moto,
+# playwright, CDK, checkov: most of a 1.8 GB venv) are installed by `make test`, `make lint`, `make bench`.
+RUNTIME_STAMP := $(VENV)/.runtime-$(SUM)
+ALL_EXTRAS := .[dev,infra]
+PIP_INSTALL = @test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/python -m pip install -q uv >/dev/null 2>&1 || true; \
+	if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q -p $(BIN)/python -e "$(1)"; \
+	else $(BIN)/python -m pip install -q -e "$(1)"; fi
 
-.PHONY: install demo ui test test-e2e lint bench bench-pipeline clean-state
+.PHONY: install install-runtime demo ui test test-e2e lint bench bench-pipeline clean-state
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q uv >/dev/null 2>&1 || true
-	@if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,infra]"; \
-	 else $(BIN)/python -m pip install -q -e ".[dev,infra]"; fi
-	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+	$(call PIP_INSTALL,$(ALL_EXTRAS))
+	@rm -f $(VENV)/.installed-* $(VENV)/.runtime-*; touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	$(call PIP_INSTALL,.)
+	@rm -f $(VENV)/.runtime-*; touch $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
-demo: install          ## start the local PostgreSQL, migrate, materialize the whole graph, print a summary
-	$(BIN)/wealth-pipeline demo
+install-runtime: $(RUNTIME_STAMP)
 
-ui: install            ## the Dagster UI on the demo's state
+demo: install-runtime  ## start the local PostgreSQL, migrate, materialize the whole graph, print a summary
+	$(BIN)/wealth-pipeline demo $(ARGS)
+
+ui: install-runtime    ## the Dagster UI on the demo's state
 	$(BIN)/wealth-pipeline ui
 
 test: install          ## the whole test suite (starts its own PostgreSQL and S3 API on loopback)
