@@ -955,6 +955,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
+    from wealth_pipeline.lakehouse.cli import add_lakehouse_parser  # `lakehouse migrate` (lakehouse/migrate.py)
+
+    add_lakehouse_parser(sub)
+
     ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

@@ -557,9 +557,19 @@ class Lakehouse:
             raise TypeError(f"expected a polars DataFrame, got {type(frame).__name__}")
         return frame
 
+    def commit_rows(
+        self, tier: str, dataset: str, rows: pl.DataFrame, start: dt.date | None, end: dt.date | None,
+        *, dated: bool = True,
+    ) -> delta.DeltaWrite:
+        """Replace the window ``[start, end]`` (every file name) with ``rows`` that already carry the
+        bookkeeping columns (``delta.with_bookkeeping``), in one commit; used by the migration."""
+        if not self.is_table_tier(tier):
+            raise ValueError(f"{tier!r} is not a table tier ({sorted(DELTA_TIERS)})")
+        return self._commit(tier, dataset, rows, start, end, None, dated=dated)
+
     def _commit(
         self, tier: str, dataset: str, rows: pl.DataFrame, start: dt.date | None, end: dt.date | None,
-        filename: str, *, dated: bool,
+        filename: str | None, *, dated: bool,
     ) -> delta.DeltaWrite:
         table = self._table(tier, dataset)
         predicate = delta.window_predicate(start, end, filename)
