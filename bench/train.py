@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from wealth_pipeline.core import adjustments, features, indicators, modeling
-    from wealth_pipeline.defs.analytics.assets import exposures_for_window
+    from wealth_pipeline.core.analytics import exposures_for_window
     from wealth_pipeline.providers.synthetic import SyntheticMarket
 
     start = dt.date(2015, 1, 2)

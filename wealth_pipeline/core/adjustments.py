@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from wealth_pipeline.providers.base import CORPORATE_ACTIONS_SCHEMA
+from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
 
 ACTION_TYPES: tuple[str, ...] = ("split", "dividend")
 FACTOR_COLUMNS: tuple[str, ...] = ("split_factor", "dividend_factor", "adj_factor")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # xgboost (about 1 s to import) loads where a booster is fitt
     import xgboost as xgb
 
 from wealth_pipeline.core.features import FEATURE_COLUMNS, KEY_COLUMNS
+from wealth_pipeline.core.schemas import PREDICTION_SCHEMA
 
 BOOSTER_FORMAT = "ubj"
 
@@ -51,20 +52,20 @@ class TrainingError(ValueError):
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyperparameters and validation layout (the model asset's Dagster config mirrors these)."""
+    """Hyperparameters and validation layout; the model asset's Dagster config is built from these fields."""
 
-    horizon: int = 5
-    n_folds: int = 5
-    embargo: int = 5
-    n_estimators: int = 200
-    max_depth: int = 4
-    learning_rate: float = 0.05
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    min_child_weight: float = 20.0
-    reg_lambda: float = 1.0
-    seed: int = 7
-    nthread: int = 1
+    horizon: int = field(default=5, metadata={"description": "Label: forward return over this many sessions of the security."})
+    n_folds: int = field(default=5, metadata={"description": "Walk-forward folds (expanding window)."})
+    embargo: int = field(default=5, metadata={"description": "Sessions embargoed before each test block, >= horizon."})
+    n_estimators: int = field(default=200, metadata={"description": "XGBoost boosting rounds."})
+    max_depth: int = field(default=4, metadata={"description": "XGBoost maximum tree depth."})
+    learning_rate: float = field(default=0.05, metadata={"description": "XGBoost learning rate (eta)."})
+    subsample: float = field(default=0.8, metadata={"description": "XGBoost row subsample per tree, in (0, 1]."})
+    colsample_bytree: float = field(default=0.8, metadata={"description": "XGBoost column subsample per tree, in (0, 1]."})
+    min_child_weight: float = field(default=20.0, metadata={"description": "XGBoost minimum hessian weight in a leaf."})
+    reg_lambda: float = field(default=1.0, metadata={"description": "XGBoost L2 regularization (lambda)."})
+    seed: int = field(default=7, metadata={"description": "XGBoost seed: with nthread fixed, training is deterministic."})
+    nthread: int = field(default=1, metadata={"description": "XGBoost threads (fixed for determinism; raise on dedicated cores)."})
 
     def __post_init__(self) -> None:
         for name in ("horizon", "n_folds", "n_estimators", "max_depth", "nthread"):
@@ -337,3 +338,28 @@ def ic_bars(folds: Sequence[dict[str, Any]], width: int = 20) -> str:
             bar, shown = "", "n/a"
         lines.append(f"| {fold['fold']} | {fold['test_start']}..{fold['test_end']} | {shown} | {bar} |")
     return "\n".join(lines)
+
+
+def score_sessions(feature_frame: pl.DataFrame, chosen: dict[dt.date, str | None],
+                   boosters: dict[str, xgb.Booster]) -> pl.DataFrame:
+    """Scores and cross-sectional ranks (1 = highest score) of every row whose session has a model.
+
+    ``chosen`` maps each session to the model that scores it (``None``: no model yet); rows follow
+    ``core.schemas.PREDICTION_SCHEMA``.
+    """
+    parts = []
+    for model_id in sorted({m for m in chosen.values() if m is not None}):
+        days = [d for d, m in chosen.items() if m == model_id]
+        rows = feature_frame.filter(pl.col("session_date").is_in(days))
+        if rows.is_empty():
+            continue
+        booster = boosters[model_id]
+        scores = predict(booster, rows, booster.feature_names, nthread=1)
+        parts.append(rows.select("symbol", "session_date").with_columns(
+            pl.lit(model_id).alias("model_id"), pl.Series("score", scores, dtype=pl.Float64)))
+    if not parts:
+        return pl.DataFrame(schema=PREDICTION_SCHEMA)
+    frame = pl.concat(parts).sort(["session_date", "symbol"])
+    return frame.with_columns(
+        pl.col("score").rank("ordinal", descending=True).over("session_date").cast(pl.Int32).alias("rank")
+    ).select(list(PREDICTION_SCHEMA)).sort(["symbol", "session_date"])

@@ -5,7 +5,7 @@ entering the processed tier, so a bad row is described the same way wherever it 
 rule is a vectorized polars expression; Python only runs per *distinct* (exchange, date) pair for
 the calendar check and per rejected row when reject messages are built.
 
-Input frames carry the columns of a schema from ``providers.base`` either already typed (provider
+Input frames carry the columns of a schema from ``core.schemas`` either already typed (provider
 data) or as text (vendor CSV, parquet written with string columns); text is parsed here so that a
 value that is not a number, an integer or an ISO date becomes a reject naming the row and field
 instead of an exception. Extra columns are ignored. A ``row_number`` column, when present, is used
@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from wealth_pipeline.providers.base import BARS_SCHEMA, CORPORATE_ACTIONS_SCHEMA, FX_RATES_SCHEMA
+from wealth_pipeline.core.schemas import BARS_SCHEMA, CORPORATE_ACTIONS_SCHEMA, FX_RATES_SCHEMA
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "row_number": pl.Int64(),

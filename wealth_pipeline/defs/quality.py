@@ -4,8 +4,10 @@ An asset declares ``check_specs``; while materializing it evaluates them on the 
 write: Great Expectations 1.x suites for what GX expresses (schema, keys, nulls, ranges, column
 pairs) and plain polars predicates for the rest (completeness against the universe, jumps no
 corporate action explains, reconciliation with the warehouse). Blocking checks are evaluated
-before anything is written: when one fails the asset reports every check result and then fails,
-so the previous good state of the partition stays in place and downstream assets do not run.
+before anything is written: when one fails the asset reports every check result and then fails
+once (``dg.Failure(allow_retries=False)``: the same data fails the same way on a retry), so the
+previous good state of the partition stays in place and downstream assets do not run. The
+publish step (``defs/publish.py``) runs this gate for every dataset asset.
 """
 
 from __future__ import annotations
@@ -116,11 +118,16 @@ def evaluate(frame: pl.DataFrame, checks: Iterable[Check], suite_prefix: str) ->
 
 
 def gate(outcomes: list[CheckOutcome], asset_key: dg.AssetKey) -> list[dg.AssetCheckResult]:
-    """Check results to yield; raises after them when a blocking check failed (nothing gets written)."""
+    """The check results of ``outcomes`` for ``asset_key``; it does not raise.
+
+    The caller yields them and fails when ``blocking_failures`` is not empty; the publish step
+    (``defs/publish.stop_if_blocked``) does both, without retries.
+    """
     return [outcome.to_result(asset_key) for outcome in outcomes]
 
 
 def blocking_failures(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
+    """The blocking checks that failed."""
     return [o for o in outcomes if o.blocking and not o.passed]
 
 

@@ -168,7 +168,7 @@ def test_a_failed_blocking_check_keeps_the_previous_good_state(local_pipeline: C
     files_before = p.lake.store.list_keys("processed/bars/")
     import importlib
 
-    bars_module = importlib.import_module("wealth_pipeline.defs.processed.bars")
+    bars_module = importlib.import_module("wealth_pipeline.core.bars")
 
     # A regression upstream of the checks: the adjusted close comes out negative.
     original = bars_module.adjustments.apply_adjustments
@@ -183,6 +183,48 @@ def test_a_failed_blocking_check_keeps_the_previous_good_state(local_pipeline: C
     assert evaluations["ohlcv_valid"] is False
     assert _bars_content(p) == before
     assert p.lake.store.list_keys("processed/bars/") == files_before
+    # A data-quality failure is deterministic: bars (retry policy: 2 retries) ran once, with no retry.
+    bars_events = [e for e in result.all_events if e.step_key == "bars"]
+    assert [e.event_type for e in bars_events].count(dg.DagsterEventType.STEP_START) == 1
+    assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in bars_events)
+
+
+def test_each_partition_materialization_carries_its_own_figures_and_checks_follow_it(
+        local_pipeline: Callable[..., Pipeline]) -> None:
+    from wealth_pipeline.core import calendars
+    from wealth_pipeline.providers.synthetic import SyntheticMarket
+
+    p = local_pipeline(synthetic_dirty=True)
+    faults = SyntheticMarket(seed=7, universe_size=12, dirty=True).injected_faults(dt.date(2024, 1, 2), dt.date(2024, 12, 31))
+    day = faults.filter(pl.col("fault") == "tick_100x")["session_date"][0]
+    start, end = day - dt.timedelta(days=3), day + dt.timedelta(days=3)
+    runs = p.run(str(start), str(end))
+    result = next(r["result"] for r in runs
+                  if any(e.asset_key == dg.AssetKey("bars") for e in r["result"].get_asset_materialization_events()))
+    per_day = dict(p.query("SELECT session_date, count(*) FROM market.bars_daily GROUP BY 1"))
+    assert sum(per_day.values()) > max(per_day.values())  # a window total differs from a partition's count
+    materializations = result.asset_materializations_for_node("bars")
+    partitions = sorted(m.partition for m in materializations)
+    first, last = dt.date.fromisoformat(partitions[0]), dt.date.fromisoformat(partitions[-1])
+    assert partitions == [d.isoformat() for d in calendars.weekdays(first, last)] and day.isoformat() in partitions
+    for m in materializations:
+        assert m.metadata["dagster/row_count"].value == per_day.get(dt.date.fromisoformat(m.partition), 0)
+        assert m.metadata["window_rows"].value == sum(per_day.values())
+        latest = m.metadata["preview"].value
+        assert {r.data["session_date"] for r in latest.records} == {max(per_day).isoformat()}
+        assert [c.name for c in latest.schema.columns][:2] == ["symbol", "session_date"]
+    quarantined = pl.concat(
+        [pl.read_parquet(p.lake.store.get_bytes(k)) for k in p.lake.store.list_keys("artifacts/quarantine/bars/")])
+    by_day = quarantined.drop_nulls("session_date").group_by("session_date").len()
+    assert by_day.height >= 1
+    for day, n in by_day.iter_rows():
+        m = next(m for m in materializations if m.partition == day.isoformat())
+        assert m.metadata["rejected_rows"].value == n
+    # check results come after the materialization they judge
+    kinds = [e.event_type for e in result.all_events if e.step_key == "bars"]
+    first_materialization = kinds.index(dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert dg.DagsterEventType.ASSET_CHECK_EVALUATION in kinds
+    assert all(i > first_materialization for i, k in enumerate(kinds) if k == dg.DagsterEventType.ASSET_CHECK_EVALUATION)
 
 
 @pytest.mark.timescale

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from wealth_pipeline.core import adjustments, calendars
-from wealth_pipeline.defs.processed.common import write_window
+from wealth_pipeline.defs.publish import write_window
 from wealth_pipeline.environment import with_database
 from wealth_pipeline.lakehouse.store import Lakehouse
 from wealth_pipeline.providers.synthetic import SyntheticMarket
@@ -45,7 +45,7 @@ def seed_processed(lake_uri: str, start: dt.date, end: dt.date) -> SyntheticMark
     Factor exposures come from the analytics asset's own function (``exposures_for_window``) over
     the seeded history, as the ``factor_exposures`` asset would store them.
     """
-    from wealth_pipeline.defs.analytics.assets import exposures_for_window
+    from wealth_pipeline.core.analytics import exposures_for_window
 
     market = SyntheticMarket(seed=7, universe_size=UNIVERSE)
     lake = Lakehouse.from_uri(lake_uri)

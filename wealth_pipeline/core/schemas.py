@@ -1,0 +1,97 @@
+"""The schemas of every dataset the pipeline exchanges: provider deliveries and processed outputs.
+
+Pure declarations (column name -> polars dtype) shared by ``core`` and the layers above it, so the
+compute never imports from ``providers``. Key columns carry the same names everywhere: ``symbol``,
+``session_date``, ``currency``. Column descriptions live with the dataset registry
+(``wealth_pipeline.defs.datasets``), which publishes them as Dagster column schemas.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SYMBOL_MASTER_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(),
+    "name": pl.Utf8(),
+    "exchange": pl.Utf8(),  # NYSE, NASDAQ, TSX: a key of core.calendars.EXCHANGE_CALENDAR_CODES
+    "currency": pl.Utf8(),  # ISO 4217 code of the listing
+    "asset_class": pl.Utf8(),  # equity, etf, index
+    "sector": pl.Utf8(),
+    "is_synthetic": pl.Boolean(),
+}
+
+BARS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(),
+    "session_date": pl.Date(),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "volume": pl.Int64(),
+    "currency": pl.Utf8(),
+}
+
+# action_type is "split" (ratio = new shares per old share, e.g. 4.0 for a 4-for-1) or
+# "dividend" (amount = cash per share in ``currency``, paid to holders before ex_date).
+CORPORATE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(),
+    "ex_date": pl.Date(),
+    "action_type": pl.Utf8(),
+    "ratio": pl.Float64(),
+    "amount": pl.Float64(),
+    "currency": pl.Utf8(),
+}
+
+# rate = units of quote_currency for one unit of base_currency (USD/CAD 1.35: 1 USD = 1.35 CAD).
+FX_RATES_SCHEMA: dict[str, pl.DataType] = {
+    "session_date": pl.Date(),
+    "base_currency": pl.Utf8(),
+    "quote_currency": pl.Utf8(),
+    "rate": pl.Float64(),
+}
+
+# Long format, Fama-French convention: "market" is the market's excess return over "rf", the daily
+# risk-free rate; "size", "value", "momentum" are long-short factor returns. Simple daily returns.
+FACTOR_RETURNS_SCHEMA: dict[str, pl.DataType] = {
+    "session_date": pl.Date(),
+    "factor": pl.Utf8(),
+    "value": pl.Float64(),
+}
+
+BENCHMARK_RETURNS_SCHEMA: dict[str, pl.DataType] = {
+    "session_date": pl.Date(),
+    "benchmark": pl.Utf8(),
+    "level": pl.Float64(),
+    "return": pl.Float64(),  # simple return from the previous session's level
+}
+
+FACTORS: tuple[str, ...] = ("market", "size", "value", "momentum")
+RISK_FREE_FACTOR = "rf"
+
+
+def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with ``schema``: what a provider returns for a window with no data."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast ``frame`` to ``schema`` (raises if a column is missing)."""
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        raise ValueError(f"missing columns {missing}; expected {list(schema)}")
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
+
+# ---- processed outputs ------------------------------------------------------------------------------
+# Processed bars: raw prices, backward (CRSP-style) split/dividend factors and adjusted prices.
+PROCESSED_BARS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(), "session_date": pl.Date(), "exchange": pl.Utf8(), "currency": pl.Utf8(),
+    "open": pl.Float64(), "high": pl.Float64(), "low": pl.Float64(), "close": pl.Float64(), "volume": pl.Int64(),
+    "split_factor": pl.Float64(), "dividend_factor": pl.Float64(), "adj_factor": pl.Float64(),
+    "adj_open": pl.Float64(), "adj_high": pl.Float64(), "adj_low": pl.Float64(), "adj_close": pl.Float64(),
+    "adj_volume": pl.Float64(), "source": pl.Utf8(),
+}
+
+PREDICTION_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(), "session_date": pl.Date(), "model_id": pl.Utf8(), "score": pl.Float64(), "rank": pl.Int32(),
+}

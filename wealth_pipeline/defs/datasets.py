@@ -1,0 +1,306 @@
+"""The dataset registry: every published dataset declared once.
+
+A ``Dataset`` names the asset, its lakehouse tier, its warehouse table, the date column its
+partitions follow, its keys, its schema and the checks its frame must pass. Assets take their
+``deps``, reads, check specs and column schema from here, and the publish step
+(``defs/publish.py``) takes everything it needs to gate, write, load and reconcile. Adding a
+dataset is one entry below plus the asset that computes it.
+
+Column descriptions come from the dbt doc blocks (``dbt_project/models/docs.md``: one text per
+column for the warehouse, the marts and Dagster alike), completed by ``COLUMN_DOCS`` for the
+columns no mart exposes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from wealth_pipeline.core import analytics, portfolio_daily, schemas
+from wealth_pipeline.core import bars as bar_compute
+from wealth_pipeline.defs import quality
+from wealth_pipeline.lakehouse.store import Lakehouse
+
+DOCS_FILE = Path(__file__).resolve().parents[2] / "dbt_project" / "models" / "docs.md"
+RECONCILE = "warehouse_reconciles"
+
+# Columns without a dbt doc block (the dbt blocks win where both exist).
+COLUMN_DOCS: dict[str, str] = {
+    "name": "Name of the security.",
+    "is_synthetic": "True for securities of the offline synthetic market (demo and tests).",
+    "source": "Where the row came from (`raw`: the raw tier's current delivery).",
+    "ex_date": "Ex-date of the corporate action: the first session that trades without it.",
+    "action_type": "`split` (ratio = new shares per old share) or `dividend` (amount = cash per share).",
+    "ratio": "Split ratio: new shares per old share (4.0 for a 4-for-1); null for dividends.",
+    "amount": "Cash amount (per share for dividends, per transaction for portfolio rows) in `currency`.",
+    "quote_currency": "ISO 4217 code of the quote currency.",
+    "rate": "Units of quote currency per unit of base currency (USD/CAD 1.35: 1 USD = 1.35 CAD).",
+    "factor": "Factor name: market (excess over rf), size, value, momentum, or rf (daily risk-free rate).",
+    "value": "Daily simple return of the factor (rf: the daily risk-free rate).",
+    "level": "Benchmark index level at the close.",
+    "return": "Simple return of the benchmark from the previous session's level.",
+    "rank": "Rank of the score within the session, 1 = highest.",
+    "quantity": "Shares held at the close (split-adjusted).",
+    "cost_basis_local": "Cost of the open FIFO lots in the listing currency.",
+    "cost_basis_base": "Cost of the open FIFO lots in base currency at the purchase-day FX rates.",
+    "market_value_local": "Quantity times the close, in the listing currency.",
+    "market_value_base": "Market value in base currency at the day's FX rate (last rate carried over FX holidays).",
+    "unrealized_pnl_base": "Market value minus cost basis, in base currency.",
+    "realized_pnl_base": "Profit realized by sales so far (FIFO), in base currency.",
+    "weight": "Share of the portfolio's total value in base currency.",
+    "balance": "Cash balance in `currency`.",
+    "balance_base": "Cash balance in base currency at the day's FX rate.",
+    "local_return": "Return of the position in its listing currency.",
+    "fx_return": "Return of the listing currency against the base currency.",
+    "interaction": "Interaction term: local return times FX return.",
+    "base_return": "Return in base currency: local + fx + interaction.",
+    "coverage": "Share of the invested value whose securities have factor estimates that day.",
+}
+
+
+@cache
+def _dbt_docs() -> dict[str, str]:
+    text = DOCS_FILE.read_text(encoding="utf-8")
+    blocks = re.findall(r"{%\s*docs\s+(\w+)\s*%}(.*?){%\s*enddocs\s*%}", text, re.S)
+    return {name: " ".join(body.split()) for name, body in blocks}
+
+
+def describe(column: str) -> str:
+    """The one description of ``column``; raises ``KeyError`` naming it when none is written."""
+    docs = _dbt_docs()
+    if column in docs:
+        return docs[column]
+    if f"attribution_{column}" in docs:
+        return docs[f"attribution_{column}"]
+    if column in COLUMN_DOCS:
+        return COLUMN_DOCS[column]
+    raise KeyError(f"column {column!r} has no description: add a dbt doc block to {DOCS_FILE} or an entry to COLUMN_DOCS")
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    return {"String": "text", "Date": "date", "Float64": "double", "Int64": "bigint", "Int32": "integer",
+            "Boolean": "boolean"}.get(str(dtype), str(dtype).lower())
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset as the assets, the publish step and the UI see it.
+
+    ``tier``: lakehouse tier of its partitions (``None``: warehouse only, e.g. portfolio rows, which
+    have no per-owner access control in the lake). ``table``: warehouse table (``None``: lake only).
+    ``checks``: frame checks beyond ``schema`` and ``keys_unique``; ``computed``: checks the asset
+    works out from more than the frame, as ``(name, description, blocking)``. ``entity``: the column
+    whose values a load may be restricted to (the warehouse keeps rows of other entities).
+    ``lake_name``: the lakehouse folder when it differs from the asset name.
+    """
+
+    name: str
+    tier: str | None
+    table: str | None
+    date_column: str | None
+    keys: tuple[str, ...]
+    schema: dict[str, pl.DataType]
+    checks: tuple[quality.Check, ...] = ()
+    computed: tuple[tuple[str, str, bool], ...] = ()
+    schema_check: bool = True
+    entity: str | None = None
+    lake_name: str | None = None
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.name)
+
+    @property
+    def lake_dataset(self) -> str:
+        """Its folder in the lakehouse tier (the asset name unless told otherwise: raw_bars is raw/bars)."""
+        return self.lake_name or self.name
+
+    def frame_checks(self) -> list[quality.Check]:
+        """The checks evaluated on the frame before anything is written."""
+        standard = [quality.Check("keys_unique", f"One row per {', '.join(self.keys)}.",
+                                  predicate=quality.unique_keys(self.keys))]
+        if self.schema_check:
+            standard.insert(0, quality.Check("schema", f"{self.name} has the documented columns and types.",
+                                             predicate=quality.has_columns(self.schema)))
+        return [*standard, *self.checks]
+
+    def check_specs(self) -> list[dg.AssetCheckSpec]:
+        specs = [c.spec(self.key) for c in self.frame_checks()]
+        specs += [dg.AssetCheckSpec(name, asset=self.key, description=description, blocking=blocking)
+                  for name, description, blocking in self.computed]
+        if self.table:
+            specs.append(dg.AssetCheckSpec(RECONCILE, asset=self.key,
+                                           description=f"{self.table} holds exactly the rows published for the window."))
+        return specs
+
+    def evaluate(self, frame: pl.DataFrame) -> list[quality.CheckOutcome]:
+        return quality.evaluate(frame, self.frame_checks(), self.name)
+
+    def outcome(self, name: str, passed: bool, details: dict[str, Any]) -> quality.CheckOutcome:
+        """The outcome of one of the ``computed`` checks."""
+        description, blocking = next((d, b) for n, d, b in self.computed if n == name)
+        return quality.CheckOutcome(name, passed, blocking, description, details)
+
+    def column_schema(self, columns: list[str] | None = None) -> dg.TableSchema:
+        names = columns or list(self.schema)
+        return dg.TableSchema(columns=[
+            dg.TableColumn(name, type=_type_name(self.schema[name]), description=describe(name),
+                           constraints=dg.TableColumnConstraints(nullable=name not in self.keys))
+            for name in names])
+
+    def definition_metadata(self) -> dict[str, Any]:
+        """What the asset definition carries: column schema, warehouse table, partition column."""
+        metadata: dict[str, Any] = {"dagster/column_schema": self.column_schema()}
+        if self.date_column:
+            metadata["partition_column"] = self.date_column
+        if self.table:
+            metadata["dagster/table_name"] = self.table
+        return metadata
+
+    def read(self, lake: Lakehouse, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
+        """The lakehouse partitions of ``[start, end]`` as one frame (no rows: no columns)."""
+        if self.tier is None:
+            raise ValueError(f"{self.name} has no lakehouse copy (warehouse only); read it from {self.table}")
+        return lake.read_partitions(self.tier, self.lake_dataset, start, end)
+
+
+def _gx(build: Callable[[Any], list[Any]]) -> Callable[[], list[Any]]:
+    """A GX suite factory: great_expectations (slow to import) loads when a check first runs."""
+    def factory() -> list[Any]:
+        import great_expectations as gx
+
+        return build(gx.expectations)
+
+    return factory
+
+
+_SESSION = ("symbol", "session_date")
+
+# ---- ingest (declared here for deps and column schemas; written by defs/ingest) ---------------------
+SYMBOL_MASTER = Dataset("symbol_master", "processed", "ref.securities", None, ("symbol",), schemas.SYMBOL_MASTER_SCHEMA)
+RAW = {
+    name: Dataset(f"raw_{name}", "raw", None, date_column, keys, schema, lake_name=name)
+    for name, schema, date_column, keys in (
+        ("bars", schemas.BARS_SCHEMA, "session_date", _SESSION),
+        ("corporate_actions", schemas.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type")),
+        ("fx_rates", schemas.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date")),
+        ("factor_returns", schemas.FACTOR_RETURNS_SCHEMA, "session_date", ("factor", "session_date")),
+        ("benchmark_returns", schemas.BENCHMARK_RETURNS_SCHEMA, "session_date", ("benchmark", "session_date")),
+    )
+}
+
+# ---- processed ---------------------------------------------------------------------------------------
+BARS = Dataset(
+    "bars", "processed", "market.bars_daily", "session_date", _SESSION, schemas.PROCESSED_BARS_SCHEMA,
+    checks=(
+        quality.Check("ohlcv_valid", "Prices > 0, high >= max(open, close), low <= min(open, close), volume >= 0, no nulls (GX suite).",
+                      expectations=_gx(lambda e: [
+                          *[e.ExpectColumnValuesToNotBeNull(column=c) for c in ("symbol", "session_date", "open", "high", "low", "close", "adj_close")],
+                          *[e.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True) for c in ("open", "high", "low", "close", "adj_close")],
+                          e.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
+                          e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="open", or_equal=True),
+                          e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="close", or_equal=True),
+                          e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="open", column_B="low", or_equal=True),
+                          e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="close", column_B="low", or_equal=True),
+                      ])),
+        quality.Check("no_unexplained_jumps", f"No adjusted move above {bar_compute.JUMP_THRESHOLD:.0%} that no split or dividend explains.",
+                      blocking=False, predicate=bar_compute.no_unexplained_jumps),
+    ),
+    computed=(("complete_against_universe", "Every listing has a bar on every session of its exchange.", False),),
+)
+
+REFERENCE = {
+    d.name: d for d in (
+        Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type"),
+                schemas.CORPORATE_ACTIONS_SCHEMA, checks=(quality.Check(
+                    "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
+                        e.ExpectColumnValuesToBeInSet(column="action_type", value_set=["split", "dividend"]),
+                        e.ExpectColumnValuesToNotBeNull(column="symbol")])),)),
+        Dataset("fx_rates", "processed", "market.fx_rates", "session_date", ("base_currency", "quote_currency", "session_date"),
+                schemas.FX_RATES_SCHEMA, checks=(quality.Check(
+                    "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
+                        e.ExpectColumnValuesToBeBetween(column="rate", min_value=0, strict_min=True),
+                        e.ExpectColumnValuesToNotBeNull(column="rate")])),)),
+        Dataset("factor_returns", "processed", "market.factor_returns", "session_date", ("factor", "session_date"),
+                schemas.FACTOR_RETURNS_SCHEMA, checks=(quality.Check(
+                    "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
+                        e.ExpectColumnValuesToBeInSet(column="factor", value_set=[*schemas.FACTORS, schemas.RISK_FREE_FACTOR]),
+                        e.ExpectColumnValuesToBeBetween(column="value", min_value=-0.5, max_value=0.5),
+                        e.ExpectColumnValuesToNotBeNull(column="value")])),)),
+        Dataset("benchmark_returns", "processed", "market.benchmark_returns", "session_date", ("benchmark", "session_date"),
+                schemas.BENCHMARK_RETURNS_SCHEMA, checks=(quality.Check(
+                    "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
+                        e.ExpectColumnValuesToBeBetween(column="level", min_value=0, strict_min=True),
+                        e.ExpectColumnValuesToBeBetween(column="return", min_value=-0.5, max_value=0.5)])),)),
+    )
+}
+
+# ---- analytics ---------------------------------------------------------------------------------------
+INDICATORS = Dataset(
+    "indicators", "processed", "analytics.indicators_daily", "session_date", _SESSION, analytics.INDICATOR_SCHEMA,
+    checks=(quality.Check("values_in_range", "RSI and stochastic in [0, 100], Bollinger bands ordered, ATR and volatility >= 0.",
+                          predicate=analytics.indicator_ranges),),
+    computed=(("complete_after_warmup", "Every bar has an indicator row, with no missing value once "
+               f"{analytics.WARM_AFTER_SESSIONS} sessions are observed.", True),),
+)
+FACTOR_EXPOSURES = Dataset(
+    "factor_exposures", "processed", "analytics.factor_exposures", "session_date", _SESSION, analytics.EXPOSURE_SCHEMA,
+    checks=(quality.Check("values_in_range", f"R² in [0, 1], residual vol >= 0, n_obs <= {analytics.EXPOSURE_WINDOW}, "
+                          f"estimates only with >= {analytics.EXPOSURE_MIN_OBS} observations.", predicate=analytics.exposure_ranges),),
+    computed=(("complete_once_window_filled", f"Every security with {analytics.EXPOSURE_MIN_OBS}+ observations has "
+               "estimates on every factor session.", False),),
+)
+
+# ---- models ------------------------------------------------------------------------------------------
+PREDICTIONS = Dataset(
+    "predictions", "models", "models.predictions", "session_date", _SESSION, schemas.PREDICTION_SCHEMA,
+    computed=(("covers_universe", "Every security with a bar on a session that has a model gets a score; ranks 1..N.", True),),
+)
+
+# ---- portfolio (warehouse only, row-level-secured) ---------------------------------------------------
+_PORTFOLIO = (
+    ("portfolio_positions", "portfolio.positions", ("portfolio_id", "symbol", "session_date"),
+     ("holdings_not_negative", "No negative quantity unless the portfolio allows short selling.", True)),
+    ("portfolio_cash_balances", "portfolio.cash_balances", ("portfolio_id", "currency", "session_date"),
+     ("cash_reconciles", "Cash per currency equals the running sum of transactions and dividends.", True)),
+    ("portfolio_valuations", "portfolio.valuations", ("portfolio_id", "session_date"),
+     ("valuation_equals_sum_of_positions", "Total value = positions + cash in base currency.", True)),
+    ("portfolio_metrics", "portfolio.portfolio_metrics", ("portfolio_id", "session_date"),
+     ("metrics_in_sane_bounds", "Returns > -100%, volatility in [0, 5], drawdown in [-1, 0], |beta| < 10, |Sharpe| < 20.", True),
+     ("all_portfolios_computed", "Every portfolio computed (a bad input row skips its portfolio; errors in metadata).", False)),
+    ("currency_attribution", "portfolio.currency_attribution", ("portfolio_id", "symbol", "session_date"),
+     ("terms_sum_to_total", "local + fx + interaction = base return for every row.", True)),
+    ("portfolio_factor_exposures", "portfolio.factor_exposures", ("portfolio_id", "session_date"),
+     ("coverage_in_range", "Coverage in [0, 1].", True)),
+)
+PORTFOLIO = {
+    name: Dataset(name, None, table, "session_date", keys, portfolio_daily.SCHEMAS[name], computed=tuple(computed),
+                  schema_check=False, entity="portfolio_id")
+    for name, table, keys, *computed in _PORTFOLIO
+}
+
+REGISTRY: dict[str, Dataset] = {
+    d.name: d for d in (SYMBOL_MASTER, *RAW.values(), BARS, *REFERENCE.values(), INDICATORS, FACTOR_EXPOSURES,
+                        PREDICTIONS, *PORTFOLIO.values())
+}
+
+
+def get(name: str) -> Dataset:
+    """The dataset called ``name``; raises ``KeyError`` naming the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}: expected one of {sorted(REGISTRY)}") from None
+
+
+def keys(*datasets: Dataset) -> list[dg.AssetKey]:
+    """Asset keys for ``deps=``: the same declaration the reads use."""
+    return [d.key for d in datasets]
