@@ -33,6 +33,7 @@ class TableMaintenance:
     active_files_after: int
     files_compacted: int
     files_vacuumed: int
+    vacuum_skipped: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -58,10 +59,36 @@ def maintain_table(lake: Lakehouse, tier: str, dataset: str, retention_days: int
         missing = {k: v for k, v in delta.TABLE_PROPERTIES.items() if config.get(k) != v}
         if missing:
             handle.alter.set_table_properties(missing)
-    vacuumed = tables.vacuum(table, retention_days * HOURS_PER_DAY)
+    foreign = foreign_objects(lake, table)
+    skipped = None
+    if foreign:
+        # A full vacuum deletes every file no commit references: these would be lost.
+        skipped = (f"vacuum skipped: {len(foreign)} object(s) in the table folder are not Delta files "
+                   f"(e.g. {lake.uri(foreign[0])}); run `wealth-pipeline lakehouse migrate` or move them")
+        vacuumed = []
+    else:
+        vacuumed = tables.vacuum(table, retention_days * HOURS_PER_DAY)
     tables.cleanup_log(table)
     return TableMaintenance(lake.table_uri(tier, dataset), before_version, tables.version(table), before_files,
-                            tables.file_count(table), compacted, len(vacuumed))
+                            tables.file_count(table), compacted, len(vacuumed), skipped)
+
+
+def foreign_objects(lake: Lakehouse, table: str) -> list[str]:
+    """Objects under a table's folder that are not its log or data files (old ``date=`` parquet, JSON, ...)."""
+    prefix = f"{table}/"
+    foreign = []
+    for key in lake.store.list_keys(prefix):
+        rest = key[len(prefix):]
+        if rest.startswith("_delta_log/"):
+            continue
+        if rest.endswith(".parquet") and rest.startswith(f"{delta.YEAR_COLUMN}=") and "/date=" not in f"/{rest}":
+            continue
+        nested = rest.split("/", 1)[0]
+        if "/" in rest and not nested.startswith(f"{delta.YEAR_COLUMN}=") and lake.store.exists(
+                f"{table}/{nested}/_delta_log/00000000000000000000.json"):
+            continue  # a nested table (models/forecaster/{id}/oos_predictions inside a folder is not one)
+        foreign.append(key)
+    return foreign
 
 
 def maintain(lake: Lakehouse, retention_days: int = delta.RETENTION_DAYS, *,

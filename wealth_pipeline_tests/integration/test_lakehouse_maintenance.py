@@ -87,6 +87,13 @@ def test_uncommitted_files_of_a_failed_writer_are_vacuumed(backend: Backend) -> 
     report = maintenance.maintain_table(lake, "processed", "bars", retention_days=0)
     assert report.files_vacuumed == 1 and not lake.store.exists(orphan)
     assert lake.read_partitions("processed", "bars").equals(_bars(day))
+    # Files a Delta vacuum would delete but that are not the table's: vacuum is skipped, and says why.
+    old_layout = "processed/bars/date=2024-01-02/data.parquet"
+    lake.store.put_bytes(old_layout, b"a file of the parquet layout, not migrated yet")
+    report = maintenance.maintain_table(lake, "processed", "bars", retention_days=0)
+    assert report.files_vacuumed == 0 and lake.store.exists(old_layout)
+    assert report.vacuum_skipped and "date=2024-01-02/data.parquet" in report.vacuum_skipped
+    assert "lakehouse migrate" in report.vacuum_skipped
     with pytest.raises(ValueError, match="retention_days must be >= 0"):
         maintenance.maintain_table(lake, "processed", "bars", retention_days=-1)
 

@@ -26,6 +26,8 @@ def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig,
                     lakehouse: LakehouseResource) -> list[dict[str, object]]:
     done = maintenance.maintain(lakehouse.get(), config.retention_days)
     for table in done:
+        if table.vacuum_skipped:
+            context.log.warning(f"{table.table}: {table.vacuum_skipped}")
         context.log.info(
             f"{table.table}: {table.active_files_before} -> {table.active_files_after} active files, "
             f"{table.files_vacuumed} vacuumed, version {table.version_before} -> {table.version_after}")
