@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 import psycopg
 from psycopg import sql
@@ -24,6 +25,8 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 EXTENSION = "timescaledb"
+# How long the loader waits for the job refreshing the continuous aggregates (ops.request_rollup_refresh).
+REFRESH_TIMEOUT_SECONDS = 600.0
 
 
 def timescale_available(conn: psycopg.Connection) -> bool:
@@ -84,14 +87,20 @@ def _bucket_bounds(conn: psycopg.Connection, unit: str, start: dt.date, end: dt.
     return row[0], row[1]
 
 
-def refresh_rollups(conn: psycopg.Connection | str, start: dt.date, end: dt.date) -> list[str]:
+def refresh_rollups(
+    conn: psycopg.Connection | str, start: dt.date, end: dt.date, *, timeout: float = REFRESH_TIMEOUT_SECONDS
+) -> list[str]:
     """Bring every registered rollup (``ops.rollups``) up to date for sessions in [start, end].
 
-    On TimescaleDB: ``CALL refresh_continuous_aggregate`` for the whole buckets covering the window
-    (weeks start on Monday, months on the 1st). This is a procedure that cannot run inside a
-    transaction, so a connection passed in must be idle (it is switched to autocommit for the call);
-    it needs the owner of the aggregates (a superuser or a member of ``wealth_owner``): a plain loader
-    login relies on the refresh policies and on real-time aggregation instead.
+    On TimescaleDB: ``refresh_continuous_aggregate`` for the whole buckets covering the window
+    (weeks start on Monday, months on the 1st). It is a procedure that needs the aggregates' owner
+    and cannot run inside a transaction block or a function (a SECURITY DEFINER routine is always
+    one), so a connection passed in must be idle (it is switched to autocommit). An owner (a
+    superuser or a member of ``wealth_owner``) calls it directly; any other login (the pipeline's
+    ``wealth_loader``) asks ``ops.request_rollup_refresh`` (migration 0008), which has a one-shot
+    TimescaleDB job owned by ``wealth_owner`` run the same refresh, and waits up to ``timeout``
+    seconds for ``ops.rollup_refresh_status`` to say it is done (the job scheduler starts it within
+    a few seconds); a failed refresh raises ``RuntimeError`` with the job's error.
     Without TimescaleDB: ``ops.refresh_rollup(view)`` (SECURITY DEFINER, callable by the loader) runs
     ``REFRESH MATERIALIZED VIEW CONCURRENTLY``, which recomputes the whole view (the window is only
     used to validate the call). Returns the refreshed view names.
@@ -100,7 +109,7 @@ def refresh_rollups(conn: psycopg.Connection | str, start: dt.date, end: dt.date
         raise ValueError(f"refresh_rollups: window start {start} is after end {end}")
     if isinstance(conn, str):
         with psycopg.connect(conn, autocommit=True) as own:
-            return refresh_rollups(own, start, end)
+            return refresh_rollups(own, start, end, timeout=timeout)
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise RuntimeError("refresh_rollups needs an idle connection (no transaction in progress)")
     previous = conn.autocommit
@@ -117,23 +126,60 @@ def refresh_rollups(conn: psycopg.Connection | str, start: dt.date, end: dt.date
                     "SELECT view_schema, view_name FROM timescaledb_information.continuous_aggregates"
                 ).fetchall()
             }
+        if caggs and any(view_name in caggs for view_name, _ in rows) and not _owns_rollups(conn):
+            return _request_refresh(conn, start, end, [v for v, _ in rows], timeout)
         refreshed: list[str] = []
         for view_name, bucket in rows:
             if view_name in caggs:
                 lo, hi = _bucket_bounds(conn, bucket, start, end)
-                try:
-                    conn.execute(
-                        "CALL refresh_continuous_aggregate(%s::regclass, %s::date, %s::date)",
-                        (view_name, lo, hi),
-                    )
-                except psycopg.errors.InsufficientPrivilege as exc:
-                    raise PermissionError(
-                        f"refreshing continuous aggregate {view_name} for {lo}..{hi} needs its owner "
-                        f"(wealth_owner or a superuser): {exc}"
-                    ) from exc
+                conn.execute(
+                    "CALL refresh_continuous_aggregate(%s::regclass, %s::date, %s::date)",
+                    (view_name, lo, hi),
+                )
             else:
                 conn.execute("SELECT ops.refresh_rollup(%s)", (view_name,))
             refreshed.append(view_name)
         return refreshed
     finally:
         conn.autocommit = previous
+
+
+def _owns_rollups(conn: psycopg.Connection) -> bool:
+    """True when the connected role may refresh every registered rollup itself (owner or superuser)."""
+    row = conn.execute(
+        "SELECT coalesce(bool_and(pg_has_role(current_user, c.relowner, 'USAGE')), true) "
+        "FROM ops.rollups r JOIN pg_class c ON c.oid = to_regclass(r.view_name)"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _request_refresh(conn: psycopg.Connection, start: dt.date, end: dt.date, views: list[str], timeout: float) -> list[str]:
+    """The loader's route on TimescaleDB: ``ops.request_rollup_refresh`` then wait for its job."""
+    if conn.execute("SELECT to_regprocedure('ops.request_rollup_refresh(date, date)')").fetchone() == (None,):
+        raise PermissionError(
+            f"refreshing the continuous aggregates {', '.join(views)} needs their owner (wealth_owner or a "
+            "superuser), and this warehouse predates migration 0008 (ops.request_rollup_refresh): run "
+            "`wealth-pipeline db upgrade`"
+        )
+    row = conn.execute("SELECT ops.request_rollup_refresh(%s, %s)", (start, end)).fetchone()
+    assert row is not None
+    request_id = row[0]
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        (status,) = conn.execute("SELECT ops.rollup_refresh_status(%s)", (request_id,)).fetchone() or ("pending",)
+        if status == "done":
+            break
+        if status.startswith("failed"):
+            raise RuntimeError(
+                f"rollup refresh request {request_id} ({', '.join(views)} for {start}..{end}) {status}"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"rollup refresh request {request_id} ({', '.join(views)} for {start}..{end}) not done after "
+                f"{timeout:.0f} s: is the TimescaleDB job scheduler running (timescaledb.max_background_workers)?"
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+    row = conn.execute("SELECT refreshed FROM ops.rollup_refreshes WHERE request_id = %s", (request_id,)).fetchone()
+    return list(row[0]) if row and row[0] is not None else []

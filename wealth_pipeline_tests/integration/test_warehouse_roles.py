@@ -197,13 +197,16 @@ def test_loader_login_writes_everything_and_creates_nothing(wh: str, monkeypatch
     assert result.rows == 1
     assert _rows(wh, "SELECT portfolio_id, transaction_id FROM portfolio.transactions ORDER BY 1, 2") == [
         ("pa1", "t1"), ("pa2", "t1"), ("pb1", "t1"), ("pb1", "t2"), ("pb1", "t3"), (EVIL, EVIL)]
-    if _ts(wh):  # refreshing a continuous aggregate needs its owner; the loader relies on the policies
-        with pytest.raises(PermissionError, match="needs its owner"):
-            timescale.refresh_rollups(url, dt.date(2024, 1, 1), dt.date(2024, 1, 31))
-    else:  # ops.refresh_rollup is SECURITY DEFINER, granted to the loader
-        assert timescale.refresh_rollups(url, dt.date(2024, 1, 1), dt.date(2024, 1, 31)) == [
-            "market.bars_monthly", "market.bars_weekly"]
-        assert _rows(url, "SELECT symbol, close FROM market.bars_weekly") == [("AAA", 1.5)]
+    # The loader owns no rollup: on PostgreSQL ops.refresh_rollup refreshes as the owner; on TimescaleDB
+    # ops.request_rollup_refresh has a job owned by wealth_owner refresh the window (migration 0008).
+    assert timescale.refresh_rollups(url, dt.date(2024, 1, 1), dt.date(2024, 1, 31)) == [
+        "market.bars_monthly", "market.bars_weekly"]
+    assert _rows(url, "SELECT symbol, close FROM market.bars_weekly") == [("AAA", 1.5)]
+    if _ts(wh):  # the rows are materialized (not only served by real-time aggregation), and the job is gone
+        hypertable = _rows(wh, "SELECT quote_ident(materialization_hypertable_schema) || '.' || quote_ident(materialization_hypertable_name) "
+                               "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'bars_weekly'")[0][0]
+        assert _rows(wh, f"SELECT symbol, close FROM {hypertable}") == [("AAA", 1.5)]
+        assert _rows(wh, "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'run_rollup_refresh'") == [(0,)]
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in ("CREATE TABLE market.loader_probe (a int)", "DROP TABLE market.bars_daily",
                           "ALTER TABLE portfolio.transactions DISABLE ROW LEVEL SECURITY"):
