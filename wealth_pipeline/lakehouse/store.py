@@ -772,7 +772,11 @@ class Lakehouse:
         return {name: self.version(tier, name) for name in datasets}
 
     def history(self, tier: str, dataset: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """The table's commits, newest first (version, timestamp, operation, metrics)."""
+        """The table's commits, newest first (version, timestamp, operation, metrics).
+
+        delta-rs numbers these by counting down from the version it loaded: while another writer
+        commits, use a write's own ``.version`` (read from its commit file) instead.
+        """
         return self.tables.history(self._table(tier, dataset), limit)
 
     def table_names(self, tier: str) -> list[str]:
