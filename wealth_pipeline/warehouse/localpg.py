@@ -20,7 +20,7 @@ import socket
 import stat
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -132,6 +132,8 @@ class ClusterState:
     password: str
     bindir: str
     socket_dir: str | None = None
+    # Passwords of the warehouse logins the embedded default gives the pipeline (role -> password).
+    logins: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2)
@@ -392,6 +394,23 @@ class LocalPostgres:
         state = self.state
         secret = quote(password if password is not None else state.password, safe="")
         return f"postgresql://{quote(user, safe='')}:{secret}@{state.host}:{state.port}/{quote(database, safe='')}"
+
+    def login_password(self, role: str) -> str:
+        """The remembered password of login ``role`` on this cluster, generated on first use.
+
+        Kept in ``cluster.json`` (mode 0600) next to the superuser's, so every command of the
+        embedded default connects the pipeline with the same credentials.
+        """
+        import fcntl
+
+        self.state  # noqa: B018  (raises when the cluster was never initialised)
+        with open(self.state_dir / ".logins.lock", "w") as lock:  # concurrent first uses agree on one password
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.state
+            if role not in state.logins:
+                state.logins[role] = secrets.token_urlsafe(18)
+                self._save_state(state)
+            return state.logins[role]
 
     def socket_url(self, database: str = "postgres", user: str = SUPERUSER) -> str | None:
         """A password-less URL over the cluster's private Unix socket, or None when it has none.

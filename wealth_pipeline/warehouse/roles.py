@@ -5,11 +5,16 @@ and never drops a group role: a database can be created, migrated and dropped ma
 server. Database-level privileges (schemas, tables, row-level security) live in the migrations.
 
 * ``wealth_owner`` (NOLOGIN) owns every schema and object; migrations run ``SET ROLE wealth_owner``.
+  The embedded default gives it LOGIN with a generated password for dbt (``WEALTH_DBT_DATABASE_URL``),
+  which builds the marts as the owner.
   With TimescaleDB the role gets the LOGIN attribute but no password: TimescaleDB runs compression and
   refresh policies as the owner of the hypertable and refuses to schedule them for a NOLOGIN owner;
   without a password nobody can log in as it through password (scram/md5) authentication.
 * ``wealth_loader`` writes ref/market/analytics/portfolio/models/ops. It sees every portfolio row
-  through an explicit ``pipeline_all`` policy (no BYPASSRLS attribute, which needs a superuser).
+  through an explicit ``pipeline_all`` policy (no BYPASSRLS attribute, which needs a superuser). It
+  owns nothing and is a member of nothing: what needs the owner (rollup refreshes) goes through the
+  owner's SECURITY DEFINER entry points (migrations 0002 and 0008). The embedded default's pipeline
+  connects as it.
 * ``wealth_bi`` reads ref/market/analytics/models/marts, and portfolio tables only through row-level
   security: a BI login sees the portfolios whose owner's ``portfolio.users.login_role`` equals its
   ``session_user``. ``session_user`` (not ``current_user``) cannot be changed by ``SET ROLE``, so a BI
@@ -126,6 +131,13 @@ def _set_password(conn: psycopg.Connection, role: str, password: str) -> None:
             sql.Identifier(role), sql.Literal(_scram_verifier(conn, role, password))
         )
     )
+
+
+def set_login_password(conn: psycopg.Connection, role: str, password: str) -> None:
+    """Give ``role`` LOGIN and ``password`` (sent as a SCRAM verifier). Needs CREATEROLE (or superuser)."""
+    if not password:
+        raise RoleError(f"an empty password is not allowed for login {role!r}")
+    _set_password(conn, role, password)
 
 
 def ensure_login_roles(conninfo: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Also ``python -m wealth_pipeline.defs.marts ARGS`` (default ``build``). The connection is the pipeline's
 warehouse: ``WEALTH_DATABASE_URL`` when set, else the embedded local cluster (started if needed, as
-``wealth-pipeline db start`` does), parsed into the ``DBT_PG_*`` variables of
+``wealth-pipeline db start`` does; dbt then connects as its ``wealth_owner`` login, not as the
+pipeline's loader), ``WEALTH_DBT_DATABASE_URL`` winning over both, parsed into the ``DBT_PG_*`` variables of
 ``dbt_project/profiles.yml``; the arguments are dbt's own (``docs generate``, ``test``,
 ``source freshness``, ``build --select ...``). ``--print-env`` prints those variables as shell
 ``export`` lines instead, for running the ``dbt`` command itself from ``dbt_project/``:
@@ -29,10 +30,11 @@ def dbt_cli_env(database_url: str) -> dict[str, str]:
 
 
 def warehouse_url() -> str:
-    """``WEALTH_DATABASE_URL``, else the local cluster's warehouse URL (starting the cluster)."""
+    """dbt's URL: ``WEALTH_DBT_DATABASE_URL``, else ``WEALTH_DATABASE_URL``, else the local cluster's owner login."""
     from wealth_pipeline import environment
 
-    return os.environ.get("WEALTH_DATABASE_URL") or environment.bootstrap().warehouse_url
+    configured = os.environ.get("WEALTH_DBT_DATABASE_URL") or os.environ.get("WEALTH_DATABASE_URL")
+    return configured or environment.bootstrap().dbt_url
 
 
 def main(argv: Sequence[str]) -> int:

@@ -18,7 +18,13 @@ import psycopg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from psycopg import sql
 
-from wealth_pipeline.defs.marts.project import dbt_connection, dbt_project, prepare_manifest
+from wealth_pipeline.defs.marts.project import (
+    dbt_connection,
+    dbt_database_url,
+    dbt_project,
+    prepare_manifest,
+    require_owner_login,
+)
 from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import WarehouseResource
 
@@ -93,10 +99,19 @@ MANIFEST_PATH: Path = prepare_manifest(dbt_project)
 def marts_dbt(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """``dbt build`` of the selected models and their tests over the run's session window."""
+    """``dbt build`` of the selected models and their tests over the run's session window.
+
+    dbt connects with the owner login (``WEALTH_DBT_DATABASE_URL``, else the warehouse resource's URL);
+    a login that cannot act as the owner is a configuration error, never retried.
+    """
     args = ["build", "--vars", json.dumps(dbt_vars(context))]
     missing = missing_upstream_relations(json.loads(MANIFEST_PATH.read_text()), set(context.selected_asset_keys), warehouse.url)
     if missing:
         raise dg.Failure(description="; ".join(missing), allow_retries=False)
-    with dbt_connection(warehouse.url):
+    url = dbt_database_url(warehouse.url)
+    try:
+        require_owner_login(url)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    with dbt_connection(url):
         yield from dbt.cli(args, context=context).stream()
