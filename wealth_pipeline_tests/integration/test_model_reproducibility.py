@@ -84,6 +84,11 @@ def test_retraining_from_a_manifest_after_newer_commits_reproduces_predictions(p
         entry = manifest["data_snapshot"][name]
         assert entry["table_version"] == trained_versions[name], f"{name}: the manifest records the version read"
         assert entry["table_uri"] == lake.table_uri("processed", name)
+        # Each partition's checksum is recomputable from the table (an independent read of one day).
+        assert entry["partitions"] == len(entry["files"]) > 100
+        for file in entry["files"][::37]:
+            part = lake.read_partition("processed", name, dt.date.fromisoformat(file["partition"]))
+            assert store.partition_digest(part) == file["sha256"] and part.height == file["rows"]
 
     # Newer commits restate the window the model saw (a vendor correction) and add sessions.
     restated = _inputs(days, seed=4)
