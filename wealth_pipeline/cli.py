@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -298,10 +299,26 @@ def _job_steps(job_def: object) -> int:
 
 
 def _execute(job_def: object, label: str, instance: object, partitions: int, follower: object | None, *,
-             tags: dict[str, str] | None = None, run_config: object | None = None):
-    """Execute ``job_def`` in process; followed through the event log when a follower is given."""
+             tags: dict[str, str] | None = None, run_config: object | None = None, location: object | None = None,
+             asset_keys: list | None = None):
+    """Execute ``job_def`` in process, or (``location``) submit the location's asset job for ``asset_keys``;
+    followed through the event log when a follower is given."""
     import dagster as dg
 
+    if location is not None:
+        from wealth_pipeline.cli_location import wait_for_run
+
+        config = run_config.to_config_dict() if isinstance(run_config, dg.RunConfig) else run_config
+        run_id = location.submit_run(asset_keys, tags, config)
+        if follower is None:
+            return wait_for_run(instance, run_id), None
+        result, stats = follower.follow(instance, label, run_id, _job_steps(job_def), partitions,
+                                        lambda: wait_for_run(instance, run_id))
+        if not result.success:
+            seen = location.wait_for_alert_sensor(result.end_time or time.time())
+            follower.say(f"[{label}] run_failure_alert {'has seen' if seen else 'did not tick on'} the failed run "
+                         f"{run_id} (webhook: WEALTH_ALERT_WEBHOOK_URL, else the sensor's log)", error=not seen)
+        return result, stats
     if follower is None:
         return job_def.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                           raise_on_error=False), None
@@ -325,12 +342,15 @@ def materialize_range(
     instance: object | None = None,
     raise_on_error: bool = True,
     follower: object | None = None,
+    location: object | None = None,
 ) -> dict[str, object]:
     """Materialize the selected assets for an inclusive session range in this process.
 
     Unpartitioned assets run first, then every partitioned asset over the whole range as one run
     (the single-run backfill policy): the same shape a UI backfill takes. With ``progress`` the runs
-    are followed through the event log (``cli_progress.EventFollower``).
+    are followed through the event log (``cli_progress.EventFollower``). With ``location``
+    (``cli_location.LocationServer``) each run is the code location's asset job, submitted to its
+    webserver and executed by its daemon, instead of an ad-hoc job run in this process.
     """
     import dagster as dg
 
@@ -369,7 +389,8 @@ def materialize_range(
         if follower is not None:
             follower.say(f"[{label}] materializing {len(asset_keys)} assets over {count} partition(s)")
         started = time.monotonic()
-        result, _stats = _execute(resolved, label, instance, count, follower, tags=tags)
+        result, _stats = _execute(resolved, label, instance, count, follower, tags=tags, location=location,
+                                  asset_keys=asset_keys)
         elapsed = time.monotonic() - started
         summary["runs"].append({"stage": label, "run_id": result.run_id, "success": result.success,
                                 "seconds": round(elapsed, 1), "result": result})
@@ -377,7 +398,7 @@ def materialize_range(
             follower.say(f"[{label}] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})",
                          error=not result.success)
         if not result.success and raise_on_error:
-            if follower is None:
+            if follower is None and location is None:
                 for event in result.all_events:
                     if event.is_step_failure:
                         print(event.step_key, event.event_specific_data.error.to_string()
@@ -392,7 +413,8 @@ class RunFailed(RuntimeError):
     """A run the command started failed (its steps' errors were printed and are in the log file)."""
 
 
-def _demo_in_order(start: str, end: str, follower: object | None = None) -> dict[str, object]:
+def _demo_in_order(start: str, end: str, follower: object | None = None,
+                   location: object | None = None) -> dict[str, object]:
     """Everything, in the order a user would: data and analytics, a model trained on the first part
     of the range, then predictions (and the marts that show them) for the sessions after it."""
     import dagster as dg
@@ -402,7 +424,7 @@ def _demo_in_order(start: str, end: str, follower: object | None = None) -> dict
     model = dg.AssetSelection.assets("model")
     scored = dg.AssetSelection.assets("predictions").downstream()
     summary = materialize_range(start, end, dg.AssetSelection.all() - model - scored, progress=follower is not None,
-                                follower=follower)
+                                follower=follower, location=location)
     as_of = min(DEMO_MODEL_AS_OF, end)
     if follower is not None:
         follower.say(f"[model] training on data up to {as_of}")
@@ -412,7 +434,8 @@ def _demo_in_order(start: str, end: str, follower: object | None = None) -> dict
     resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job.name)
     started = time.monotonic()
     result, _stats = _execute(resolved, "model", dg.DagsterInstance.get(), 1, follower,
-                              run_config=dg.RunConfig({"model": ModelConfig(as_of=as_of)}))
+                              run_config=dg.RunConfig({"model": ModelConfig(as_of=as_of)}), location=location,
+                              asset_keys=list(model.resolve(defs.resolve_asset_graph())))
     elapsed = time.monotonic() - started
     if follower is not None:
         follower.say(f"[model] {'ok' if result.success else 'FAILED'} in {elapsed:.1f}s (run {result.run_id})",
@@ -423,7 +446,8 @@ def _demo_in_order(start: str, end: str, follower: object | None = None) -> dict
         raise RunFailed(f"run {result.run_id} (model) failed")
     first_scored = (dt.date.fromisoformat(as_of) + dt.timedelta(days=1)).isoformat()
     if first_scored <= end:
-        scoring = materialize_range(first_scored, end, scored, progress=follower is not None, follower=follower)
+        scoring = materialize_range(first_scored, end, scored, progress=follower is not None, follower=follower,
+                                    location=location)
         summary["runs"].extend(scoring["runs"])
     return summary
 
@@ -484,6 +508,30 @@ def _graph():
     return defs, defs.resolve_asset_graph()
 
 
+@contextlib.contextmanager
+def _location(args: argparse.Namespace, follower: object):
+    """The code location's webserver and daemon for this command's runs, or None with ``--in-process``."""
+    if getattr(args, "in_process", False):
+        follower.say("--in-process: runs execute here as ad-hoc jobs (quicker to start; not in the UI's timeline, "
+                     "and run_failure_alert does not see them)")
+        yield None
+        return
+    import dagster as dg
+
+    from wealth_pipeline.cli_location import LocationServer, RunningUI
+
+    if getattr(args, "webserver", None):
+        yield RunningUI.find(follower.say, args.webserver)
+        return
+    if _daemon_alive(dg.DagsterInstance.get()):
+        # One daemon per instance: a second one would launch the same queued runs. Use the UI's webserver.
+        yield RunningUI.find(follower.say)
+        return
+    log = follower.log_path.with_name(follower.log_path.stem + "-dagster-dev.log")
+    with LocationServer(log, say=follower.say) as server:
+        yield server
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from wealth_pipeline.settings import Settings
     from wealth_pipeline.warehouse import migrate
@@ -501,10 +549,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     follower.say(f"warehouse migrations applied: {applied or 'none (up to date)'}")
     _login_roles(env.warehouse_url)
     try:
-        if args.select == "*":
-            summary = _demo_in_order(first, last, follower)
-        else:
-            summary = materialize_range(first, last, selection, follower=follower)
+        with _location(args, follower) as location:
+            if args.select == "*":
+                summary = _demo_in_order(first, last, follower, location)
+            else:
+                summary = materialize_range(first, last, selection, follower=follower, location=location)
     except RunFailed as exc:
         _print_summary(follower, "wealth_pipeline demo: FAILED")
         follower.say(f"demo: {exc}; the failed steps' errors are above and in {follower.log_path}", error=True)
@@ -532,7 +581,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "materialize")
     try:
-        materialize_range(first, last, selection, follower=follower)
+        with _location(args, follower) as location:
+            materialize_range(first, last, selection, follower=follower, location=location)
     except RunFailed as exc:
         _print_summary(follower, "materialize: FAILED")
         follower.say(f"materialize: {exc}", error=True)
@@ -618,18 +668,26 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         _print_summary(follower, f"backfill {summary['range']} done in process")
         return 0
     instance = dg.DagsterInstance.get()
-    backfill_id = submit_backfill(first, last, selection, definitions=defs, instance=instance)
-    follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills")
-    if args.no_wait:
+    if args.no_wait:  # nothing to follow: straight into the instance, for whichever daemon runs next
+        backfill_id = submit_backfill(first, last, selection, definitions=defs, instance=instance)
+        follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills; "
+                     + ("the running daemon launches it" if _daemon_alive(instance)
+                        else "it starts when a dagster-daemon runs (`make ui` starts one)"))
         follower.close()
         return 0
-    if not _daemon_alive(instance):
-        follower.say("no dagster-daemon is running: the backfill starts when one does (`make ui` starts one), "
-                     "or use --in-process to run it here")
-        follower.close()
-        return 0
+    from wealth_pipeline.defs.partitions import trading_sessions
+
+    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    selected = [k for k in selection.resolve(graph) if graph.get(k).partitions_def == trading_sessions]
+    if not selected:
+        raise cli_inputs.InputError(f"--select {args.select!r}: holds no daily-partitioned asset (backfills run those)")
     try:
-        status, done, failed, total = _follow_backfill(follower, instance, backfill_id, graph)
+        with _location(args, follower) as server:
+            backfill_id = server.launch_backfill(selected, keys, f"{keys[0]}..{keys[-1]}",
+                                                 f"{len(selected)} assets x {len(keys)} sessions",
+                                                 {"wealth/submitted_by": "wealth-pipeline backfill"})
+            follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills")
+            status, done, failed, total = _follow_backfill(follower, instance, backfill_id, server)
     finally:
         follower.close()
     _print_summary(follower, f"backfill {backfill_id}: {status}, {done}/{total} asset-partitions materialized, "
@@ -637,7 +695,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0 if failed == 0 and status.startswith("COMPLETED") else 1
 
 
-def _follow_backfill(follower: object, instance: object, backfill_id: str, graph: object) -> tuple[str, int, int, int]:
+def _follow_backfill(follower: object, instance: object, backfill_id: str, server: object) -> tuple[str, int, int, int]:
     """Follow a submitted backfill: each of its runs through the event log, until the backfill ends."""
     import dagster as dg
 
@@ -647,7 +705,7 @@ def _follow_backfill(follower: object, instance: object, backfill_id: str, graph
     started = time.monotonic()
     last = ""
     while True:
-        status, done, failed, total = backfill_progress(instance, backfill_id, graph)
+        status, done, failed, total = server.backfill_status(backfill_id)
         for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
             if run.run_id not in followed:
                 stats = RunStats(f"run {run.run_id[:8]}", run.run_id, len(run.step_keys_to_execute or []) or 0, 0)
@@ -879,11 +937,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _verbosity_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--webserver", default=None, metavar="URL",
+                        help="submit the runs to this running Dagster webserver (its daemon runs them) instead of "
+                        "starting `dagster dev` for the command")
     group = parent.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true",
                        help="print every Dagster event (as the log file has them) instead of progress")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress: errors and the summary only")
     return parent
+
+
+IN_PROCESS_HELP = ("run here as ad-hoc jobs instead of the code location's asset job through `dagster dev` "
+                   "(starts sooner; such runs are not in the UI's timeline and raise no failure alert)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -911,6 +976,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--start", default=DEMO_START)
     demo.add_argument("--end", default=DEMO_END)
     demo.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    demo.add_argument("--in-process", action="store_true", help=IN_PROCESS_HELP)
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("materialize", parents=[verbosity],
@@ -918,6 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--partition", required=True, help="session date YYYY-MM-DD")
     run.add_argument("--end", default=None, help="last session of a range (single run)")
     run.add_argument("--select", default="*")
+    run.add_argument("--in-process", action="store_true", help=IN_PROCESS_HELP)
     run.set_defaults(func=cmd_materialize)
 
     backfill = sub.add_parser("backfill", parents=[verbosity],
@@ -955,7 +1022,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
-    from wealth_pipeline.lakehouse.cli import add_lakehouse_parser  # `lakehouse migrate` (lakehouse/migrate.py)
+    from wealth_pipeline.lakehouse.cli import (
+        add_lakehouse_parser,  # `lakehouse migrate` (lakehouse/migrate.py)
+    )
 
     add_lakehouse_parser(sub)
 
