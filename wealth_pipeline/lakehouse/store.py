@@ -941,12 +941,13 @@ class Lakehouse:
                 return pl.DataFrame(), pl.Series(delta.DATE_COLUMN, [], dtype=pl.Date)
             frame = found[0]
             return frame.drop(*delta.SORT_COLUMNS), frame[delta.DATE_COLUMN]
-        keys = [(d, k) for d, _, k in self._partition_keys(tier, dataset) if k.endswith(".parquet")
-                and (start is None or d >= start) and (end is None or d <= end)]
-        keys.sort()
-        frame = self._read_frames([k for _, k in keys], None, None)
-        counts = [parquet_to_frame(self.store.get_bytes(k)).height for _, k in keys] if keys else []
-        days = pl.Series(delta.DATE_COLUMN, [d for (d, _), n in zip(keys, counts, strict=True) for _ in range(n)],
+        if as_of is not None:
+            raise ValueError(f"as_of reads need a table tier ({sorted(DELTA_TIERS)}); {tier!r} keeps no history")
+        keys = sorted((d, k) for d, _, k in self._partition_keys(tier, dataset) if k.endswith(".parquet")
+                      and (start is None or d >= start) and (end is None or d <= end))
+        frames = [self._read_frames([k], None, None) for _, k in keys]
+        frame = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+        days = pl.Series(delta.DATE_COLUMN, [d for (d, _), f in zip(keys, frames, strict=True) for _ in range(f.height)],
                          dtype=pl.Date)
         return frame, days
 
