@@ -1038,6 +1038,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import warnings
+
+    # platformdirs (via a dependency's import) warns on every start in containers without a session.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     from wealth_pipeline.settings import apply_dagster_tuning
 
     # Before any instance exists: in-process runs, and `ui`'s webserver and daemon, which inherit it.

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -166,3 +167,78 @@ def test_ui_shows_the_graph_an_asset_and_materializes_from_a_click(
     expect(page.get_by_text("Success", exact=False).first).to_be_visible(timeout=UI_TIMEOUT)
     _shot(page, "06-run-succeeded")
     print(f"[e2e] UI-launched run {run_id} succeeded {time.time() - started:.0f}s after the click")
+
+
+CLI_SESSIONS = ("2024-07-08", "2024-07-09")  # a Monday and a Tuesday: one CLI run over both
+PARTITION_ROWS = """
+query P($key: AssetKeyInput!, $partitions: [String!]) { assetNodeOrError(assetKey: $key) { __typename
+  ... on AssetNode { assetMaterializations(partitions: $partitions, limit: 20) { runId partition
+    metadataEntries { label __typename ... on IntMetadataEntry { intValue } } } } } }"""
+
+
+def _cli(stack: DagsterStack, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``wealth-pipeline`` as a user runs it, on the stack's instance, submitting to the stack's webserver."""
+    return subprocess.run([sys.executable, "-m", "wealth_pipeline.cli", *argv, "--webserver", stack.base_url],
+                          env=stack.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cli_run(dagster_stack: DagsterStack, bars_materialized: None) -> str:
+    """Two sessions of bars materialized by ``wealth-pipeline materialize``: the run's id."""
+    stack = dagster_stack
+    before = {r["runId"] for r in stack.runs()}
+    done = _cli(stack, "materialize", "--partition", CLI_SESSIONS[0], "--end", CLI_SESSIONS[1],
+                "--select", "raw_bars raw_corporate_actions corporate_actions bars")
+    (ARTIFACTS / "cli-materialize.txt").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    new = [r for r in stack.runs() if r["runId"] not in before]
+    assert [r["jobName"] for r in new] == ["__ASSET_JOB"], new  # the location's asset job, not an ad-hoc one
+    assert new[0]["tags"]["dagster/asset_partition_range_start"] == CLI_SESSIONS[0]
+    assert new[0]["runId"] in done.stdout
+    return new[0]["runId"]
+
+
+def test_ui_shows_columns_partition_rows_and_the_cli_run(dagster_stack: DagsterStack, page: object,
+                                                         cli_run: str) -> None:
+    from playwright.sync_api import expect
+
+    stack = dagster_stack
+    page.set_default_timeout(UI_TIMEOUT)
+
+    # 1. A CLI run is in the asset's history (GraphQL) and on its events page (browser).
+    assert cli_run in {m["runId"] for m in _runs_of(stack, "bars")}
+    page.goto(f"{stack.base_url}/assets/bars?view=events", wait_until="domcontentloaded")
+    _dismiss_onboarding(page)
+    expect(page.get_by_text(cli_run[:8], exact=False).first).to_be_visible(timeout=UI_TIMEOUT)
+    _shot(page, "07-bars-events-with-cli-run")
+
+    # 2. Per-partition row counts: each session's materialization carries that session's rows
+    #    (the warehouse's count for the day), not the two-session window's.
+    data = stack.graphql(PARTITION_ROWS, {"key": {"path": ["bars"]}, "partitions": list(CLI_SESSIONS)})
+    by_partition = {m["partition"]: {e["label"]: e.get("intValue") for e in m["metadataEntries"]}
+                    for m in data["assetNodeOrError"]["assetMaterializations"] if m["runId"] == cli_run}
+    assert sorted(by_partition) == sorted(CLI_SESSIONS), by_partition
+    window = stack.query("SELECT count(*) FROM market.bars_daily WHERE session_date = ANY(%s::date[])",
+                         (list(CLI_SESSIONS),))[0][0]
+    for session in CLI_SESSIONS:
+        rows = stack.query("SELECT count(*) FROM market.bars_daily WHERE session_date = %s", (session,))[0][0]
+        assert 0 < rows < window
+        assert by_partition[session].get("dagster/row_count") == rows, (session, by_partition[session], rows)
+    page.goto(f"{stack.base_url}/assets/bars?view=partitions&partition={CLI_SESSIONS[1]}",
+              wait_until="domcontentloaded")
+    expect(page.get_by_text(CLI_SESSIONS[1], exact=False).first).to_be_visible(timeout=UI_TIMEOUT)
+    expect(page.get_by_text("dagster/row_count", exact=False).or_(page.get_by_text("Row count", exact=False))
+           .first).to_be_visible(timeout=UI_TIMEOUT)
+    _shot(page, "08-bars-partition-rows")
+
+    # 3. The column schema (dagster/column_schema from the dataset definitions) on the asset's overview.
+    page.goto(f"{stack.base_url}/assets/bars?view=overview", wait_until="domcontentloaded")
+    expect(page.get_by_text("Columns", exact=False).first).to_be_visible(timeout=UI_TIMEOUT)
+    for column in ("session_date", "adj_close"):
+        expect(page.get_by_text(column, exact=True).first).to_be_visible(timeout=UI_TIMEOUT)
+    _shot(page, "09-bars-columns")
+
+    # 4. The run the CLI launched, as the runs page shows it.
+    page.goto(f"{stack.base_url}/runs/{cli_run}", wait_until="domcontentloaded")
+    expect(page.get_by_text("Success", exact=False).first).to_be_visible(timeout=UI_TIMEOUT)
+    _shot(page, "10-cli-run")
