@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from wealth_pipeline.defs.resources import (
+    HTTP_FIELDS,
     AlertsResource,
     MarketDataResource,
     ModelRetrainResource,
@@ -46,6 +47,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             synthetic_universe=env_or("WEALTH_SYNTHETIC_UNIVERSE", 50),
             landing_uri=env_or("WEALTH_LANDING_URI", str(settings.home / "landing")),
             **s3,
+            **{field: env_or(f"WEALTH_{field.upper()}", None) for field in HTTP_FIELDS},
         ),
         "alerts": AlertsResource(webhook_url=env_or("WEALTH_ALERT_WEBHOOK_URL", None)),
         "model_retrain": ModelRetrainResource(

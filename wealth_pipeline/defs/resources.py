@@ -49,6 +49,10 @@ class WarehouseResource(dg.ConfigurableResource):
         return psycopg.connect(self.url)
 
 
+HTTP_FIELDS = ("http_bars_url", "http_bars_api_key", "http_bars_rate_limit", "http_fx_url", "http_fx_api_key",
+               "http_fx_rate_limit")
+
+
 class MarketDataResource(dg.ConfigurableResource):
     """Where market data comes from: the synthetic market (default), vendor files, or HTTP.
 
@@ -70,6 +74,15 @@ class MarketDataResource(dg.ConfigurableResource):
     landing_uri: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+
+    # The WEALTH_HTTP_* variables (HTTP_ENVIRONMENT), bound with dg.EnvVar by definitions.build_resources
+    # (keys never land in run config); all unset: the provider reads the process environment itself.
+    http_bars_url: str | None = None
+    http_bars_api_key: str | None = None
+    http_bars_rate_limit: str | None = None
+    http_fx_url: str | None = None
+    http_fx_api_key: str | None = None
+    http_fx_rate_limit: str | None = None
 
     http_incomplete_policy: str = "fail"
     http_state_dir: str | None = None
@@ -118,11 +131,17 @@ class MarketDataResource(dg.ConfigurableResource):
         try:
             # HTTP bars/FX for the securities of the landing zone's symbol master; the synthetic
             # market supplies the factor returns the HTTP sources do not carry (flagged synthetic).
-            return HttpMarketData.from_env(vendor.symbol_master(), supplement=synthetic, **self.http_client_options())
+            return HttpMarketData.from_env(vendor.symbol_master(), supplement=synthetic, env=self.http_environment(),
+                                           **self.http_client_options())
         except ProviderConfigError:
             raise
         except ValueError as exc:  # HttpClient's own argument checks
             raise ProviderConfigError(f"market_data http settings: {exc}") from exc
+
+    def http_environment(self) -> dict[str, str] | None:
+        """The ``WEALTH_HTTP_*`` values from the resource's fields, or None when none is set."""
+        values = {f"WEALTH_{field.upper()}": getattr(self, field) for field in HTTP_FIELDS}
+        return {name: value for name, value in values.items() if value} or None
 
     def http_client_options(self) -> dict[str, object]:
         """Options every HTTP client of this resource gets."""

@@ -161,3 +161,31 @@ def test_a_configuration_error_in_a_run_fails_once_without_retries(tmp_path: Pat
     assert "STEP_UP_FOR_RETRY" not in kinds and "RESOURCE_INIT_FAILURE" in kinds
     failure = next(e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE")
     assert "WEALTH_LAKEHOUSE_URI=" in str(failure.event_specific_data.error.cause or failure.event_specific_data.error)
+
+
+def test_resources_bind_each_set_variable_with_envvar_and_default_the_others(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The one configuration path: a set variable reaches Dagster as dg.EnvVar (resolved when a run starts)."""
+    from wealth_pipeline.definitions import build_resources
+
+    _clean_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("WEALTH_DATABASE_URL", "postgresql://u@127.0.0.1:5432/warehouse")
+    monkeypatch.setenv("WEALTH_ALERT_WEBHOOK_URL", "https://hooks.example.com/x")
+    monkeypatch.setenv("WEALTH_MODEL_RETRAIN_SESSIONS", "7")
+    monkeypatch.setenv("WEALTH_HTTP_BARS_API_KEY", "k-123")
+    resources = build_resources()
+    assert isinstance(resources["alerts"].webhook_url, dg.EnvVar)
+    assert resources["alerts"].webhook_url.env_var_name == "WEALTH_ALERT_WEBHOOK_URL"
+    assert resources["model_retrain"].min_new_sessions.env_var_name == "WEALTH_MODEL_RETRAIN_SESSIONS"
+    assert isinstance(resources["market_data"].http_bars_api_key, dg.EnvVar)
+    # Unset: the embedded defaults, no EnvVar (an EnvVar of an unset variable fails every run).
+    assert resources["lakehouse"].uri == str(tmp_path / "lakehouse") and not isinstance(resources["lakehouse"].uri, dg.EnvVar)
+    assert resources["market_data"].provider == "synthetic" and resources["market_data"].http_fx_api_key is None
+    # The values are resolved when a run starts: an asset sees them through the resources.
+    seen: dict[str, object] = {}
+
+    @dg.asset
+    def reads(alerts: dg.ResourceParam[object], model_retrain: dg.ResourceParam[object], market_data: dg.ResourceParam[object]) -> None:
+        seen.update(url=alerts.webhook_url, threshold=model_retrain.threshold(), http=market_data.http_environment())
+
+    assert dg.materialize([reads], resources={k: resources[k] for k in ("alerts", "model_retrain", "market_data")}).success
+    assert seen == {"url": "https://hooks.example.com/x", "threshold": 7, "http": {"WEALTH_HTTP_BARS_API_KEY": "k-123"}}
