@@ -1,10 +1,11 @@
 """The lakehouse manifest: every dataset's files with sizes and SHA-256 checksums.
 
 A backup records it; a restore (or an audit) compares the lakehouse against it. Datasets are the
-first key segment under each tier (``processed/bars/...`` -> ``bars``). Today every dataset is plain
-parquet files, so its ``version`` is ``null``; when a dataset becomes a table format with versions
-(Delta Lake), its entry carries the table version the backup saw in that field, and the file list
-stays the way to check the bytes.
+first key segment under each tier (``processed/bars/...`` -> ``bars``). A dataset of plain
+parquet files (the raw tier) has ``version: null``; a Delta Lake table (the processed and models
+tiers) has ``format: delta`` and the table version the backup saw (its newest ``_delta_log``
+commit), and the file list stays the way to check the bytes. Restoring every file listed, and
+removing files written since, puts the table back at exactly that version.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +71,19 @@ def dataset_of(key: str) -> tuple[str, str]:
     return parts[0], parts[1] if len(parts) > 2 else "_root"
 
 
+_COMMIT = re.compile(r"/_delta_log/(\d{20})\.json$")
+
+
+def delta_version(keys: Iterable[str]) -> int | None:
+    """The table version a Delta table's files describe: its newest commit ``_delta_log/<version:020d>.json``
+    (the Delta protocol numbers commits 0, 1, 2...); None when the keys hold no commit (plain parquet)."""
+    versions = [int(m.group(1)) for m in map(_COMMIT.search, keys) if m]
+    return max(versions) if versions else None
+
+
 def build_manifest(store: ObjectStore, tiers: Iterable[str] = TIERS) -> dict[str, Any]:
-    """Each tier's datasets with their files (key, size, sha256); ``version`` null for parquet datasets."""
+    """Each tier's datasets with their files (key, size, sha256); a Delta table's entry has
+    ``format: delta`` and the table ``version`` its files hold, plain parquet datasets ``version: null``."""
     manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "uri": store.uri(), "tiers": {}}
     files = bytes_total = 0
     for tier in tiers:
@@ -85,6 +98,10 @@ def build_manifest(store: ObjectStore, tiers: Iterable[str] = TIERS) -> dict[str
             entry["bytes"] += size
             files += 1
             bytes_total += size
+        for entry in datasets.values():
+            version = delta_version(f["key"] for f in entry["files"])
+            if version is not None:
+                entry["format"], entry["version"] = "delta", version
         manifest["tiers"][tier] = {"datasets": datasets}
     manifest["file_count"] = files
     manifest["bytes"] = bytes_total

@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
+from deltalake import DeltaTable
 from psycopg import sql
 
 from wealth_pipeline import cli
@@ -130,7 +131,11 @@ def test_backup_destroy_restore_verify_and_run_the_next_session(state: State, ca
     assert warehouse["tables"]["market.bars_daily"]["rows"] == len(before["market.bars_daily"])
     assert {r["name"] for r in warehouse["roles"]} >= {"wealth_owner", "wealth_loader", "wealth_bi"}
     datasets = manifest["lakehouse"]["manifest"]["tiers"]["processed"]["datasets"]
-    assert datasets["bars"]["version"] is None and datasets["bars"]["format"] == "parquet"
+    # processed/bars is a Delta table: the manifest records the version delta-rs itself reports.
+    assert datasets["bars"]["format"] == "delta"
+    assert datasets["bars"]["version"] == DeltaTable(str(state.lake / "processed" / "bars")).version()
+    raw = manifest["lakehouse"]["manifest"]["tiers"]["raw"]["datasets"]
+    assert all(d["format"] == "parquet" and d["version"] is None for d in raw.values())
     assert {f["key"]: f["sha256"] for f in datasets["bars"]["files"]} == {
         k: _sha(v) for k, v in lake_files.items() if k.startswith("processed/bars/")}
 
