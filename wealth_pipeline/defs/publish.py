@@ -24,12 +24,28 @@ import polars as pl
 from wealth_pipeline.core import calendars
 from wealth_pipeline.defs import quality
 from wealth_pipeline.defs.datasets import RECONCILE, Dataset
+from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
 # Transient failures (a dropped connection, a lock timeout) are worth a retry; data-quality and
 # configuration failures raise dg.Failure(allow_retries=False) and fail once.
 WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 PREVIEW_ROWS = 10
+
+
+def dataset_asset(dataset: Dataset, *, deps: Sequence[Dataset | str], **asset_args: Any) -> Callable[..., dg.AssetsDefinition]:
+    """``@dg.asset`` for a daily dataset: name, partitions, backfill policy, check specs, column
+    schema and retry policy from the registry; ``asset_args`` add the rest (group, owners, ...)."""
+    return dg.asset(
+        name=dataset.name,
+        deps=[d.key if isinstance(d, Dataset) else dg.AssetKey(d) for d in deps],
+        partitions_def=trading_sessions,
+        backfill_policy=single_run,
+        check_specs=dataset.check_specs(),
+        metadata=dataset.definition_metadata(),
+        retry_policy=WAREHOUSE_RETRY,
+        **asset_args,
+    )
 
 
 @dataclass(frozen=True)

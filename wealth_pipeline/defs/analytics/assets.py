@@ -16,7 +16,7 @@ import polars as pl
 from wealth_pipeline.core import analytics, indicators
 from wealth_pipeline.defs import datasets, publish
 from wealth_pipeline.defs.charts import markdown_chart
-from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 
@@ -27,12 +27,10 @@ COMPLETE = "complete_after_warmup"
 EXPOSURES_COMPLETE = "complete_once_window_filled"
 
 
-@dg.asset(
-    name="indicators",
+@publish.dataset_asset(
+    INDICATORS,
+    deps=[BARS],
     group_name="analytics",
-    deps=datasets.keys(BARS),
-    partitions_def=trading_sessions,
-    backfill_policy=single_run,
     kinds={"polars", "parquet", "postgres"},
     owners=OWNERS,
     description=(
@@ -41,9 +39,6 @@ EXPOSURES_COMPLETE = "complete_once_window_filled"
         f"volatility 20/60 (annualized). Reads {indicators.WARMUP_SESSIONS} sessions of warm-up per symbol. "
         f"Warehouse table: `{INDICATORS.table}`."
     ),
-    check_specs=INDICATORS.check_specs(),
-    metadata=INDICATORS.definition_metadata(),
-    retry_policy=publish.WAREHOUSE_RETRY,
     tags=ANALYTICS_TAGS,
 )
 def indicators_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseResource,
@@ -85,11 +80,10 @@ def _bands_chart(bars: pl.DataFrame, frame: pl.DataFrame, end: dt.date) -> Any:
                                               f"{symbol} to {end} with Bollinger bands (20, 2)"))
 
 
-@dg.asset(
+@publish.dataset_asset(
+    EXPOSURES,
+    deps=[BARS, datasets.REFERENCE["factor_returns"]],
     group_name="analytics",
-    deps=datasets.keys(BARS, datasets.REFERENCE["factor_returns"]),
-    partitions_def=trading_sessions,
-    backfill_policy=single_run,
     kinds={"polars", "parquet", "postgres"},
     owners=OWNERS,
     description=(
@@ -98,9 +92,6 @@ def _bands_chart(bars: pl.DataFrame, frame: pl.DataFrame, end: dt.date) -> Any:
         "daily alpha, betas, R², annualized residual volatility, observation count. Equal to statsmodels RollingOLS. "
         f"Warehouse table: `{EXPOSURES.table}`."
     ),
-    check_specs=EXPOSURES.check_specs(),
-    metadata=EXPOSURES.definition_metadata(),
-    retry_policy=publish.WAREHOUSE_RETRY,
     tags=ANALYTICS_TAGS,
 )
 def factor_exposures(context: dg.AssetExecutionContext, lakehouse: LakehouseResource,

@@ -25,7 +25,7 @@ from wealth_pipeline.core import features, modeling
 from wealth_pipeline.defs import datasets, publish, quality
 from wealth_pipeline.defs.charts import markdown_chart
 from wealth_pipeline.defs.models import store
-from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import Lakehouse
@@ -274,11 +274,10 @@ def coverage_outcome(predictions: pl.DataFrame, universe: pl.DataFrame, status: 
     )
 
 
-@dg.asset(
+@publish.dataset_asset(
+    PREDICTIONS,
+    deps=["model", *INPUT_DATASETS],
     group_name="models",
-    deps=["model", *datasets.keys(*INPUT_DATASETS)],
-    partitions_def=trading_sessions,
-    backfill_policy=single_run,
     kinds={"xgboost", "parquet", "postgres"},
     owners=OWNERS,
     description=(
@@ -286,9 +285,6 @@ def coverage_outcome(predictions: pl.DataFrame, universe: pl.DataFrame, status: 
         "strictly before it (no look-ahead); rank 1 = highest score. Sessions before any model get an explicit "
         "'no model yet' status and no rows. Models tier `predictions/`, warehouse table `models.predictions`."
     ),
-    check_specs=PREDICTIONS.check_specs(),
-    metadata=PREDICTIONS.definition_metadata(),
-    retry_policy=publish.WAREHOUSE_RETRY,
     tags=MODEL_TAGS,
 )
 def predictions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource,

@@ -15,7 +15,7 @@ import polars as pl
 from wealth_pipeline.core import bars as compute
 from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
 from wealth_pipeline.defs import datasets, publish
-from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
@@ -27,11 +27,10 @@ BARS = datasets.BARS
 COMPLETENESS = "complete_against_universe"
 
 
-@dg.asset(
+@publish.dataset_asset(
+    BARS,
+    deps=[datasets.RAW["bars"], datasets.REFERENCE["corporate_actions"], datasets.SYMBOL_MASTER],
     group_name="processed",
-    deps=datasets.keys(datasets.RAW["bars"], datasets.REFERENCE["corporate_actions"], datasets.SYMBOL_MASTER),
-    partitions_def=trading_sessions,
-    backfill_policy=single_run,
     kinds={"polars", "parquet", "postgres"},
     owners=OWNERS,
     description=(
@@ -40,9 +39,6 @@ COMPLETENESS = "complete_against_universe"
         "prices (backward, CRSP-style). A corporate action in the window restates earlier adjusted history "
         f"of that symbol (reported as `restated`). Warehouse table: `{BARS.table}`."
     ),
-    check_specs=BARS.check_specs(),
-    metadata=BARS.definition_metadata(),
-    retry_policy=publish.WAREHOUSE_RETRY,
     tags=WAREHOUSE_TAGS,
 )
 def bars(

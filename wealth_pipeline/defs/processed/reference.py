@@ -15,7 +15,7 @@ from wealth_pipeline.core import validation
 from wealth_pipeline.core.bars import trace_rejects
 from wealth_pipeline.defs import datasets, publish
 from wealth_pipeline.defs.datasets import Dataset
-from wealth_pipeline.defs.partitions import partition_window, single_run, trading_sessions
+from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.processed.bars import OWNERS, WAREHOUSE_TAGS
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -38,18 +38,13 @@ def _make(dataset: Dataset) -> dg.AssetsDefinition:
     source = datasets.RAW[dataset.name]
     validate = VALIDATORS.get(dataset.name)
 
-    @dg.asset(
-        name=dataset.name,
+    @publish.dataset_asset(
+        dataset,
+        deps=[source],
         group_name="processed",
-        deps=datasets.keys(source),
-        partitions_def=trading_sessions,
-        backfill_policy=single_run,
         kinds={"polars", "parquet", "postgres"},
         owners=OWNERS,
         description=f"{DESCRIPTIONS[dataset.name]} Warehouse table: `{dataset.table}`.",
-        check_specs=dataset.check_specs(),
-        metadata=dataset.definition_metadata(),
-        retry_policy=publish.WAREHOUSE_RETRY,
         tags=WAREHOUSE_TAGS,
     )
     def _asset(
