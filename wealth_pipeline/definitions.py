@@ -12,6 +12,9 @@ they are raised, so no policy retries them.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -58,6 +61,27 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
 def load_domains() -> dg.Definitions:
     """Everything under ``wealth_pipeline/defs/``, as Dagster's tooling loads it."""
     return dg.load_from_defs_folder(path_within_project=PACKAGE_DIR)
+
+
+def domain_definitions(*domains: str) -> dg.Definitions:
+    """Some domains alone (e.g. a test's slice of the graph), without resources, loaded as
+    ``load_from_defs_folder`` loads them: a module's ``Definitions`` object, else its top-level
+    definitions. Each domain package also answers ``.defs`` with this (``defs/<domain>/__init__.py``)."""
+    parts = []
+    for domain in domains:
+        package = importlib.import_module(f"wealth_pipeline.defs.{domain}")
+        modules = [package, *(importlib.import_module(f"{package.__name__}.{info.name}")
+                              for info in pkgutil.iter_modules(package.__path__)
+                              if not info.ispkg and info.name != "__main__")]
+        for module in modules:
+            found = [value for value in vars(module).values() if isinstance(value, dg.Definitions)]
+            if found:
+                parts.extend(found)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dg.PreviewWarning)
+                parts.append(dg.load_definitions_from_module(module))
+    return dg.Definitions.merge(*parts)
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:

@@ -8,3 +8,15 @@ What would act on its own on the demo's state ships STOPPED (``daily_after_close
 ``landing_zone_sensor``); ``run_failure_alert`` and ``default_automation_condition_sensor`` (which
 keeps the dbt marts following their upstream assets) run by default.
 """
+
+
+def __getattr__(name: str):
+    """``<domain>.defs``: this domain's definitions alone (``definitions.domain_definitions``).
+
+    Resolved on access, not a module attribute, so the defs-folder loader does not load them twice.
+    """
+    if name == "defs":
+        from wealth_pipeline.definitions import domain_definitions
+
+        return domain_definitions(__name__.rsplit(".", 1)[-1])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
