@@ -309,7 +309,12 @@ def _execute(job_def: object, label: str, instance: object, partitions: int, fol
         from wealth_pipeline.cli_location import wait_for_run
 
         config = run_config.to_config_dict() if isinstance(run_config, dg.RunConfig) else run_config
-        run_id = location.submit_run(asset_keys, tags, config)
+        from wealth_pipeline.cli_location import SubmitFailed
+
+        try:
+            run_id = location.submit_run(asset_keys, tags, config)
+        except SubmitFailed as exc:
+            raise RunFailed(f"{label}: {exc}") from None
         if follower is None:
             return wait_for_run(instance, run_id), None
         result, stats = follower.follow(instance, label, run_id, _job_steps(job_def), partitions,

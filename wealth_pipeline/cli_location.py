@@ -71,7 +71,13 @@ query T($selector: SensorSelector!) {
   }
 }"""
 
+SUBMIT_TIMEOUT = 3600
+
 NEEDED_DAEMONS = {"QUEUED_RUN_COORDINATOR", "SENSOR", "BACKFILL"}
+
+
+class SubmitFailed(RuntimeError):
+    """The webserver refused or did not answer a run submission."""
 
 
 @dataclass
@@ -182,10 +188,17 @@ class LocationServer:
         from dagster_graphql import DagsterGraphQLClient
 
         url = urlsplit(self.base_url)
-        client = DagsterGraphQLClient(url.hostname or "127.0.0.1", port_number=url.port, timeout=120)
-        return client.submit_job_execution(ASSET_JOB, repository_location_name=LOCATION, repository_name=REPOSITORY,
-                                           run_config=run_config or {}, tags=dict(tags or {}),
-                                           asset_selection=[list(key.path) for key in asset_keys])
+        # launchRun plans the run before it answers: for a two-year range that is every asset-partition's
+        # planned event (minutes on a loaded machine), hence the long timeout.
+        client = DagsterGraphQLClient(url.hostname or "127.0.0.1", port_number=url.port, timeout=SUBMIT_TIMEOUT)
+        try:
+            return client.submit_job_execution(ASSET_JOB, repository_location_name=LOCATION,
+                                               repository_name=REPOSITORY, run_config=run_config or {},
+                                               tags=dict(tags or {}),
+                                               asset_selection=[list(key.path) for key in asset_keys])
+        except Exception as exc:  # the client raises its own error types and requests' ones
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise SubmitFailed(f"the webserver {self.base_url} did not accept the run: {text[:300]}") from None
 
     def launch_backfill(self, asset_keys: list[Any], partitions: list[str], title: str, description: str,
                         tags: dict[str, str]) -> str:
