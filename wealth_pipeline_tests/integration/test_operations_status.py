@@ -28,6 +28,7 @@ from psycopg import sql
 from wealth_pipeline import cli
 from wealth_pipeline.defs.operations.freshness import ALERTED_KEY, CHECK_NAME, JOB_NAME, build_freshness
 from wealth_pipeline.defs.partitions import trading_sessions
+from wealth_pipeline.defs.resources import AlertsResource
 from wealth_pipeline.environment import REPO_ROOT, dagster_storage_url, with_database
 from wealth_pipeline.operations.backup import create_backup
 from wealth_pipeline.operations.location import BackupLocation
@@ -72,9 +73,8 @@ class Webhook:
 
 
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Webhook]:
+def webhook() -> Iterator[Webhook]:
     hook = Webhook()
-    monkeypatch.setenv("WEALTH_ALERT_WEBHOOK_URL", hook.url)
     try:
         yield hook
     finally:
@@ -109,7 +109,8 @@ def test_a_late_session_posts_one_alert_per_breach_and_an_on_time_one_posts_none
     monkeypatch.setenv("WEALTH_FRESHNESS_LAG_HOURS", "6")
     assets = dg.Definitions(assets=[prices, signals])
     clock = Clock(at("2024-07-11T03:00:00"))  # Wed 07-10 closed 20:00 UTC: due 02:00 UTC on the 11th
-    job = dg.Definitions.merge(assets, build_freshness(assets.resolve_asset_graph(), clock)).resolve_job_def(JOB_NAME)
+    job = dg.Definitions.merge(assets, build_freshness(assets.resolve_asset_graph(), clock), dg.Definitions(
+        resources={"alerts": AlertsResource(webhook_url=webhook.url)})).resolve_job_def(JOB_NAME)
 
     def hourly(instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluation]:
         result = job.execute_in_process(instance=instance)

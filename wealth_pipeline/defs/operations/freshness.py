@@ -9,8 +9,8 @@ from dagster._core.definitions.assets.graph.asset_graph import (
     AssetGraph,  # the resolved graph of a Definitions
 )
 
-from wealth_pipeline.defs.automation.alerts import send_alert
 from wealth_pipeline.defs.partitions import trading_sessions
+from wealth_pipeline.defs.resources import AlertsResource
 from wealth_pipeline.operations import freshness
 from wealth_pipeline.settings import Settings
 
@@ -47,10 +47,10 @@ def build_freshness(asset_graph: AssetGraph, clock: Callable[[], dt.datetime] = 
 
     @dg.multi_asset_check(specs=specs, name="daily_freshness", can_subset=True,
                           description="Calendar-aware freshness of every daily asset; posts a late_data alert when one is late.")
-    def daily_freshness(context: dg.AssetCheckExecutionContext):
+    def daily_freshness(context: dg.AssetCheckExecutionContext, alerts: AlertsResource):
         lag = freshness.lag_from_env()
         as_of = evaluation_time(context.run, clock())
-        yield from _judged(context, keys, as_of or clock(), lag, alert=as_of is None)
+        yield from _judged(context, keys, as_of or clock(), lag, alerts if as_of is None else None)
 
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.checks(daily_freshness),
                               description="Evaluate the calendar-aware freshness of every daily asset.")
@@ -74,21 +74,25 @@ def evaluation_time(run: dg.DagsterRun, now: dt.datetime) -> dt.datetime | None:
 
 
 def _judged(context: dg.AssetCheckExecutionContext, keys: list[dg.AssetKey], now: dt.datetime,
-            lag: dt.timedelta, *, alert: bool):
-    """Check results for the selected assets at ``now``; the late-data alert only when ``alert``."""
+            lag: dt.timedelta, alerts: AlertsResource | None):
+    """Check results for the selected assets at ``now``; the late-data alert through ``alerts`` (None: no alert).
+
+    One alert per breach: the breach's fingerprint (expected session, late assets) is kept in the run
+    storage's key-value cursors, so the hourly job does not post the same lateness every hour; it is
+    cleared once every asset is on time, and set only after the webhook accepted the post."""
     selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
     results = freshness.evaluate(materialized_sessions(context.instance, selected), now, lag,
                                  Settings.from_env().partition_start)
     late = [r for r in results if r.late]
-    if late and alert:
+    if late and alerts is not None:
         fingerprint = json.dumps([late[0].expected.isoformat(), sorted(r.asset for r in late)])
         storage = context.instance.run_storage
         if storage.get_cursor_values({ALERTED_KEY}).get(ALERTED_KEY) != fingerprint:
-            send_alert({"kind": "late_data", "as_of": now.isoformat(), "expected_session": late[0].expected.isoformat(),
-                        "lag_hours": lag.total_seconds() / 3600, "late": [r.as_dict() for r in late]},
-                       context.log, f"{len(late)} daily asset(s) late for session {late[0].expected}")
+            alerts.send({"kind": "late_data", "as_of": now.isoformat(), "expected_session": late[0].expected.isoformat(),
+                         "lag_hours": lag.total_seconds() / 3600, "late": [r.as_dict() for r in late]},
+                        context.log, f"{len(late)} daily asset(s) late for session {late[0].expected}")
             storage.set_cursor_values({ALERTED_KEY: fingerprint})
-    elif alert and len(selected) == len(keys):
+    elif alerts is not None and len(selected) == len(keys):
         context.instance.run_storage.set_cursor_values({ALERTED_KEY: ""})  # on time again: a new lateness alerts
     for r in results:
         yield dg.AssetCheckResult(
