@@ -21,7 +21,6 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import calendars
 from wealth_pipeline.defs import quality
 from wealth_pipeline.defs.datasets import RECONCILE, Dataset
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
@@ -58,29 +57,9 @@ class WindowWrite:
 
 def write_window(lake: Lakehouse, dataset: str, frame: pl.DataFrame, date_column: str, start: dt.date, end: dt.date,
                  tier: str = "processed") -> WindowWrite:
-    """Replace the window ``[start, end]`` of ``tier/dataset`` by ``frame``.
-
-    When the lakehouse has a window write of its own (one commit per window, a table version), it
-    does the write; otherwise one partition per weekday is written and days without rows lose
-    stale files.
-    """
-    own = getattr(type(lake), "write_window", None)
-    if own is not None:
-        result = own(lake, tier, dataset, frame, date_column, start, end)
-        written = getattr(result, "partitions_written", None)
-        return WindowWrite(int(written) if written is not None else frame[date_column].n_unique() if frame.height else 0,
-                           getattr(result, "version", None))
-    by_day = {key[0]: part for key, part in frame.partition_by(date_column, as_dict=True).items()} if frame.height else {}
-    existing = set(lake.partitions(tier, dataset))
-    written = 0
-    for day in calendars.weekdays(start, end):
-        part = by_day.get(day)
-        if part is not None and part.height:
-            lake.write_partition(tier, dataset, part, day)
-            written += 1
-        elif day in existing:
-            lake.delete_partition(tier, dataset, day)
-    return WindowWrite(written)
+    """Replace the window ``[start, end]`` of ``tier/dataset`` by ``frame`` (one Delta commit on table tiers)."""
+    result = lake.write_window(tier, dataset, frame, date_column, start, end)
+    return WindowWrite(result.partitions, result.version)
 
 
 def quarantine(lake: Lakehouse, dataset: str, rejects: pl.DataFrame, start: dt.date, end: dt.date, run_id: str) -> str | None:

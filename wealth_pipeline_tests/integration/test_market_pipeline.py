@@ -220,6 +220,12 @@ def test_each_partition_materialization_carries_its_own_figures_and_checks_follo
     for day, n in by_day.iter_rows():
         m = next(m for m in materializations if m.partition == day.isoformat())
         assert m.metadata["rejected_rows"].value == n
+    # the Delta commit of the window is the materialization's table version and data version
+    version = p.lake.version("processed", "bars")
+    assert version is not None
+    for m in materializations:
+        assert m.metadata["lakehouse/table_version"].value == version
+        assert m.tags["dagster/data_version"] == f"v{version}"
     # check results come after the materialization they judge
     kinds = [e.event_type for e in result.all_events if e.step_key == "bars"]
     first_materialization = kinds.index(dg.DagsterEventType.ASSET_MATERIALIZATION)
