@@ -1,7 +1,9 @@
 """Small charts for materialization metadata: PNG line charts drawn with numpy, shown as markdown.
 
-No plotting library is needed: series are rasterized onto a small canvas and encoded as a PNG
-(zlib), then embedded in markdown as a data URI, which the Dagster UI renders inline.
+No plotting library is needed: series are rasterized onto a small canvas with a left and a bottom
+axis (ticks at the quarters) and encoded as a PNG (zlib), then embedded in markdown as a data URI,
+which the Dagster UI renders inline. The axes' values (the y range with its unit, the first and
+last x label, e.g. dates) are written above the chart, where text is sharp at any size.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 PALETTE: tuple[tuple[int, int, int], ...] = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
+AXIS = (90, 90, 90)
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -40,6 +43,12 @@ def line_chart_png(series: Sequence[Sequence[float]], width: int = 480, height: 
     low, high = float(finite.min()), float(finite.max())
     span = high - low or 1.0
     margin = 6
+    # axes: left and bottom, ticks at 0, 1/4, ..., 1 of each
+    canvas[margin:height - margin, margin - 2] = AXIS
+    canvas[height - margin + 1, margin - 2:width - margin] = AXIS
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        canvas[round(margin + q * (height - 1 - 2 * margin)), margin - 5:margin - 2] = AXIS
+        canvas[height - margin + 2:height - margin + 5, round(margin + q * (width - 1 - 2 * margin))] = AXIS
     for index, v in enumerate(values):
         if v.size < 2:
             continue
@@ -56,9 +65,21 @@ def line_chart_png(series: Sequence[Sequence[float]], width: int = 480, height: 
     return _png(canvas)
 
 
-def markdown_chart(series: Sequence[Sequence[float]], legend: Sequence[str], title: str) -> str:
-    """Markdown with the chart inline and a legend naming each line's colour."""
+def markdown_chart(series: Sequence[Sequence[float]], legend: Sequence[str], title: str, *,
+                   x_range: tuple[str, str] | None = None, unit: str = "") -> str:
+    """Markdown with the chart inline, a legend naming each line's colour and the axes' values.
+
+    ``x_range``: the labels of the first and last x (e.g. dates); ``unit``: the y values' unit.
+    """
     encoded = base64.b64encode(line_chart_png(series)).decode()
     names = ["blue", "red", "green", "purple"]
     key = ", ".join(f"{label} ({names[i % len(names)]})" for i, label in enumerate(legend))
-    return f"**{title}**: {key}\n\n![{title}](data:image/png;base64,{encoded})"
+    values = np.concatenate([np.asarray(s, dtype=float) for s in series]) if series else np.array([])
+    finite = values[np.isfinite(values)]
+    axes = []
+    if finite.size:
+        axes.append(f"y axis: {finite.min():,.4g} to {finite.max():,.4g}{' ' + unit if unit else ''}")
+    if x_range is not None:
+        axes.append(f"x axis: {x_range[0]} to {x_range[1]}")
+    caption = f"\n\n{'; '.join(axes)}" if axes else ""
+    return f"**{title}**: {key}{caption}\n\n![{title}](data:image/png;base64,{encoded})"

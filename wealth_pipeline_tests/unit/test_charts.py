@@ -49,3 +49,11 @@ def test_markdown_embeds_the_png_as_a_data_uri() -> None:
     encoded = md.split("base64,")[1].rstrip(")")
     assert _decode(base64.b64decode(encoded)).shape == (160, 480, 3)
     assert "close (blue)" in md
+
+
+def test_the_chart_has_axes_and_says_their_values_and_unit() -> None:
+    pixels = _decode(line_chart_png([[1.0, 2.0, 3.0]], width=200, height=80))
+    axis = (pixels == (90, 90, 90)).all(axis=2)
+    assert axis[:, 4].sum() >= 60 and axis[75, :].sum() >= 180  # left and bottom axis lines
+    md = markdown_chart([[101.5, 99.0, 120.25]], ["close"], "AAPL", x_range=("2024-01-02", "2024-06-28"), unit="USD")
+    assert "y axis: 99 to 120.2 USD; x axis: 2024-01-02 to 2024-06-28" in md

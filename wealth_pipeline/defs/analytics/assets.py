@@ -74,10 +74,13 @@ def _bands_chart(bars: pl.DataFrame, frame: pl.DataFrame, end: dt.date) -> Any:
         return "no rows"
     symbol = "AAPL" if "AAPL" in frame["symbol"].to_list() else frame["symbol"][0]
     history = indicators.compute_indicators(bars.filter(pl.col("symbol") == symbol)).tail(120)
-    closes = bars.filter(pl.col("symbol") == symbol).sort("session_date").tail(120)["adj_close"]
-    series = [closes.to_list()] + [history[c].fill_null(float("nan")).to_list() for c in ("bb_upper_20", "bb_lower_20")]
-    return dg.MetadataValue.md(markdown_chart(series, ["adjusted close", "upper band", "lower band"],
-                                              f"{symbol} to {end} with Bollinger bands (20, 2)"))
+    symbol_bars = bars.filter(pl.col("symbol") == symbol).sort("session_date").tail(120)
+    series = [symbol_bars["adj_close"].to_list()] + [history[c].fill_null(float("nan")).to_list()
+                                                     for c in ("bb_upper_20", "bb_lower_20")]
+    return dg.MetadataValue.md(markdown_chart(
+        series, ["adjusted close", "upper band", "lower band"], f"{symbol} to {end} with Bollinger bands (20, 2)",
+        x_range=(str(symbol_bars["session_date"][0]), str(symbol_bars["session_date"][-1])),
+        unit=str(symbol_bars["currency"][0])))
 
 
 @publish.dataset_asset(
@@ -118,6 +121,8 @@ def factor_exposures(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             "latest_market_beta_cross_section": dg.MetadataValue.json(betas.describe().to_dicts() if betas.len() else []),
             "market_beta_cross_section": dg.MetadataValue.md(markdown_chart(
                 [sorted(betas.to_list())], ["market beta, securities sorted"],
-                f"Cross-section of market betas on {latest['session_date'].max()}")) if latest.height else "no rows",
+                f"Cross-section of market betas on {latest['session_date'].max()}",
+                x_range=("lowest beta", f"highest ({betas.len()} securities)"), unit="(beta, unitless)"))
+            if latest.height else "no rows",
         },
     )

@@ -235,7 +235,10 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, lakehouse: Lak
         "ic_by_fold_chart": dg.MetadataValue.md(markdown_chart(
             [[f.get("rank_ic", float("nan")) for f in trained.folds], [f.get("ic", float("nan")) for f in trained.folds],
              [0.0] * len(trained.folds)],
-            ["rank IC", "IC", "zero"], "Out-of-sample IC by walk-forward fold")),
+            ["rank IC", "IC", "zero"], "Out-of-sample IC by walk-forward fold",
+            x_range=(f"fold 1 (test from {trained.folds[0].get('test_start')})",
+                     f"fold {len(trained.folds)} (test to {trained.folds[-1].get('test_end')})") if trained.folds else None,
+            unit="(correlation)")),
         "feature_importance": dg.MetadataValue.md(_md_table(importance[:15], ["feature", "share_of_gain"])),
         "booster_uri": dg.MetadataValue.path(booster_uri),
         "manifest_uri": dg.MetadataValue.path(manifest_uri),
