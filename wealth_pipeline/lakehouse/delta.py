@@ -263,6 +263,9 @@ class DeltaTables:
             "target_file_size": TARGET_FILE_SIZE,
             "commit_properties": CommitProperties(custom_metadata={COMMIT_ID: commit_id}),
         }
+        # Stored and read back date-major (each day's rows in their written order): compare and write
+        # in that order, so the same rows handed over in another day interleaving are the same content.
+        rows = _in_write_order(rows)
         data = rows.to_arrow()
         for attempt in range(COMMIT_RETRIES):
             handle = self.open(table)
