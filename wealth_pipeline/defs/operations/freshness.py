@@ -2,12 +2,10 @@
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph import (
-    AssetGraph,  # the resolved graph of a Definitions
-)
 
 from wealth_pipeline.defs.partitions import trading_sessions
 from wealth_pipeline.defs.resources import AlertsResource
@@ -18,6 +16,14 @@ CHECK_NAME = "session_on_time"
 CHECK_CRON = "15 * * * *"
 JOB_NAME = "freshness_checks"
 ALERTED_KEY = "wealth/freshness/last_alert"
+
+
+class AssetGraph(Protocol):
+    """What is used of ``dg.Definitions.resolve_asset_graph()`` (its class is not public API)."""
+
+    def get_all_asset_keys(self) -> Iterable[dg.AssetKey]: ...
+
+    def get(self, key: dg.AssetKey) -> Any: ...
 
 
 def utc_now() -> dt.datetime:
