@@ -18,8 +18,8 @@ Three warehouse connections, by what they may do (the embedded default sets all 
   ``WEALTH_DATABASE_URL``, which must then be a login that may ``SET ROLE wealth_owner``.
 
 The loader's and the owner's passwords are generated once per cluster and kept in its
-``cluster.json`` (mode 0600; ``WEALTH_LOADER_PASSWORD`` wins for the loader, as ``db upgrade`` sets
-it); they reach child processes through the environment, never through process arguments.
+``cluster.json`` (mode 0600; ``WEALTH_LOADER_PASSWORD`` / ``WEALTH_OWNER_PASSWORD`` win, as
+``db upgrade`` sets them); they reach child processes through the environment, never through process arguments.
 """
 
 from __future__ import annotations
@@ -167,9 +167,9 @@ def pipeline_logins(cluster: LocalPostgres, admin_url: str | None = None) -> tup
     loader_password = os.environ.get(roles.LOGIN_PASSWORD_ENV[roles.LOADER]) or cluster.login_password(roles.LOADER)
     urls = {
         roles.LOADER: (cluster.url(WAREHOUSE_DB, user=roles.LOADER, password=loader_password), loader_password),
-        roles.OWNER: (cluster.url(WAREHOUSE_DB, user=roles.OWNER, password=cluster.login_password(roles.OWNER)),
-                      cluster.login_password(roles.OWNER)),
     }
+    owner_password = os.environ.get(roles.LOGIN_PASSWORD_ENV[roles.OWNER]) or cluster.login_password(roles.OWNER)
+    urls[roles.OWNER] = (cluster.url(WAREHOUSE_DB, user=roles.OWNER, password=owner_password), owner_password)
     if admin_url is not None:
         broken = [role for role, (url, _) in urls.items() if not _connects(url)]
         if broken:

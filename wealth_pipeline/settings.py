@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_BACKFILL_CHUNK_SESSIONS": "Sessions per run of a backfill (BackfillPolicy.multi_run, honoured by the UI, the daemon and the CLI); unset or 0: the whole range in one run.",
     "WEALTH_MODEL_RETRAIN_SESSIONS": "New sessions (with indicators and exposures) since the last model that make the retrain sensor request training. Default: 20",
     "WEALTH_ALERT_WEBHOOK_URL": "Webhook that receives a JSON alert for every failed run; unset: failures are only logged.",
+    "WEALTH_OWNER_PASSWORD": "Password of the wealth_owner login dbt uses (set by `db upgrade`); unset: no password login (the embedded default generates one).",
     "WEALTH_LOADER_PASSWORD": "Password of the wealth_loader login role (set by `db upgrade`); unset: no password login.",
     "WEALTH_BI_PASSWORD": "Password of the wealth_bi login role (set by `db upgrade`); unset: no password login.",
     "WEALTH_BACKUP_URI": "Backup location: a folder or s3://bucket/prefix. Default: $WEALTH_HOME/backups",

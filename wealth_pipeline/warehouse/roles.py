@@ -20,7 +20,7 @@ server. Database-level privileges (schemas, tables, row-level security) live in 
   ``session_user``. ``session_user`` (not ``current_user``) cannot be changed by ``SET ROLE``, so a BI
   user cannot pretend to be someone else; a login without a mapping sees no portfolio rows.
 
-Passwords come from the environment (``WEALTH_LOADER_PASSWORD``, ``WEALTH_BI_PASSWORD``) or from the
+Passwords come from the environment (``WEALTH_OWNER_PASSWORD``, ``WEALTH_LOADER_PASSWORD``, ``WEALTH_BI_PASSWORD``) or from the
 caller, and are sent to the server as SCRAM verifiers computed client-side, never as plain text.
 """
 
@@ -38,6 +38,7 @@ BI = "wealth_bi"
 GROUP_ROLES: tuple[str, ...] = (OWNER, LOADER, BI)
 
 LOGIN_PASSWORD_ENV: dict[str, str] = {
+    OWNER: "WEALTH_OWNER_PASSWORD",  # dbt's login (WEALTH_DBT_DATABASE_URL); migrations need none
     LOADER: "WEALTH_LOADER_PASSWORD",
     BI: "WEALTH_BI_PASSWORD",
 }
@@ -141,7 +142,7 @@ def set_login_password(conn: psycopg.Connection, role: str, password: str) -> No
 
 
 def ensure_login_roles(conninfo: str) -> list[str]:
-    """Give ``wealth_loader`` / ``wealth_bi`` LOGIN and a password when their variable is set.
+    """Give ``wealth_owner`` / ``wealth_loader`` / ``wealth_bi`` LOGIN and a password when their variable is set.
 
     Returns the roles that were updated. A variable that is unset or empty leaves the role as it is
     (NOLOGIN after creation). Needs CREATEROLE (or superuser).

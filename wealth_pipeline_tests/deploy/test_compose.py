@@ -32,7 +32,7 @@ DAGSTER_SERVICES = ("code-location", "webserver", "daemon")
 # Read only by the embedded local cluster (never started in a container) or set by the image itself.
 NOT_FOR_CONTAINERS = {"WEALTH_PG_BINDIR", "WEALTH_PG_HOST", "WEALTH_PG_PORT"}
 SET_BY_IMAGE = {"WEALTH_HOME"}
-PASSWORDS = {"WEALTH_LOADER_PASSWORD", "WEALTH_BI_PASSWORD"}
+PASSWORDS = {"WEALTH_OWNER_PASSWORD", "WEALTH_LOADER_PASSWORD", "WEALTH_BI_PASSWORD"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ACCESS_KEY|TOKEN", re.I)
 
 

@@ -56,6 +56,7 @@ def warehouse(flavoured_db: tuple[str, str], monkeypatch: pytest.MonkeyPatch) ->
     password = secrets.token_urlsafe(12)
     monkeypatch.setenv("WEALTH_LOADER_PASSWORD", password)
     monkeypatch.delenv("WEALTH_BI_PASSWORD", raising=False)
+    monkeypatch.delenv("WEALTH_OWNER_PASSWORD", raising=False)
     assert ensure_login_roles(admin) == [roles.LOADER]
     monkeypatch.setenv("WEALTH_DBT_DATABASE_URL", admin)
     return Warehouse(flavour, admin, dsn_to_url(make_conninfo(admin, user=roles.LOADER, password=password)))
@@ -256,7 +257,7 @@ def test_the_embedded_default_hands_the_pipeline_the_loader_and_dbt_the_owner(mo
     home.chmod(0o755)
     monkeypatch.setenv("WEALTH_HOME", str(home / "home"))
     for variable in ("WEALTH_DATABASE_URL", "WEALTH_DAGSTER_DATABASE_URL", "WEALTH_DBT_DATABASE_URL",
-                     "WEALTH_LOADER_PASSWORD", "WEALTH_PG_PORT", "DAGSTER_HOME"):
+                     "WEALTH_LOADER_PASSWORD", "WEALTH_OWNER_PASSWORD", "WEALTH_PG_PORT", "DAGSTER_HOME"):
         monkeypatch.setenv(variable, "")  # recorded, so what bootstrap exports is undone after the test
         monkeypatch.delenv(variable)
     env = environment.bootstrap()
