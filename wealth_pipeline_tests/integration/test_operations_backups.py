@@ -26,7 +26,6 @@ from wealth_pipeline.defs.operations.backups import (
     backups_spec,
     latest_backup_restorable,
 )
-from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.environment import with_database
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import open_store
@@ -122,14 +121,17 @@ def test_latest_backup_restorable_passes_a_good_backup_and_fails_a_missing_corru
 
 
 def test_the_backup_job_backs_up_prunes_and_checks_and_refuses_bad_settings_without_retry(
-        pg_url: str, tmp_path: Path) -> None:
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = _seed(pg_url)
+    for name, value in {"WEALTH_HOME": str(tmp_path / "wealth"), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+                        "WEALTH_DATABASE_URL": pg_url, "WEALTH_DAGSTER_DATABASE_URL": pg_url}.items():
+        monkeypatch.setenv(name, value)
     backups = tmp_path / "backups"
     stale = create_backup(BackupLocation(str(backups)), pg_url, None, None, now=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
 
     def job_defs(**resource: str) -> dg.Definitions:
         return dg.Definitions(jobs=[backup_job], assets=[backups_spec], resources={
-            "warehouse": WarehouseResource(url=pg_url), "lakehouse": LakehouseResource(uri=str(tmp_path / "lake")),
+            "lakehouse": LakehouseResource(uri=str(tmp_path / "lake")),
             "backup": BackupResource(uri=str(backups), **resource)})
 
     with dg.instance_for_test() as instance:

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from wealth_pipeline.defs.resources import WarehouseResource
+from wealth_pipeline import environment
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.operations import backup as backups
 from wealth_pipeline.operations.config import (
@@ -102,16 +102,18 @@ def latest_backup_restorable(backup: BackupResource) -> dg.AssetCheckResult:
 
 @dg.op(description="pg_dump the warehouse and the Dagster instance, record the lakehouse, then apply retention.",
        tags={"kind": "postgres"})
-def take_backup(context: dg.OpExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource,
-                backup: BackupResource) -> dict:
+def take_backup(context: dg.OpExecutionContext, lakehouse: LakehouseResource, backup: BackupResource) -> dict:
     try:
         config = backup.settings()
     except ValueError as exc:
         raise _config_failure(exc) from None
+    # The administrative warehouse URL, not the pipeline's: in the embedded default the assets connect
+    # as wealth_loader, which cannot read the migration history nor dump row-secured tables.
+    warehouse_url = environment.bootstrap(start_database=False, export=False).warehouse_url
     location = backup.location()
     dagster_url = backup.dagster_database_url
     mode = "manifest" if lakehouse.uri.startswith("s3://") else "copy"
-    result = backups.create_backup(location, psycopg_url(warehouse.url), psycopg_url(dagster_url) if dagster_url else None,
+    result = backups.create_backup(location, psycopg_url(warehouse_url), psycopg_url(dagster_url) if dagster_url else None,
                                    lakehouse.get().store, lakehouse_mode=mode, log=context.log.info)
     pruned = backups.prune(location, config.keep_daily, config.keep_weekly)
     tables = result.manifest["databases"]["warehouse"]["tables"]
