@@ -146,6 +146,6 @@ backup_check_job = dg.define_asset_job(
 
 daily_backup = dg.ScheduleDefinition(
     name="daily_backup", job=backup_job, cron_schedule=BACKUP_CRON, execution_timezone=TIMEZONE,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every night at 21:30 New York, after the after-close run: a backup with retention.",
 )

@@ -61,7 +61,7 @@ def build_freshness(asset_graph: AssetGraph, clock: Callable[[], dt.datetime] = 
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.checks(daily_freshness),
                               description="Evaluate the calendar-aware freshness of every daily asset.")
     schedule = dg.ScheduleDefinition(name="freshness_hourly", job=job, cron_schedule=CHECK_CRON,
-                                      execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.RUNNING,
+                                      execution_timezone="America/New_York", default_status=dg.DefaultScheduleStatus.STOPPED,
                                       description="Every hour: is every daily asset's newest due session materialized?")
     return dg.Definitions(asset_checks=[daily_freshness], jobs=[job], schedules=[schedule])
 
