@@ -5,7 +5,10 @@ unprivileged user when the tests run as root), unless WEALTH_TEST_DATABASE_URL p
 to use instead (a superuser URL; each test still gets its own database there). A second server,
 with TimescaleDB preloaded, is started on first use of ``timescale_url`` when ``../shared/timescaledb``
 exists beside the repository (or named by WEALTH_TEST_TIMESCALE_URL); ``flavoured_db`` runs a test on
-both.
+both. The session's own clusters run without fsync (``TEST_SERVER_SETTINGS``): they are thrown away
+at the end, and durability is PostgreSQL's concern, not this project's. A database that several
+modules share (built once, read by many) is registered with ``keep_for_session`` and dropped when its
+server's fixture ends.
 """
 
 from __future__ import annotations
@@ -26,22 +29,43 @@ from wealth_pipeline.environment import with_database
 from wealth_pipeline.warehouse.localpg import LocalPostgres
 from wealth_pipeline_tests.s3_server import s3_endpoint_url  # noqa: F401  (session fixture: moto S3 on loopback)
 
+# Throwaway clusters: no flush to disk on commit, checkpoint, CREATE/DROP DATABASE. On the 2-core CI
+# machine the suite creates and drops hundreds of databases; nothing here survives the session.
+TEST_SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# server URL -> names of databases shared by several modules, dropped when that server's fixture ends
+_SESSION_DATABASES: dict[str, list[str]] = {}
+
+
+def keep_for_session(server_url: str, name: str) -> None:
+    """Drop database ``name`` on ``server_url`` when the session's fixture of that server ends."""
+    _SESSION_DATABASES.setdefault(server_url, []).append(name)
+
+
+def _drop_session_databases(server_url: str) -> None:
+    for name in _SESSION_DATABASES.pop(server_url, []):
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """Superuser URL (database ``postgres``) of a real PostgreSQL server for the test session."""
     external = os.environ.get("WEALTH_TEST_DATABASE_URL")
     if external:
-        yield external
+        try:
+            yield external
+        finally:
+            _drop_session_databases(external)
         return
     folder = Path(tempfile.mkdtemp(prefix="wealth-test-pg-"))
     folder.chmod(0o755)
-    cluster = LocalPostgres(folder / "pg")
+    cluster = LocalPostgres(folder / "pg", server_settings=TEST_SERVER_SETTINGS)
     cluster.start()
     try:
         yield cluster.url("postgres")
     finally:
         cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -85,7 +109,10 @@ def timescale_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     """
     external = os.environ.get("WEALTH_TEST_TIMESCALE_URL")
     if external:
-        yield external
+        try:
+            yield external
+        finally:
+            _drop_session_databases(external)
         return
     if not TIMESCALE_LAYOUT_SCRIPT.is_file():
         pytest.skip(NO_TIMESCALE)
@@ -97,7 +124,7 @@ def timescale_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     if laid_out.returncode != 0:
         raise RuntimeError(f"{TIMESCALE_LAYOUT_SCRIPT} failed (exit {laid_out.returncode}): {laid_out.stderr.strip()}")
     bindir = Path(laid_out.stdout.strip().splitlines()[-1])
-    cluster = LocalPostgres(folder / "pg", bindir=bindir, server_settings=TIMESCALE_SERVER_SETTINGS)
+    cluster = LocalPostgres(folder / "pg", bindir=bindir, server_settings={**TEST_SERVER_SETTINGS, **TIMESCALE_SERVER_SETTINGS})
     cluster.start()
     try:
         yield cluster.url("postgres")

@@ -3,8 +3,10 @@
 Market and analytics data come from the pipeline itself (ingest -> processed -> analytics, then the
 dbt assets, in one single-run materialization over the window); portfolio and model rows are
 inserted contract-shaped as the owner, so the marts are tested independently of those domains. The
-module's warehouse is built once per flavour (plain PostgreSQL, then TimescaleDB: the module-scoped
-counterpart of the ``flavoured_db`` fixture); tests that need a fresh warehouse use ``flavoured_db``.
+marts warehouse is built once per flavour for the whole session (plain PostgreSQL, then TimescaleDB:
+the module-scoped counterpart of the ``flavoured_db`` fixture) and shared with test_bi_reads, which
+only reads it; a test here that changes it puts it back. Tests that need a fresh warehouse use
+``flavoured_db``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,16 @@ import dagster as dg
 import psycopg
 import pytest
 import yaml
+from dagster.components import load_defs
 from psycopg import sql
 
 from wealth_pipeline.cli import materialize_range
 from wealth_pipeline.definitions import build_definitions
 from wealth_pipeline.defs.marts.__main__ import dbt_cli_env
 from wealth_pipeline.defs.marts.project import DBT_PROJECT_DIR, dbt_executable
-from wealth_pipeline.environment import with_database
+from wealth_pipeline.environment import REPO_ROOT, with_database
 from wealth_pipeline.warehouse import migrate
+from wealth_pipeline_tests.conftest import keep_for_session
 from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -54,7 +57,11 @@ class MartsPipeline(Pipeline):
     runs: list[dict[str, Any]]
 
     def definitions(self) -> dg.Definitions:
-        found = [importlib.import_module(f"wealth_pipeline.defs.{d}").defs for d in DOMAINS]
+        """The four domains' folders, loaded as ``dg.load_from_defs_folder`` loads them, with this harness's resources."""
+        loaded = [load_defs(importlib.import_module(f"wealth_pipeline.defs.{d}"), project_root=REPO_ROOT) for d in DOMAINS]
+        # each folder's Definitions carries its own component tree, which merge refuses twice: keep the objects
+        found = [dg.Definitions(assets=d.assets, asset_checks=d.asset_checks, jobs=d.jobs, resources=d.resources)
+                 for d in loaded]
         return dg.Definitions.merge(*found, dg.Definitions(resources=self.resources()))
 
     def run(self, start: str, end: str | None = None, selection: str = "*", raise_on_error: bool = True, **market: Any) -> list[dict[str, Any]]:
@@ -96,11 +103,27 @@ def seed_portfolios_and_models(p: MartsPipeline) -> None:
                              (symbol, day, MODEL_ID, score, ranked.index(symbol) + 1))
 
 
+_SHARED_WAREHOUSES: dict[str, MartsPipeline] = {}
+
+
 def build_marts_warehouse(pg_server_url: str, folder: Path) -> MartsPipeline:
+    """The session's marts warehouse on ``pg_server_url``: built on the first call (lake in ``folder``),
+    the same one afterwards, dropped when the server's session fixture ends.
+
+    The build (the pipeline over the window, then dbt) is the costly part of the marts tests and
+    test_bi_reads only reads what it builds, so both modules share one per flavour.
+    """
+    if pg_server_url not in _SHARED_WAREHOUSES:
+        _SHARED_WAREHOUSES[pg_server_url] = _build_marts_warehouse(pg_server_url, folder)
+    return _SHARED_WAREHOUSES[pg_server_url]
+
+
+def _build_marts_warehouse(pg_server_url: str, folder: Path) -> MartsPipeline:
     """A migrated database with the window's market data, portfolio and model rows, and the marts built."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    keep_for_session(pg_server_url, name)
     url = with_database(pg_server_url, name)
     migrate.upgrade(url)
     pipeline = MartsPipeline(url, str(folder / "lake"), None)
@@ -120,16 +143,10 @@ def check_results(run: dict[str, Any]) -> dict[tuple[str, str], bool]:
 
 
 @pytest.fixture(scope="module", params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
-def marts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MartsPipeline]:
-    """The marts warehouse of this module, on the plain server, then on the TimescaleDB server."""
+def marts(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> MartsPipeline:
+    """The session's marts warehouse, on the plain server, then on the TimescaleDB server."""
     server = request.getfixturevalue("pg_server_url" if request.param == "postgres" else "timescale_server_url")
-    pipeline = build_marts_warehouse(server, tmp_path_factory.mktemp(f"marts-{request.param}"))
-    try:
-        yield pipeline
-    finally:
-        name = psycopg.conninfo.conninfo_to_dict(pipeline.warehouse_url)["dbname"]
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return build_marts_warehouse(server, tmp_path_factory.mktemp(f"marts-{request.param}"))
 
 
 def test_the_pipeline_builds_every_mart_and_its_dbt_tests_pass(marts: MartsPipeline) -> None:
@@ -137,6 +154,12 @@ def test_the_pipeline_builds_every_mart_and_its_dbt_tests_pass(marts: MartsPipel
     assert run["stage"] == "sessions"
     results = check_results(run)
     assert results and all(results.values()), {k: v for k, v in results.items() if not v}
+    # Every dbt test on a model ran as an asset check (and passed, above); the two on the symbol
+    # master source are no asset checks, but a failing one would have failed the run's dbt build.
+    from wealth_pipeline.defs.marts.assets import marts_dbt
+
+    dbt_checks = {(k.asset_key.to_user_string(), k.name) for k in marts_dbt.check_keys}
+    assert len(dbt_checks) > 40 and dbt_checks <= set(results), dbt_checks - set(results)
     for asset in ("marts/security_daily", "marts/portfolio_performance", "marts/model_signals"):
         assert any(a == asset for a, _ in results), f"{asset} has dbt tests as asset checks"
     assert ("marts/portfolio_performance", "assert_portfolio_marts_enforce_rls") in results
@@ -172,7 +195,10 @@ def test_a_partition_window_deletes_and_inserts_only_that_window(marts: MartsPip
     inside, outside = dt.date(2024, 6, 13), dt.date(2024, 6, 3)
     gone = dt.date(2024, 6, 14)
     before = dict(marts.query("SELECT session_date, close FROM marts.security_daily WHERE symbol = 'MSFT'"))
-    total = marts.query("SELECT count(*) FROM marts.security_daily")[0][0]
+    whole = marts.query("SELECT * FROM marts.security_daily ORDER BY symbol, session_date")
+    total = len(whole)
+    marts.execute("CREATE TABLE public.saved_mart AS SELECT * FROM marts.security_daily "
+                  "WHERE session_date BETWEEN '2024-06-10' AND '2024-06-14'")
     try:
         marts.execute("UPDATE market.bars_daily SET close = close * 2 WHERE symbol = 'MSFT' AND session_date IN (%s, %s)",
                       (inside, outside))
@@ -187,13 +213,15 @@ def test_a_partition_window_deletes_and_inserts_only_that_window(marts: MartsPip
         assert after[outside] == before[outside], "outside the window: untouched"
         assert gone not in after, "a row that left the sources inside the window leaves the mart"
         assert marts.query("SELECT count(*) FROM marts.security_daily") == [(total - 1,)]
-    finally:
+    finally:  # the sources, then the window's mart rows as they were (the warehouse is shared)
         marts.execute("INSERT INTO market.bars_daily SELECT * FROM public.saved_bar")
         marts.execute("DROP TABLE public.saved_bar")
         marts.execute("UPDATE market.bars_daily SET close = close / 2 WHERE symbol = 'MSFT' AND session_date IN (%s, %s)",
                       (inside, outside))
-        marts.run("2024-06-03", "2024-06-14", selection="marts/security_daily", raise_on_error=False)
-    assert dict(marts.query("SELECT session_date, close FROM marts.security_daily WHERE symbol = 'MSFT'")) == before
+        marts.execute("DELETE FROM marts.security_daily WHERE session_date BETWEEN '2024-06-10' AND '2024-06-14'")
+        marts.execute("INSERT INTO marts.security_daily SELECT * FROM public.saved_mart")
+        marts.execute("DROP TABLE public.saved_mart")
+    assert marts.query("SELECT * FROM marts.security_daily ORDER BY symbol, session_date") == whole
 
 
 def test_failing_dbt_tests_are_failed_asset_checks(marts: MartsPipeline) -> None:
@@ -251,9 +279,7 @@ def copy_project(folder: Path) -> Path:
     return project
 
 
-def test_docs_generate_and_test_run_with_the_projects_profile_and_types_match_the_database(
-    marts: MartsPipeline, tmp_path: Path
-) -> None:
+def test_docs_generate_with_the_projects_profile_and_types_match_the_database(marts: MartsPipeline, tmp_path: Path) -> None:
     target = tmp_path / "target"
     docs = wealth_dbt(marts.warehouse_url, tmp_path, "docs", "generate", "--target-path", str(target))
     assert docs.returncode == 0, docs.stdout + docs.stderr
@@ -273,8 +299,20 @@ def test_docs_generate_and_test_run_with_the_projects_profile_and_types_match_th
     assert {n["name"] for n in models if n["config"]["contract"]["enforced"]} == {
         "security_daily", "portfolio_performance", "model_signals"}
 
+
+def test_dbt_test_runs_with_the_projects_profile(
+    pg_server_url: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """`wealth-pipeline dbt test` wires the profile to the warehouse and every data test passes.
+
+    On PostgreSQL only: the command's wiring does not depend on the flavour, and on TimescaleDB every
+    data test already ran in the marts build (test_the_pipeline_builds_every_mart_and_its_dbt_tests_pass).
+    """
+    marts = build_marts_warehouse(pg_server_url, tmp_path_factory.mktemp("marts-postgres"))
+    target = tmp_path / "target"
     tested = wealth_dbt(marts.warehouse_url, tmp_path, "test", "--target-path", str(target))
     assert tested.returncode == 0, tested.stdout + tested.stderr
+    manifest = json.loads((target / "manifest.json").read_text())
     results = json.loads((target / "run_results.json").read_text())["results"]
     data_tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
     assert len(results) == len(data_tests) > 40
