@@ -5,6 +5,12 @@ repository's ``dagster.yaml``, storage = a fresh database on the test server) an
 warehouse database. Everything is driven through the webserver's GraphQL API, as a user would.
 The processes run in their own process groups and are killed at teardown; every wait is bounded
 and fails with the tail of the process logs.
+
+Once the daemons are up, every schedule and sensor running by default (the automation-condition
+sensor, the operations schedules, the failure alert) is stopped through the API: the tests launch
+runs themselves or start the sensor they test, and background runs on the 2-core CI machine slowed
+each test's runs and made their timing depend on what the automation decided to do meanwhile.
+Automation itself is tested in integration/test_automation.py.
 """
 
 from __future__ import annotations
@@ -58,6 +64,17 @@ mutation Launch($params: ExecutionParams!) {
 DAEMON_HEALTH = """
 query { instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }
 """
+
+INSTIGATORS = """
+query I($repo: RepositorySelector!) { repositoryOrError(repositorySelector: $repo) { __typename
+  ... on Repository { sensors { id name sensorState { status } } schedules { id name scheduleState { status } } } } }
+"""
+STOP_SENSOR = """mutation S($id: String!) { stopSensor(id: $id) { __typename
+  ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }"""
+STOP_SCHEDULE = """mutation S($id: String!) { stopRunningSchedule(id: $id) { __typename
+  ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }"""
+# Poll interval of the waits: short, the probes are cheap GraphQL reads on loopback.
+POLL = 0.5
 
 
 def free_port() -> int:
@@ -135,7 +152,7 @@ class DagsterStack:
             raise AssertionError(f"GraphQL failed (HTTP {response.status_code}): {response.text[:2000]}\n{self.logs()}")
         return body["data"]
 
-    def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
+    def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float, interval: float = POLL) -> T:
         """Poll ``probe`` until it returns something truthy; fail after ``timeout`` s with the logs."""
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -154,6 +171,28 @@ class DagsterStack:
         statuses = self.graphql(DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
         healthy = {s["daemonType"] for s in statuses if s["healthy"]}
         return healthy >= REQUIRED_DAEMONS
+
+    def instigators(self) -> dict[str, tuple[str, str, str]]:
+        """name -> (kind "sensor"/"schedule", id, status) of every sensor and schedule of the repository."""
+        data = self.graphql(INSTIGATORS, {"repo": REPO})["repositoryOrError"]
+        assert data["__typename"] == "Repository", data
+        found = {s["name"]: ("sensor", s["id"], s["sensorState"]["status"]) for s in data["sensors"]}
+        found.update({s["name"]: ("schedule", s["id"], s["scheduleState"]["status"]) for s in data["schedules"]})
+        return found
+
+    def stop_background_automation(self) -> list[str]:
+        """Stop every running sensor and schedule (see the module docstring); returns their names."""
+        stopped = []
+        for name, (kind, ident, status) in sorted(self.instigators().items()):
+            if status != "RUNNING":
+                continue
+            mutation, field = (STOP_SENSOR, "stopSensor") if kind == "sensor" else (STOP_SCHEDULE, "stopRunningSchedule")
+            result = self.graphql(mutation, {"id": ident})[field]
+            assert result["__typename"] in ("StopSensorMutationResult", "ScheduleStateResult"), (name, result)
+            stopped.append(name)
+        still = {n: s for n, (_, _, s) in self.instigators().items() if s == "RUNNING"}
+        assert not still, f"still running after stop: {still}"
+        return stopped
 
     def runs(self, tags: dict[str, str] | None = None, job: str | None = None) -> list[dict[str, Any]]:
         """Runs matching ``tags`` (and job), newest first: id, status, job name, tags, selected assets."""
@@ -304,7 +343,9 @@ def dagster_stack(pg_server_url: str) -> Iterator[DagsterStack]:
                 return False
 
         stack.wait_for("the webserver's /server_info", server_up, STARTUP_TIMEOUT)
-        stack.wait_for(f"daemon heartbeats from {sorted(REQUIRED_DAEMONS)}", stack.daemons_healthy, STARTUP_TIMEOUT, 2.0)
+        stack.wait_for(f"daemon heartbeats from {sorted(REQUIRED_DAEMONS)}", stack.daemons_healthy, STARTUP_TIMEOUT)
+        stopped = stack.stop_background_automation()
+        print(f"\n[e2e] stopped the default-running sensors and schedules: {', '.join(stopped)}")
         yield stack
     finally:
         for proc in (stack.webserver, stack.daemon, *stack.old_daemons):

@@ -116,7 +116,7 @@ def _wait_backfill(stack: DagsterStack, backfill_id: str, timeout: float = 360.0
         assert data["__typename"] == "PartitionBackfill", data
         return data if data["status"] not in ("REQUESTED", "CANCELING", "FAILING") else None
 
-    return stack.wait_for(f"backfill {backfill_id} to finish", done, timeout, 2.0)
+    return stack.wait_for(f"backfill {backfill_id} to finish", done, timeout)
 
 
 def _bars_sessions(stack: DagsterStack, symbols: tuple[str, ...] = ()) -> dict[dt.date, int]:
@@ -193,12 +193,12 @@ def test_backfill_survives_a_daemon_crash_without_duplicate_runs(dagster_stack: 
     first, second = ["2024-06-17", "2024-06-18"], ["2024-06-24", "2024-06-25", "2024-06-26"]
     backfill_id = _backfill(stack, BACKFILL_ASSETS, first + second, "e2e daemon crash")
     stack.wait_for(f"the daemon to launch a first run of backfill {backfill_id}",
-                   lambda: stack.runs(tags={BACKFILL_TAG: backfill_id}), 90, 0.5)
+                   lambda: stack.runs(tags={BACKFILL_TAG: backfill_id}), 90)
     stack.crash_daemon()
     status = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
     assert status == "REQUESTED", f"the backfill finished before the daemon was killed ({status}); nothing was tested"
     stack.start_daemon()
-    stack.wait_for("the restarted daemon's heartbeats", stack.daemons_healthy, 120, 2.0)
+    stack.wait_for("the restarted daemon's heartbeats", stack.daemons_healthy, 120)
 
     final = _wait_backfill(stack, backfill_id)
     assert final["status"] == "COMPLETED_SUCCESS", final
@@ -233,7 +233,7 @@ def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagste
         return data["sensorState"]["ticks"]
 
     first = stack.wait_for("the daemon's first landing_zone_sensor tick with runs",
-                           lambda: [t for t in ticks() if t["status"] == "SUCCESS"], 120, 2.0)[-1]
+                           lambda: [t for t in ticks() if t["status"] == "SUCCESS"], 120)[-1]
     runs = [r for r in stack.runs(job="vendor_ingest") if r["runId"] in first["runIds"]]
     assert len(runs) == len(first["runIds"]) == 2, (first, runs)
     # Exactly the sessions of the file: a contiguous block (15-16 July) and a separate session (18 July).
@@ -242,25 +242,26 @@ def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagste
     # The daemon stores the cursor just after recording the tick: wait for it rather than race it.
     stored = stack.wait_for("the sensor's cursor to be stored",
                             lambda: stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"]
-                            ["typeSpecificData"]["lastCursor"], 60, 1.0)
+                            ["typeSpecificData"]["lastCursor"], 60)
     cursor = json.loads(stored)
     assert list(cursor) == ["bars/2024-07-20T2200Z-e2e.csv"]
+    # The QueuedRunCoordinator daemon dequeues and launches them (one at a time: wealth/warehouse limit 1).
+    # Checked while the sensor's 60 s minimum interval runs down, rather than after it.
+    stack.wait_for("the daemon to launch a sensor run",
+                   lambda: any(stack.run_status(r["runId"]) in ("STARTING", "STARTED", "SUCCESS") for r in runs), 90)
+    _stop_sensor_runs(stack, [r["runId"] for r in runs])
 
     # The next evaluation (after the sensor's 60 s minimum interval) finds nothing new: no second run.
     later = stack.wait_for("a second landing_zone_sensor tick",
                            lambda: [t for t in ticks() if t["tickId"] != first["tickId"] and t["timestamp"] > first["timestamp"]
-                                    and t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")], 150, 3.0)
+                                    and t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")], 150)
     assert all(t["status"] == "SKIPPED" and not t["runIds"] for t in later), later
     assert "no new or changed landing files" in later[0]["skipReason"]
     assert len(stack.runs(job="vendor_ingest")) == 2
-    # The QueuedRunCoordinator daemon dequeues and launches them (one at a time: wealth/warehouse limit 1).
-    stack.wait_for("the daemon to launch a sensor run",
-                   lambda: any(stack.run_status(r["runId"]) in ("STARTING", "STARTED", "SUCCESS") for r in runs), 90, 1.0)
-    _stop_sensor_runs(stack, [r["runId"] for r in runs])
 
 
 def _stop_sensor_runs(stack: DagsterStack, run_ids: list[str]) -> None:
     """Stop the sensor's runs: ingestion of the file is covered by test_landing_zone.py."""
     stack.graphql("""mutation T($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }""", {"ids": run_ids})
     stack.wait_for("the sensor's runs to stop",
-                   lambda: all(stack.run_status(i) in ("CANCELED", "SUCCESS", "FAILURE") for i in run_ids), 180, 2.0)
+                   lambda: all(stack.run_status(i) in ("CANCELED", "SUCCESS", "FAILURE") for i in run_ids), 180)
