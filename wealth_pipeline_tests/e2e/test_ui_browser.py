@@ -191,11 +191,14 @@ def cli_run(dagster_stack: DagsterStack, bars_materialized: None) -> str:
                 "--select", "raw_bars raw_corporate_actions corporate_actions bars")
     (ARTIFACTS / "cli-materialize.txt").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    new = [r for r in stack.runs() if r["runId"] not in before]
-    assert [r["jobName"] for r in new] == ["__ASSET_JOB"], new  # the location's asset job, not an ad-hoc one
-    assert new[0]["tags"]["dagster/asset_partition_range_start"] == CLI_SESSIONS[0]
-    assert new[0]["runId"] in done.stdout
-    return new[0]["runId"]
+    # the run the CLI printed (the daemon may launch others meanwhile, e.g. automation downstream)
+    mine = [r for r in stack.runs() if r["runId"] not in before and r["runId"] in done.stdout]
+    assert len(mine) == 1, mine
+    (run,) = mine
+    assert run["jobName"] == "__ASSET_JOB" and run["status"] == "SUCCESS", run  # the location's asset job
+    assert (run["tags"]["dagster/asset_partition_range_start"], run["tags"]["dagster/asset_partition_range_end"]) \
+        == CLI_SESSIONS
+    return run["runId"]
 
 
 def test_ui_shows_columns_partition_rows_and_the_cli_run(dagster_stack: DagsterStack, page: object,
