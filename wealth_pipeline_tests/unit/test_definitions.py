@@ -119,12 +119,11 @@ def test_what_would_act_on_demo_data_ships_stopped_and_automation_follows_the_re
     schedules = {s.name: s.default_status for s in defs.schedules}
     assert {"daily_after_close", "model_weekly_retrain", "daily_backup", "freshness_hourly"} <= set(schedules)
     assert all(status == dg.DefaultScheduleStatus.STOPPED for status in schedules.values()), schedules
-    for name in ("landing_zone_sensor", "model_retrain_sensor"):
+    for name in ("landing_zone_sensor", "model_retrain_sensor", "default_automation_condition_sensor"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.STOPPED, name
-    for name in ("run_failure_alert", "default_automation_condition_sensor"):
-        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING, name
-    # The README says the marts follow their upstream through declarative automation: they carry a
-    # condition and the running sensor targets them.
+    assert defs.resolve_sensor_def("run_failure_alert").default_status == dg.DefaultSensorStatus.RUNNING
+    # The README says the marts follow their upstream through declarative automation once the
+    # sensor is on: they carry a condition and the sensor targets them.
     graph = defs.resolve_asset_graph()
     marts = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "marts"]
     assert marts and all(graph.get(k).automation_condition is not None for k in marts)

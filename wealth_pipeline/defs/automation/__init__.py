@@ -4,9 +4,8 @@
 and ``vendor_ingest`` as public asset selections, resolved by Dagster against the whole code
 location), ``schedules.py``, ``landing_sensor.py``, ``alerts.py``, ``declarative.py``.
 
-What would act on its own on the demo's state ships STOPPED (``daily_after_close``,
-``landing_zone_sensor``); ``run_failure_alert`` and ``default_automation_condition_sensor`` (which
-keeps the dbt marts following their upstream assets) run by default.
+What would act on its own on the demo's state ships STOPPED (every schedule, ``landing_zone_sensor``,
+``default_automation_condition_sensor``); only ``run_failure_alert`` runs by default.
 """
 
 
