@@ -105,13 +105,14 @@ def marts_dbt(
     a login that cannot act as the owner is a configuration error, never retried.
     """
     args = ["build", "--vars", json.dumps(dbt_vars(context))]
-    missing = missing_upstream_relations(json.loads(MANIFEST_PATH.read_text()), set(context.selected_asset_keys), warehouse.url)
-    if missing:
-        raise dg.Failure(description="; ".join(missing), allow_retries=False)
     url = dbt_database_url(warehouse.url)
     try:
         require_owner_login(url)
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    # dbt's login looks for the upstream relations: the loader has no USAGE on dbt's schemas.
+    missing = missing_upstream_relations(json.loads(MANIFEST_PATH.read_text()), set(context.selected_asset_keys), url)
+    if missing:
+        raise dg.Failure(description="; ".join(missing), allow_retries=False)
     with dbt_connection(url):
         yield from dbt.cli(args, context=context).stream()
