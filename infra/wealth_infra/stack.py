@@ -235,7 +235,9 @@ class WealthStack(cdk.Stack):
             "WEALTH_BACKFILL_CHUNK_SESSIONS": str(context("wealth:backfillChunkSessions") or "0"),
         }
         instance_secrets = {"DAGSTER_PG_PASSWORD": self.secrets["DAGSTER_PG_PASSWORD"]}
-        code_secrets = {**instance_secrets, "WEALTH_DATABASE_URL": self.secrets["WEALTH_DATABASE_URL"]}
+        # dbt creates the marts' relations, so it connects as the migration owner; the assets as wealth_loader.
+        code_secrets = {**instance_secrets, "WEALTH_DATABASE_URL": self.secrets["WEALTH_DATABASE_URL"],
+                        "WEALTH_DBT_DATABASE_URL": self.secrets["WEALTH_ADMIN_DATABASE_URL"]}
 
         self.run_task = self._task("Run", "run", roles["processing"], RUN_CONTAINER, image, code_env, code_secrets,
                                    command=None, cpu=1024, memory=4096)

@@ -196,6 +196,9 @@ def test_task_definitions_environment_and_secrets(synthesized: dict) -> None:
             assert "WEALTH_DATABASE_URL" in secrets
             assert json.dumps(env["WEALTH_LAKEHOUSE_URI"]).startswith('{"Fn::Join"')
             assert env["WEALTH_PROVIDER"] == "synthetic"
+        if family in ("wealth-dev-code-location", "wealth-dev-run"):
+            # dbt builds the marts as the owner; the assets connect as the loader.
+            assert secrets["WEALTH_DBT_DATABASE_URL"] != secrets["WEALTH_DATABASE_URL"]
         if family in ("wealth-dev-webserver", "wealth-dev-daemon"):
             assert env["WEALTH_CODE_LOCATION_HOST"] == "code-location.wealth-dev.internal"
             assert env["WEALTH_ECS_RUN_TASK_DEFINITION"] == {"Ref": next(
