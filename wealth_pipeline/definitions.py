@@ -66,7 +66,7 @@ def load_domains() -> dg.Definitions:
 def domain_definitions(*domains: str) -> dg.Definitions:
     """Some domains alone (e.g. a test's slice of the graph), without resources, loaded as
     ``load_from_defs_folder`` loads them: a module's ``Definitions`` object, else its top-level
-    definitions. Each domain package also answers ``.defs`` with this (``defs/<domain>/__init__.py``)."""
+    definitions."""
     parts = []
     for domain in domains:
         package = importlib.import_module(f"wealth_pipeline.defs.{domain}")

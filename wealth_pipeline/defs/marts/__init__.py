@@ -9,12 +9,3 @@ import dagster as dg
 from wealth_pipeline.defs.marts.project import dbt_resource
 
 resources = dg.Definitions(resources={"dbt": dbt_resource()})
-
-
-def __getattr__(name: str):
-    """``marts.defs``: this domain's definitions alone (``definitions.domain_definitions``), resolved on access."""
-    if name == "defs":
-        from wealth_pipeline.definitions import domain_definitions
-
-        return domain_definitions("marts")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
