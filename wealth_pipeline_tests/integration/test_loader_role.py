@@ -312,3 +312,22 @@ def test_the_embedded_default_hands_the_pipeline_the_loader_and_dbt_the_owner(mo
         assert scanned > 0 and leaked == []
     finally:
         env.local_cluster.stop()
+
+
+def test_the_runbooks_password_rotation_gives_the_loader_and_bi_new_passwords(warehouse: Warehouse, tmp_path: Path) -> None:
+    """docs/operations.md section 10, as printed: ``db upgrade`` with the new passwords in the environment."""
+    old = conninfo_to_dict(warehouse.loader)["password"]
+    new_loader, new_bi = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEALTH_", "PG"))}
+    env.update(WEALTH_HOME=str(tmp_path), WEALTH_DATABASE_URL=warehouse.admin,
+               WEALTH_LOADER_PASSWORD=new_loader, WEALTH_BI_PASSWORD=new_bi)
+    done = subprocess.run([str(Path(sys.executable).with_name("wealth-pipeline")), "db", "upgrade"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "login enabled for: wealth_loader, wealth_bi" in done.stdout
+    for login, password in ((roles.LOADER, new_loader), (roles.BI, new_bi)):
+        url = make_conninfo(warehouse.admin, user=login, password=password)
+        assert warehouse.rows(url, "SELECT current_user") == [(login,)]
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(make_conninfo(warehouse.admin, user=roles.LOADER, password=old), connect_timeout=10).close()
+    assert new_loader not in done.stdout + done.stderr and new_bi not in done.stdout + done.stderr
