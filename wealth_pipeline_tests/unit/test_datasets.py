@@ -104,3 +104,17 @@ def test_preview_shows_the_latest_rows_with_the_column_schema() -> None:
         {"symbol": "A", "session_date": "2024-07-02", "value": 3.0}, {"symbol": "A", "session_date": "2024-07-01", "value": 1.0},
         {"symbol": "B", "session_date": "2024-07-01", "value": None}]
     assert [(c.name, c.type) for c in table.value.schema.columns] == [("symbol", "text"), ("session_date", "date"), ("value", "double")]
+
+
+def test_partition_digest_depends_on_rows_not_on_where_they_were_sliced_from() -> None:
+    """A day cut from a window read (bitmap at a byte offset) and the same rows read alone."""
+    import polars as pl
+
+    from wealth_pipeline.defs.models.store import partition_digest
+
+    window = pl.DataFrame({"x": [None, 1.0, None, 2.0, None, None, 3.0, None] * 8, "s": ["a", None, "bb", "c"] * 16})
+    for offset in range(0, 40):
+        day = window.slice(offset, 16)
+        alone = pl.DataFrame({"x": day["x"].to_list(), "s": day["s"].to_list()})
+        assert partition_digest(day) == partition_digest(alone), offset
+    assert partition_digest(window.slice(0, 16)) != partition_digest(window.slice(1, 16))

@@ -64,8 +64,14 @@ class SnapshotRead:
 
 
 def partition_digest(frame: pl.DataFrame) -> str:
-    """sha256 of a partition's rows: its uncompressed Arrow IPC stream (same rows and types, same digest)."""
-    return hashlib.sha256(frame.rechunk().write_ipc_stream(None, compression="uncompressed").getvalue()).hexdigest()
+    """sha256 of a partition's rows: its uncompressed Arrow IPC stream (same rows and types, same digest).
+
+    The rows are gathered into fresh arrays first: a day sliced out of a window read keeps the
+    window's validity-bitmap offset, and Arrow IPC writes such a bitmap differently from the same
+    rows read alone (a model's manifest recorded digests a one-day read could not reproduce).
+    """
+    fresh = frame.gather(pl.int_range(frame.height, eager=True)) if frame.height else frame
+    return hashlib.sha256(fresh.write_ipc_stream(None, compression="uncompressed").getvalue()).hexdigest()
 
 
 def read_snapshot(lake: Lakehouse, tier: str, dataset: str, start: dt.date, end: dt.date,
