@@ -545,11 +545,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("WEALTH_PARTITION_START", args.start)
     first, last = cli_inputs.check_range("--start", args.start, "--end", args.end,
                                          cli_inputs.bounds_from_settings(Settings.from_env()))
+    os.environ.setdefault("WEALTH_PARTITION_END", str(last))  # partitions end where the demo's data ends
     if args.select != "*":
         _defs, graph = _graph()
         selection = cli_inputs.check_selection(args.select, graph)
     follower = _follower(args, "demo")
     env = _bootstrap()
+    cli_inputs.record_demo_range(Settings.from_env().home, os.environ["WEALTH_PARTITION_START"],
+                                 os.environ["WEALTH_PARTITION_END"])
     applied = migrate.upgrade(env.warehouse_url)
     follower.say(f"warehouse migrations applied: {applied or 'none (up to date)'}")
     _login_roles(env.warehouse_url)
@@ -741,7 +744,14 @@ def _follow_backfill(follower: object, instance: object, backfill_id: str, serve
 
 def cmd_ui(args: argparse.Namespace) -> int:
 
+    from wealth_pipeline.settings import Settings
+
     env = _bootstrap()
+    bounds = cli_inputs.demo_partition_env(Settings.from_env().home, dict(os.environ))
+    if bounds:
+        os.environ.update(bounds)
+        print(f"partitions {bounds.get('WEALTH_PARTITION_START', '...')} .. {bounds.get('WEALTH_PARTITION_END', '...')}: "
+              "the demo's range (WEALTH_PARTITION_START/END override it)", flush=True)
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={env.dagster_home})", flush=True)
     dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
     return subprocess.call([dagster, "dev", "-w", args.workspace, "-h", args.host, "-p", str(args.port)])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from wealth_pipeline.core import calendars
@@ -192,3 +194,31 @@ def check_selection(text: str, graph: object, option: str = "--select"):
     if not resolved:
         raise InputError(f"{option} {text!r}: selects no asset (wealth-pipeline list shows every asset)")
     return selection
+
+
+DEMO_RANGE_FILE = "demo-range.json"
+
+
+def record_demo_range(home: Path, start: str, end: str) -> Path:
+    """Keep the demo's session range in the state folder, so ``ui`` on that state bounds partitions by it."""
+    path = Path(home) / DEMO_RANGE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"WEALTH_PARTITION_START": start, "WEALTH_PARTITION_END": end}) + "\n")
+    return path
+
+
+def demo_partition_env(home: Path, environ: dict[str, str]) -> dict[str, str]:
+    """The partition bounds a demo recorded in ``home``, minus any the environment already sets.
+
+    Without them the UI on the demo's state shows every session from the demo's end to today as
+    missing; a variable the user set wins.
+    """
+    path = Path(home) / DEMO_RANGE_FILE
+    if not path.exists():
+        return {}
+    try:
+        recorded = json.loads(path.read_text())
+    except ValueError:
+        raise InputError(f"{path}: not the JSON a demo writes; delete it or run the demo again") from None
+    return {name: str(value) for name, value in recorded.items()
+            if name in ("WEALTH_PARTITION_START", "WEALTH_PARTITION_END") and not environ.get(name)}

@@ -89,3 +89,34 @@ def test_a_reversed_range_says_how_to_swap_it() -> None:
 def test_valid_inputs_pass_through_normalized() -> None:
     assert check_partition_key("--partition", " 2024-07-02 ", BOUNDS, single=True) == "2024-07-02"
     assert check_range("--start", "2024-07-01", "--end", "2024-07-01", BOUNDS) == ("2024-07-01", "2024-07-01")
+
+
+def test_the_demo_range_bounds_the_ui_unless_the_environment_sets_them(tmp_path) -> None:
+    from wealth_pipeline.cli_inputs import demo_partition_env, record_demo_range
+
+    assert demo_partition_env(tmp_path, {}) == {}, "no demo ran here: partitions run to today"
+    record_demo_range(tmp_path, "2023-01-02", "2024-12-31")
+    assert demo_partition_env(tmp_path, {}) == {"WEALTH_PARTITION_START": "2023-01-02",
+                                                "WEALTH_PARTITION_END": "2024-12-31"}
+    assert demo_partition_env(tmp_path, {"WEALTH_PARTITION_END": "2025-06-30"}) == {
+        "WEALTH_PARTITION_START": "2023-01-02"}
+    (tmp_path / "demo-range.json").write_text("{not json")
+    message = _error(demo_partition_env, tmp_path, {})
+    assert "demo-range.json: not the JSON a demo writes" in message
+
+
+def test_ui_on_the_demo_state_loads_partitions_that_end_with_the_demo(tmp_path) -> None:
+    """The bounds `ui` hands to `dagster dev` make the code location's partitions stop at the demo's end."""
+    import os
+    import subprocess
+    import sys
+
+    from wealth_pipeline.cli_inputs import demo_partition_env, record_demo_range
+
+    record_demo_range(tmp_path, "2024-12-02", "2024-12-31")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEALTH_")}
+    env.update(WEALTH_HOME=str(tmp_path), **demo_partition_env(tmp_path, env))
+    code = "from wealth_pipeline.defs.partitions import trading_sessions as t; k = t.get_partition_keys(); print(k[0], k[-1])"
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["2024-12-02", "2024-12-31"]
