@@ -99,3 +99,21 @@ def test_a_malformed_file_is_refused_whole_and_kept(landing: tuple[Pipeline, obj
     report = pl.read_parquet(store.get_bytes(f"artifacts/quarantine/vendor/bars/{sha}.parquet"))
     assert report["field"].to_list() == ["(file)"] and "UTF-8" in report["reason"][0]
     assert store.list_keys("raw/bars/") == []
+
+
+def test_a_symbol_master_with_a_duplicate_symbol_fails_once_unretried(landing: tuple[Pipeline, object]) -> None:
+    """A blocking data-quality failure is deterministic: the step (retry policy of 3) starts once."""
+    import dagster as dg
+
+    pipeline, drop = landing
+    drop.put_bytes("symbol_master/master.csv", b"symbol,name,exchange,currency,asset_class,sector\n"
+                   b"AAPL,Apple Inc.,NASDAQ,USD,equity,Technology\nAAPL,Apple again,NASDAQ,USD,equity,Technology\n")
+    (run,) = pipeline.run("2024-07-01", selection="symbol_master", raise_on_error=False)
+    result = run["result"]
+    assert not run["success"]
+    starts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(starts) == 1 and retries == []
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "symbol_unique" in failure.step_failure_data.user_failure_data.description
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["symbol_unique"] is False

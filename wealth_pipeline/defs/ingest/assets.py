@@ -230,7 +230,8 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
                                                      f"{provider.name}.", {}))
         yield from quality.gate(outcomes, context.asset_key)
         if quality.blocking_failures(outcomes):
-            raise dg.Failure(quality.failure_message(asset_name, outcomes))
+            # Deterministic: the same delivery fails the same checks on a retry, so the step fails once.
+            raise dg.Failure(quality.failure_message(asset_name, outcomes), allow_retries=False)
         if http_outcome is not None:
             # After the gate: an incomplete HTTP fetch (complete_others policy) still writes what
             # it got (raw keeps every delivery) and fails this blocking check, so nothing
@@ -313,7 +314,7 @@ def symbol_master(
     outcomes = quality.evaluate(frame, _SYMBOL_MASTER_CHECKS, "symbol_master")
     yield from quality.gate(outcomes, context.asset_key)
     if quality.blocking_failures(outcomes):
-        raise dg.Failure(quality.failure_message("symbol_master", outcomes))
+        raise dg.Failure(quality.failure_message("symbol_master", outcomes), allow_retries=False)
     store = lakehouse.get().store
     key = f"raw/symbol_master/{raw.frame_hash(frame)[:16]}.parquet"
     from wealth_pipeline.lakehouse.store import frame_to_parquet
