@@ -33,6 +33,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str
 
+    @property
+    def dbt_login(self) -> tuple[str, bool]:
+        """(URL, from its own variable) dbt builds the marts with: ``WEALTH_DBT_DATABASE_URL``, else ``url``.
+
+        dbt creates relations, so it needs an owner's login while the assets run as the loader. Read
+        when a run asks (not bound when the definitions load): the CLI's embedded default sets the
+        variable after the definitions are imported.
+        """
+        dbt_url = os.environ.get("WEALTH_DBT_DATABASE_URL")
+        return (dbt_url, True) if dbt_url else (self.url, False)
+
     def load_window(self, table: str, frame, **kwargs):
         from wealth_pipeline.warehouse.loader import load_window
 

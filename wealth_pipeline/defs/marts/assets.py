@@ -20,7 +20,6 @@ from psycopg import sql
 
 from wealth_pipeline.defs.marts.project import (
     dbt_connection,
-    dbt_database_url,
     dbt_project,
     prepare_manifest,
     require_owner_login,
@@ -105,9 +104,9 @@ def marts_dbt(
     a login that cannot act as the owner is a configuration error, never retried.
     """
     args = ["build", "--vars", json.dumps(dbt_vars(context))]
-    url = dbt_database_url(warehouse.url)
+    url, from_dbt_variable = warehouse.dbt_login
     try:
-        require_owner_login(url)
+        require_owner_login(url, from_dbt_variable=from_dbt_variable)
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     # dbt's login looks for the upstream relations: the loader has no USAGE on dbt's schemas.

@@ -1,8 +1,8 @@
 """The dbt project of the marts: where it is, how its manifest is prepared, how dbt connects.
 
 dbt creates and replaces relations, so it connects as an owner login, not as the pipeline's
-``wealth_loader``: :func:`dbt_database_url` is ``WEALTH_DBT_DATABASE_URL`` (the embedded default
-sets it to the ``wealth_owner`` login), else the ``warehouse`` resource's URL, and
+``wealth_loader``: the ``warehouse`` resource's ``dbt_login`` is ``WEALTH_DBT_DATABASE_URL`` (the
+embedded default sets it to the ``wealth_owner`` login), else the resource's URL, and
 :func:`require_owner_login` refuses a login that may not ``SET ROLE wealth_owner`` with a one-line
 error. dbt-postgres wants host/port/user/password/dbname separately, so :func:`dbt_env` parses that
 URL into the ``DBT_PG_*`` variables ``dbt_project/profiles.yml`` reads, passed to dbt through its
@@ -53,13 +53,11 @@ def dbt_executable() -> str:
 DBT_URL_VARIABLE = "WEALTH_DBT_DATABASE_URL"
 
 
-def dbt_database_url(pipeline_url: str) -> str:
-    """The URL dbt connects with: ``WEALTH_DBT_DATABASE_URL``, else the pipeline's warehouse URL."""
-    return os.environ.get(DBT_URL_VARIABLE) or pipeline_url
+def require_owner_login(database_url: str, role: str = DBT_ROLE, *, from_dbt_variable: bool = True) -> None:
+    """Raise ValueError (one line, naming the variable) unless the URL's login may ``SET ROLE role``.
 
-
-def require_owner_login(database_url: str, role: str = DBT_ROLE) -> None:
-    """Raise ValueError (one line, naming the variable) unless the URL's login may ``SET ROLE role``."""
+    ``from_dbt_variable``: the URL is ``WEALTH_DBT_DATABASE_URL``'s (else ``WEALTH_DATABASE_URL``'s).
+    """
     import psycopg
 
     with psycopg.connect(database_url, connect_timeout=10) as conn:
@@ -69,7 +67,7 @@ def require_owner_login(database_url: str, role: str = DBT_ROLE) -> None:
             (role,),
         ).fetchone() or ("?", False)
     if not allowed:
-        source = DBT_URL_VARIABLE if os.environ.get(DBT_URL_VARIABLE) else f"WEALTH_DATABASE_URL ({DBT_URL_VARIABLE} is unset)"
+        source = DBT_URL_VARIABLE if from_dbt_variable else f"WEALTH_DATABASE_URL ({DBT_URL_VARIABLE} is unset)"
         raise ValueError(
             f"dbt builds the marts as {role}, but the login of {source} is {login!r}, which may not SET ROLE "
             f"{role}: set {DBT_URL_VARIABLE} to a login that owns the warehouse (a member of {role})"
