@@ -7,10 +7,9 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from wealth_pipeline.defs.partitions import trading_sessions
+from wealth_pipeline.defs.partitions import PARTITION_START, trading_sessions
 from wealth_pipeline.defs.resources import AlertsResource
 from wealth_pipeline.operations import freshness
-from wealth_pipeline.settings import Settings
 
 CHECK_NAME = "session_on_time"
 CHECK_CRON = "15 * * * *"
@@ -88,7 +87,7 @@ def _judged(context: dg.AssetCheckExecutionContext, keys: list[dg.AssetKey], now
     cleared once every asset is on time, and set only after the webhook accepted the post."""
     selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
     results = freshness.evaluate(materialized_sessions(context.instance, selected), now, lag,
-                                 Settings.from_env().partition_start)
+                                 PARTITION_START)
     late = [r for r in results if r.late]
     if late and alerts is not None:
         fingerprint = json.dumps([late[0].expected.isoformat(), sorted(r.asset for r in late)])

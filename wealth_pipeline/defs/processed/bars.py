@@ -15,11 +15,10 @@ import polars as pl
 from wealth_pipeline.core import bars as compute
 from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
 from wealth_pipeline.defs import datasets, publish
-from wealth_pipeline.defs.partitions import partition_window
+from wealth_pipeline.defs.partitions import PARTITION_START, partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
-from wealth_pipeline.settings import Settings
 
 OWNERS = ["team:market-data"]
 WAREHOUSE_TAGS = {"wealth/warehouse": "market", "wealth/tier": "processed"}
@@ -46,7 +45,7 @@ def bars(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     start, end = partition_window(context)
     lake = lakehouse.get()
-    history_start = Settings.from_env().partition_start
+    history_start = PARTITION_START  # the partitions' first session: the history a restatement reaches
     universe = lake.read_dataset(datasets.SYMBOL_MASTER.tier, datasets.SYMBOL_MASTER.lake_dataset)
     actions = datasets.REFERENCE["corporate_actions"].read(lake, history_start, end)
     if actions.is_empty():
