@@ -26,9 +26,12 @@ from wealth_pipeline.defs.datasets import RECONCILE, Dataset
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
-# Transient failures (a dropped connection, a lock timeout) are worth a retry; data-quality and
-# configuration failures raise dg.Failure(allow_retries=False) and fail once.
+# The project's retry policies, in one place. Transient failures (a dropped connection, a lock
+# timeout, a vendor's 5xx) are worth a retry; data-quality and configuration failures raise
+# dg.Failure(allow_retries=False) and fail once.
 WAREHOUSE_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# Vendors get one more: the HTTP layer already retried within the step; this covers a step-level outage.
+PROVIDER_RETRY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 PREVIEW_ROWS = 10
 
 

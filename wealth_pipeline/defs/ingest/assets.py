@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import calendars
-from wealth_pipeline.defs import quality
+from wealth_pipeline.defs import publish, quality
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -23,7 +23,6 @@ from wealth_pipeline.providers.http_adapters import HttpMarketData, ProviderConf
 from wealth_pipeline.providers.landing import VendorFileProvider
 
 OWNERS = ["team:market-data"]
-PROVIDER_RETRY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
                               description="With an HTTP provider, every symbol's sessions in the window were fetched "
                               "(fails under the complete_others policy when some symbol could not be).")]
            if dataset.name == "bars" else []),
-        retry_policy=PROVIDER_RETRY,
+        retry_policy=publish.PROVIDER_RETRY,
         tags={"wealth/tier": "raw"},
     )
     def _raw_asset(
@@ -300,7 +299,7 @@ def _symbol_master_expectations() -> list:
     description="The universe: one row per listed security (exchange, currency, sector), content-hashed in the "
     "raw tier, copied to the processed tier and loaded to `ref.securities`.",
     check_specs=[c.spec("symbol_master") for c in _SYMBOL_MASTER_CHECKS],
-    retry_policy=PROVIDER_RETRY,
+    retry_policy=publish.PROVIDER_RETRY,
     tags={"wealth/tier": "raw"},
 )
 def symbol_master(
