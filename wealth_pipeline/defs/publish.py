@@ -66,11 +66,14 @@ def write_window(lake: Lakehouse, dataset: str, frame: pl.DataFrame, date_column
 
 
 def quarantine(lake: Lakehouse, dataset: str, rejects: pl.DataFrame, start: dt.date, end: dt.date, run_id: str) -> str | None:
-    """Keep rejected rows with file, row, field and reason in ``artifacts/quarantine/<dataset>/``."""
-    if rejects.is_empty():
-        return None
-    filename = f"{start.isoformat()}_{end.isoformat()}_{run_id[:8]}.parquet"
-    return lake.write_dataset("artifacts", f"quarantine/{dataset}", rejects, filename=filename)
+    """Keep rejected rows (file, row, field, reason) in the Delta table ``quarantine/<dataset>``.
+
+    One commit replacing this window's earlier rejects (other windows' are kept); a window without
+    rejects clears its earlier ones. Returns the table URI (with ``.version``), None without rejects.
+    """
+    from wealth_pipeline.lakehouse import quarantine as quarantine_tables
+
+    return quarantine_tables.write_window(lake, dataset, rejects, start, end, run_id)
 
 
 def reconcile(warehouse_url: str, table: str, time_column: str, start: dt.date, end: dt.date, expected: int,
@@ -192,7 +195,9 @@ def publish(
     if rejects is not None:
         quarantined = quarantine(lake, dataset.name, rejects, start, end, context.run_id) if lake else None
         summary["window_rejected_rows"] = rejects.height
-        summary["quarantine"] = quarantined or "none"
+        summary["quarantine"] = str(quarantined) if quarantined else "none"
+        if quarantined:
+            summary["quarantine_version"] = quarantined.version
     version = None
     if dataset.tier is not None:
         if lake is None:

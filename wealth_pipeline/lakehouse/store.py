@@ -7,10 +7,12 @@ Layout under one lakehouse URI (a local folder, ``file://`` URI or ``s3://bucket
     models/{dataset}/...                            Delta tables too (predictions, out-of-sample scores)
     models/forecaster/{model_id}/manifest.json      plain objects (boosters, JSON manifests)
     raw/{dataset}/date=YYYY-MM-DD/{sha256}.parquet  immutable, content-addressed vendor data
-    artifacts/{dataset}/[date=YYYY-MM-DD/]{file}    parquet files (quarantine reports, supersessions)
+    quarantine/{dataset}/_delta_log/...             Delta table of a dataset's rejected rows (``lakehouse.quarantine``)
+    quarantine/vendor/{dataset}/_delta_log/...      Delta table of vendor files' rejected rows, by file sha256
+    artifacts/{dataset}/[date=YYYY-MM-DD/]{file}    parquet files (vendor supersessions, reports)
 
 Tiers are ``raw`` (append-only and immutable: objects are never overwritten nor deleted),
-``processed``, ``models`` and ``artifacts``. Every write is atomic: a table write is one Delta
+``processed``, ``models``, ``quarantine`` and ``artifacts``. Every write is atomic: a table write is one Delta
 commit (readers see the previous version or the new one), an object write replaces the whole object.
 Both backends share every code path above ``ObjectStore``; delta-rs talks to the same folder or bucket.
 """
@@ -34,10 +36,10 @@ import polars as pl
 
 from wealth_pipeline.lakehouse import delta
 
-TIERS: tuple[str, ...] = ("raw", "processed", "models", "artifacts")
+TIERS: tuple[str, ...] = ("raw", "processed", "models", "quarantine", "artifacts")
 IMMUTABLE_TIERS: frozenset[str] = frozenset({"raw"})
 #: Tiers whose frames are Delta Lake tables (one commit per write, history, schema enforcement).
-DELTA_TIERS: frozenset[str] = frozenset({"processed", "models"})
+DELTA_TIERS: frozenset[str] = frozenset({"processed", "models", "quarantine"})
 DEFAULT_FILENAME = "data.parquet"
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 128 * 1024
@@ -458,7 +460,7 @@ def _json_default(value: Any) -> Any:
 class Lakehouse:
     """Tiered datasets and JSON manifests on an ``ObjectStore``.
 
-    Frames in the ``processed`` and ``models`` tiers are Delta Lake tables (``lakehouse.delta``): one
+    Frames in the ``processed``, ``models`` and ``quarantine`` tiers are Delta Lake tables (``lakehouse.delta``): one
     table per dataset, one commit per write, readable as of any version inside the vacuum retention.
     Frames in ``raw`` (immutable, content-addressed) and ``artifacts`` are parquet files as before.
     JSON manifests and other objects are plain objects in every tier.

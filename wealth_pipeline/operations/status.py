@@ -1,7 +1,7 @@
 """One summary of the pipeline's health, for a person (``wealth-pipeline status``) or a monitor (``--json``).
 
 It reads what the system already records: the Dagster instance (materialized sessions, check results,
-runs), the lakehouse (quarantine files, size), the warehouse (size) and the backup location (latest
+runs), the lakehouse (quarantine tables' recent rows per file, size), the warehouse (size) and the backup location (latest
 backup and its age). ``attention`` lists everything a person should act on; the command exits
 non-zero when it is not empty. A part that cannot be reached (the warehouse server down, the backup
 bucket unreachable, the Dagster storage down) is itself reported under ``attention``, with the error,
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-import polars as pl
 import psycopg
 
 from wealth_pipeline.lakehouse.store import LakehouseError, ObjectStore
@@ -27,7 +25,6 @@ from wealth_pipeline.operations import manifest as lake_manifest
 from wealth_pipeline.operations.location import BackupLocation
 from wealth_pipeline.operations.verify import check_latest_backup
 
-QUARANTINE_PREFIX = "artifacts/quarantine/"
 CONNECT_TIMEOUT_S = 5
 
 
@@ -140,20 +137,11 @@ def _runs(instance: dg.DagsterInstance, since: dt.datetime) -> dict[str, list[di
 
 
 def _quarantine(store: ObjectStore, since: dt.datetime) -> list[dict[str, Any]]:
-    files = []
-    for stat in lake_manifest.object_stats(store, QUARANTINE_PREFIX):
-        if stat.modified < since:
-            continue
-        try:
-            rows = pl.read_parquet(io.BytesIO(store.get_bytes(stat.key))).height
-        except Exception as exc:  # a quarantine file that cannot be read is itself worth reporting
-            rows = None
-            stat_error = f"unreadable: {exc}"
-        else:
-            stat_error = None
-        files.append({"file": store.uri(stat.key), "rows": rows, "modified": stat.modified.isoformat(),
-                      **({"error": stat_error} if stat_error else {})})
-    return files
+    """Rows quarantined since ``since``, per quarantine table and source file (``lakehouse.quarantine``)."""
+    from wealth_pipeline.lakehouse import quarantine
+    from wealth_pipeline.lakehouse.store import Lakehouse
+
+    return quarantine.recent(Lakehouse(store), since)
 
 
 def collect(inputs: StatusInputs) -> dict[str, Any]:
@@ -186,8 +174,8 @@ def collect(inputs: StatusInputs) -> dict[str, Any]:
     }
     if inputs.lakehouse is not None:
         try:
-            quarantined = _quarantine(inputs.lakehouse, since)
             stats = lake_manifest.object_stats(inputs.lakehouse)
+            quarantined = _quarantine(inputs.lakehouse, since)
         except _store_errors() as exc:
             doc["lakehouse"] = {"uri": inputs.lakehouse.uri(), "error": _one_line(exc)}
             attention.append(f"lakehouse {inputs.lakehouse.uri()} unreachable: {_one_line(exc)}")

@@ -59,7 +59,8 @@ def test_a_dropped_file_is_ingested_for_its_partitions_bad_rows_quarantined(land
     sha = hashlib.sha256(data).hexdigest()
     kept = store.get_bytes(f"raw/vendor_files/bars/{sha}/2024-07-05T2200Z-vendor.csv")
     assert kept == data, "the vendor file is kept byte-for-byte under its content hash"
-    report = pl.read_parquet(store.get_bytes(f"artifacts/quarantine/vendor/bars/{sha}.parquet"))
+    report = pipeline.lake.read_dataset("quarantine", "vendor/bars", sha)
+    assert report.height and (report["file_sha256"] == sha).all()
     by_line = {(r["row_number"], r["field"]) for r in report.to_dicts()}
     assert (6, "high") in by_line or (6, "low") in by_line  # line 6: high < low
     assert (7, "open") in by_line                            # line 7: negative open
@@ -67,10 +68,12 @@ def test_a_dropped_file_is_ingested_for_its_partitions_bad_rows_quarantined(land
     assert (9, "session_date") in by_line                    # line 9: not a session on NYSE
     assert report["file_name"].str.contains("2024-07-05T2200Z-vendor.csv").all()
 
-    # Re-delivering the same file is a no-op.
+    # Re-delivering the same file is a no-op (raw objects and the file's quarantine rows alike).
     raw_before = store.list_keys("raw/")
+    reported = pipeline.lake.version("quarantine", "vendor/bars")
     pipeline.run("2024-07-01", "2024-07-05", selection="raw_bars bars")
     assert store.list_keys("raw/") == raw_before
+    assert pipeline.lake.version("quarantine", "vendor/bars") == reported
 
     # A corrected file supersedes the earlier row, and the supersession is recorded.
     drop.put_bytes("bars/2024-07-06T0900Z-vendor-correction.csv",
@@ -96,7 +99,7 @@ def test_a_malformed_file_is_refused_whole_and_kept(landing: tuple[Pipeline, obj
     store = pipeline.lake.store
     sha = hashlib.sha256(bad).hexdigest()
     assert store.get_bytes(f"raw/vendor_files/bars/{sha}/latin1.csv") == bad
-    report = pl.read_parquet(store.get_bytes(f"artifacts/quarantine/vendor/bars/{sha}.parquet"))
+    report = pipeline.lake.read_dataset("quarantine", "vendor/bars", sha)
     assert report["field"].to_list() == ["(file)"] and "UTF-8" in report["reason"][0]
     assert store.list_keys("raw/bars/") == []
 

@@ -145,9 +145,7 @@ def test_dirty_data_is_quarantined_with_file_row_field_and_reason(local_pipeline
     assert spike.height >= 1
     day = spike["session_date"][0]
     p.run(str(day - dt.timedelta(days=7)), str(day + dt.timedelta(days=7)))
-    quarantined = pl.concat(
-        [pl.read_parquet(p.lake.store.get_bytes(k)) for k in p.lake.store.list_keys("artifacts/quarantine/bars/")]
-    )
+    quarantined = p.lake.read("quarantine", "bars")
     assert {"source_file", "source_row", "field", "reason", "symbol", "session_date"} <= set(quarantined.columns)
     spike = spike.filter(pl.col("session_date") == day)
     for symbol, day in spike.select("symbol", "session_date").iter_rows():
@@ -213,8 +211,7 @@ def test_each_partition_materialization_carries_its_own_figures_and_checks_follo
         latest = m.metadata["preview"].value
         assert {r.data["session_date"] for r in latest.records} == {max(per_day).isoformat()}
         assert [c.name for c in latest.schema.columns][:2] == ["symbol", "session_date"]
-    quarantined = pl.concat(
-        [pl.read_parquet(p.lake.store.get_bytes(k)) for k in p.lake.store.list_keys("artifacts/quarantine/bars/")])
+    quarantined = p.lake.read("quarantine", "bars")
     by_day = quarantined.drop_nulls("session_date").group_by("session_date").len()
     assert by_day.height >= 1
     for day, n in by_day.iter_rows():

@@ -9,7 +9,6 @@ instance holding the materializations, a backup taken by ``pg_dump``, and a lake
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import shutil
 import socket
@@ -30,6 +29,8 @@ from wealth_pipeline.defs.operations.freshness import ALERTED_KEY, CHECK_NAME, J
 from wealth_pipeline.defs.partitions import trading_sessions
 from wealth_pipeline.defs.resources import AlertsResource
 from wealth_pipeline.environment import REPO_ROOT, dagster_storage_url, with_database
+from wealth_pipeline.lakehouse import quarantine
+from wealth_pipeline.lakehouse.store import Lakehouse
 from wealth_pipeline.operations.backup import create_backup
 from wealth_pipeline.operations.location import BackupLocation
 from wealth_pipeline.warehouse import migrate
@@ -241,11 +242,10 @@ def test_status_is_healthy_then_stale_then_unreachable(ops_env: dict, capsys: py
 
     # Stale: a day later nothing has the 07-11 session, a vendor file left 3 rows in quarantine, a run
     # failed and was not re-run, and the backup is older than WEALTH_BACKUP_MAX_AGE_HOURS allows.
-    quarantine = ops_env["lake"] / "artifacts" / "quarantine" / "bars" / "date=2024-07-11"
-    quarantine.mkdir(parents=True)
-    buffer = io.BytesIO()
-    pl.DataFrame({"symbol": ["A", "B", "C"], "reason": ["negative close"] * 3}).write_parquet(buffer)
-    (quarantine / "rejected.parquet").write_bytes(buffer.getvalue())
+    rejected = pl.DataFrame({"source_file": ["raw/bars/date=2024-07-11/rejected.parquet"] * 3,
+                             "symbol": ["A", "B", "C"], "reason": ["negative close"] * 3})
+    quarantine.write_window(Lakehouse.from_uri(str(ops_env["lake"])), "bars", rejected, dt.date(2024, 7, 11),
+                            dt.date(2024, 7, 11), "run-1", now=at("2024-07-11T22:00:00"))
 
     @dg.asset
     def broken() -> None:
@@ -294,3 +294,59 @@ def test_status_is_healthy_then_stale_then_unreachable(ops_env: dict, capsys: py
         f"wealth-pipeline status: WEALTH_DATABASE_URL: cannot connect to 127.0.0.1:{port}/warehouse (Is the server "
         "running on that host and accepting TCP/IP connections?); expected a reachable postgresql://user:password@host:port/database")
     assert "secret" not in captured.err and captured.out == ""
+
+
+def test_quarantine_table_keeps_windows_replaces_a_rerun_and_status_counts_it(
+        ops_env: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two windows' rejects in one Delta table; a re-run of one window replaces only its rows (one commit)."""
+    lake = Lakehouse.from_uri(str(ops_env["lake"]))
+    jan, feb = (dt.date(2024, 7, 1), dt.date(2024, 7, 2)), (dt.date(2024, 7, 8), dt.date(2024, 7, 9))
+
+    def rejects(file: str, rows: list[int], reason: str) -> pl.DataFrame:
+        return pl.DataFrame({"source_file": [file] * len(rows), "source_row": rows, "field": ["close"] * len(rows),
+                             "reason": [reason] * len(rows), "symbol": [f"S{r}" for r in rows]})
+
+    first = quarantine.write_window(lake, "bars", rejects("raw/a.parquet", [1, 2, 3], "negative close"), *jan, "run-a",
+                                    now=at("2024-07-02T22:00:00"))
+    second = quarantine.write_window(lake, "bars", rejects("raw/b.parquet", [7, 9], "close > high"), *feb, "run-b",
+                                     now=at("2024-07-09T22:00:00"))
+    assert (first.version, second.version) == (0, 1)
+    both = quarantine.read(lake, "bars")
+    assert sorted(both.select("source_file", "source_row", "reason", "window_start", "run_id").rows()) == [
+        ("raw/a.parquet", 1, "negative close", jan[0], "run-a"), ("raw/a.parquet", 2, "negative close", jan[0], "run-a"),
+        ("raw/a.parquet", 3, "negative close", jan[0], "run-a"), ("raw/b.parquet", 7, "close > high", feb[0], "run-b"),
+        ("raw/b.parquet", 9, "close > high", feb[0], "run-b")]
+
+    # Re-running the first window (one row fixed upstream) replaces its 3 rejects by 2, in one commit.
+    rerun = quarantine.write_window(lake, "bars", rejects("raw/a.parquet", [2, 3], "negative close"), *jan, "run-c",
+                                    now=at("2024-07-10T08:00:00"))
+    assert rerun.version == 2 and lake.version("quarantine", "bars") == 2
+    after = quarantine.read(lake, "bars")
+    assert sorted(after.select("source_file", "source_row", "run_id").rows()) == [
+        ("raw/a.parquet", 2, "run-c"), ("raw/a.parquet", 3, "run-c"),
+        ("raw/b.parquet", 7, "run-b"), ("raw/b.parquet", 9, "run-b")]
+    assert lake.read("quarantine", "bars", as_of=1).height == 5  # the earlier rejects stay readable as of version 1
+    ops = [h["operation"] for h in lake.history("quarantine", "bars")]
+    assert len(ops) == 3, ops
+
+    # A vendor file's report, keyed by its sha256: written once, a re-delivery changes nothing.
+    report = pl.DataFrame({"file_name": ["landing/bars/x.csv"], "row_number": [4], "field": ["open"],
+                           "value": ["-1"], "reason": ["negative open"], "dataset": ["bars"]})
+    assert quarantine.write_file_report(lake, "bars", "ab" * 32, report, now=at("2024-07-10T09:00:00")).version == 0
+    assert quarantine.write_file_report(lake, "bars", "ab" * 32, report) is None
+    assert lake.version("quarantine", "vendor/bars") == 0
+
+    # status --json: rows of the last 7 days per file (07-03..07-10); the 07-01 window's rows are from 07-10 now.
+    code, doc = _status(capsys, "--as-of", "2024-07-10T12:00:00+00:00")
+    files = {(f["dataset"], f["file"]): f["rows"] for f in doc["quarantine"]["files"]}
+    assert files == {("bars", "raw/a.parquet"): 2, ("bars", "raw/b.parquet"): 2, ("vendor/bars", "landing/bars/x.csv"): 1}
+    assert doc["quarantine"]["rows"] == 5 and code == 1
+    assert any(a.startswith("5 quarantined row(s) in 3 file(s) in the last 7 days") for a in doc["attention"])
+    # --days 1 at 07-11 07:00: since 07-10 07:00, so run-b's rows (07-09 22:00) no longer count.
+    code, doc = _status(capsys, "--as-of", "2024-07-11T07:00:00+00:00", "--days", "1")
+    assert {f["file"]: f["rows"] for f in doc["quarantine"]["files"]} == {"raw/a.parquet": 2, "landing/bars/x.csv": 1}
+
+    # A clean re-run of the second window clears its rejects (one delete commit); the others stay.
+    assert quarantine.write_window(lake, "bars", rejects("raw/b.parquet", [], "x"), *feb, "run-d") is None
+    assert lake.version("quarantine", "bars") == 3
+    assert sorted(quarantine.read(lake, "bars")["source_row"].to_list()) == [2, 3]

@@ -253,8 +253,8 @@ def test_bad_rows_skip_only_their_portfolio_with_file_line_and_field(pg_server_u
     assert skipped["mismatch"].startswith(f"{source} line 10 field 'currency': currency mismatch: TD.TO trades in CAD")
     assert skipped["holiday"].startswith(f"{source} line 12 field 'trade_date': 2024-06-19 (Wednesday) is not a NASDAQ session")
     assert skipped["dupe"].startswith(f"{source} line 14 field 'transaction_id': duplicate transaction id 'D1'")
-    quarantined = p.lake.store.list_keys("artifacts/quarantine/portfolio_transactions/")
-    assert quarantined
+    quarantined = p.lake.read("quarantine", "portfolio_transactions")
+    assert quarantined.height
 
 
 @pytest.mark.timescale

@@ -15,7 +15,7 @@ from wealth_pipeline.defs.partitions import closed_days, partition_window, singl
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
-from wealth_pipeline.lakehouse.store import ObjectStore
+from wealth_pipeline.lakehouse.store import Lakehouse, ObjectStore
 from wealth_pipeline.providers import base
 from wealth_pipeline.providers.base import MarketDataProvider
 from wealth_pipeline.providers.http import CircuitOpenError, request_counts
@@ -123,12 +123,16 @@ def _fetch_http_bars(
     return report.frame, outcome, summary
 
 
-def keep_vendor_deliveries(provider: VendorFileProvider, dataset: str, store: ObjectStore) -> dict[str, Any]:
+def keep_vendor_deliveries(provider: VendorFileProvider, dataset: str, lake: Lakehouse) -> dict[str, Any]:
     """Keep every landing file byte-for-byte in raw, quarantine its rejects, record supersessions.
 
-    Everything is keyed by the file's content hash, so re-delivering a file changes nothing.
+    Everything is keyed by the file's content hash, so re-delivering a file changes nothing; a file's
+    rejected rows go to the Delta table ``quarantine/vendor/<dataset>`` under that hash.
     """
+    from wealth_pipeline.lakehouse import quarantine as quarantine_tables
     from wealth_pipeline.lakehouse.store import frame_to_parquet
+
+    store = lake.store
 
     deliveries = provider.deliveries(dataset)
     new_files, problems = 0, []
@@ -143,7 +147,7 @@ def keep_vendor_deliveries(provider: VendorFileProvider, dataset: str, store: Ob
                                   schema={"file_name": pl.Utf8, "row_number": pl.Int64, "field": pl.Utf8,
                                           "value": pl.Utf8, "reason": pl.Utf8, "dataset": pl.Utf8})
         if report.height:
-            store.put_bytes(f"artifacts/quarantine/vendor/{dataset}/{d.sha256}.parquet", frame_to_parquet(report))
+            quarantine_tables.write_file_report(lake, dataset, d.sha256, report)
             problems.append({"file": d.key, "error": d.error, "rejected_rows": report.height,
                              "examples": [f"row {r['row_number']} {r['field']}: {r['reason']}" for r in report.head(3).to_dicts()]})
     _, supersessions = provider.merged(dataset)
@@ -219,7 +223,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         vendor: dict[str, Any] | None = None
         if dataset.name in VENDOR_DATASETS:
             if isinstance(provider, VendorFileProvider):
-                vendor = keep_vendor_deliveries(provider, dataset.name, store)
+                vendor = keep_vendor_deliveries(provider, dataset.name, lakehouse.get())
                 if vendor["problems"]:
                     context.log.warning(f"{asset_name}: vendor files with problems (quarantined): {vendor['problems']}")
                 outcomes.append(quality.CheckOutcome(DELIVERY_CHECK, not vendor["problems"], False,

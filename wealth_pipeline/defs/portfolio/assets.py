@@ -10,7 +10,7 @@ declared in ``defs/datasets.py``.
 
 Bad input: a bad row (unknown symbol, currency mismatch, non-session date, duplicate id, a sell
 larger than the holding, ...) skips its whole portfolio; the error names file, line and field in
-the metadata, the rows are quarantined under ``artifacts/quarantine/portfolio_transactions/``, the
+the metadata, the rows are quarantined under the Delta table ``quarantine/portfolio_transactions``, the
 non-blocking check ``all_portfolios_computed`` fails, and the other portfolios compute and load.
 A skipped portfolio's earlier warehouse rows are left as they were.
 """
@@ -94,7 +94,7 @@ def portfolio_reference(context: dg.AssetExecutionContext, lakehouse: LakehouseR
         "dagster/row_count": reference.transactions.height,
         "rejected_rows": reference.errors.height,
         "skipped_portfolios": dg.MetadataValue.json(reference.skipped),
-        "quarantine": quarantined or "none",
+        "quarantine": str(quarantined) if quarantined else "none",
         "preview": publish.preview(reference.portfolios),
     })
 
