@@ -46,7 +46,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-TIERS = ("raw", "processed", "models", "artifacts")
+TIERS = ("raw", "processed", "models", "quarantine", "artifacts")
 LANDING = "landing"
 COMPUTE_LOG_PREFIX = "artifacts/dagster/compute-logs"
 GRPC_PORT = 4000
@@ -196,15 +196,17 @@ class WealthStack(cdk.Stack):
             "webserver": task_role("WebserverRole", "Dagster webserver: read compute logs, stop runs"),
             "daemon": task_role("DaemonRole", "Dagster daemon: launch run tasks (EcsRunLauncher)"),
             "code": task_role("CodeLocationRole", "Code location (sensors): list and read the landing zone"),
-            "ingest": task_role("IngestRunRole", "Ingest runs: read landing/, write raw/ and artifacts/"),
-            "processing": task_role("ProcessingRunRole", "Processing runs: read raw/, write processed/ and artifacts/"),
+            "ingest": task_role("IngestRunRole", "Ingest runs: read landing/, write raw/, quarantine/ and artifacts/"),
+            "processing": task_role("ProcessingRunRole", "Processing runs: read raw/, write processed/, quarantine/ and artifacts/"),
             "model": task_role("ModelRunRole", "Model runs: read processed/, write models/ and artifacts/"),
             "migrate": task_role("MigrateRole", "Warehouse migrations: no AWS access beyond its secrets"),
         }
         self.roles = roles
-        self._grant_prefixes(roles["ingest"], read=[LANDING], write=["raw", "artifacts"])
-        self._grant_prefixes(roles["processing"], read=["raw", "processed"], write=["processed", "artifacts"],
-                             delete=["processed", "artifacts"])
+        # quarantine/ holds Delta tables: a writer reads their _delta_log/ before it commits.
+        self._grant_prefixes(roles["ingest"], read=[LANDING, "quarantine"], write=["raw", "quarantine", "artifacts"])
+        self._grant_prefixes(roles["processing"], read=["raw", "processed", "quarantine"],
+                             write=["processed", "quarantine", "artifacts"],
+                             delete=["processed", "quarantine", "artifacts"])
         self._grant_prefixes(roles["model"], read=["processed", "models"], write=["models", "artifacts"],
                              delete=["models"])
         self._grant_prefixes(roles["code"], read=[LANDING], write=[])

@@ -136,8 +136,9 @@ def test_run_roles_write_only_their_tiers(synthesized: dict) -> None:
     tpl = synthesized["json"]
     expected = {
         # role: (read, write, delete)
-        "IngestRunRole": ({"landing"}, {"raw", "artifacts"}, set()),
-        "ProcessingRunRole": ({"raw", "processed"}, {"processed", "artifacts"}, {"processed", "artifacts"}),
+        "IngestRunRole": ({"landing", "quarantine"}, {"raw", "quarantine", "artifacts"}, set()),
+        "ProcessingRunRole": ({"raw", "processed", "quarantine"}, {"processed", "quarantine", "artifacts"},
+                              {"processed", "quarantine", "artifacts"}),
         "ModelRunRole": ({"processed", "models"}, {"models", "artifacts"}, {"models"}),
         "CodeLocationRole": ({"landing"}, set(), set()),
         "WebserverRole": ({"artifacts/dagster/compute-logs"}, set(), set()),
