@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wealth_pipeline.lakehouse import delta
 from wealth_pipeline.lakehouse.store import TIERS, LocalObjectStore, ObjectStore, S3ObjectStore
 
 MANIFEST_FORMAT = 1
@@ -89,9 +90,13 @@ def build_manifest(store: ObjectStore, tiers: Iterable[str] = TIERS) -> dict[str
     for tier in tiers:
         keys = store.list_keys(f"{tier}/")
         sums = _checksums(store, keys)
+        # A nested Delta table (quarantine/vendor/bars, models/forecaster/<id>/oos_predictions) is its
+        # own entry with its own version, not merged into its first path segment's.
+        roots = sorted(delta.tables_under(keys), key=len, reverse=True)
         datasets: dict[str, dict[str, Any]] = {}
         for key in keys:
-            _, dataset = dataset_of(key)
+            root = next((r for r in roots if key.startswith(f"{r}/")), None)
+            dataset = root.split("/", 1)[1] if root else dataset_of(key)[1]
             entry = datasets.setdefault(dataset, {"format": "parquet", "version": None, "files": [], "bytes": 0})
             size, digest = sums[key]
             entry["files"].append({"key": key, "size": size, "sha256": digest})

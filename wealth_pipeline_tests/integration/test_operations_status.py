@@ -350,3 +350,12 @@ def test_quarantine_table_keeps_windows_replaces_a_rerun_and_status_counts_it(
     assert quarantine.write_window(lake, "bars", rejects("raw/b.parquet", [], "x"), *feb, "run-d") is None
     assert lake.version("quarantine", "bars") == 3
     assert sorted(quarantine.read(lake, "bars")["source_row"].to_list()) == [2, 3]
+    # The backup manifest lists each quarantine table on its own, with the version delta-rs reports.
+    from deltalake import DeltaTable
+
+    from wealth_pipeline.operations.manifest import build_manifest
+
+    tables = build_manifest(lake.store, ["quarantine"])["tiers"]["quarantine"]["datasets"]
+    assert {name: (t["format"], t["version"]) for name, t in tables.items()} == {
+        "bars": ("delta", 3), "vendor/bars": ("delta", 0)}
+    assert DeltaTable(str(ops_env["lake"] / "quarantine" / "bars")).version() == 3
