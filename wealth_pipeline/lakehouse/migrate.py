@@ -11,7 +11,8 @@ A file other than ``data.parquet`` directly under a dataset folder becomes its o
 after the file (its folder also holds boosters and manifests, which must not sit inside a table
 folder: vacuum deletes what no commit references). Each table is written in ONE commit, read back
 and compared with the parquet files (rows, in order); only then are the parquet files deleted.
-``raw`` (immutable vendor data) and ``artifacts`` stay parquet files. Running it again finds
+``raw`` (immutable vendor data) and ``artifacts`` stay parquet files; the old quarantine files
+(``artifacts/quarantine/``) are copied into the ``quarantine`` tables and left in place. Running it again finds
 nothing left to convert.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from wealth_pipeline.lakehouse import delta
+from wealth_pipeline.lakehouse.quarantine import TIER, import_legacy
 from wealth_pipeline.lakehouse.store import (
     DEFAULT_FILENAME,
     DELTA_TIERS,
@@ -119,4 +121,10 @@ def migrate(lake: Lakehouse, tiers: tuple[str, ...] = tuple(sorted(DELTA_TIERS))
             log(f"{tier}/{dataset}: {result.files} parquet file(s), {result.rows} rows -> "
                 f"{lake.table_uri(tier, dataset)} version {result.version}")
             done.append(result)
+    if TIER in tiers:
+        # Parquet quarantine files of the old layout (artifacts/quarantine/) into the quarantine tables.
+        for table, files, rows, version in import_legacy(lake):
+            log(f"{TIER}/{table}: {files} legacy quarantine file(s), {rows} rows -> "
+                f"{lake.table_uri(TIER, table)} version {version}")
+            done.append(Migrated(TIER, table, files, rows, version))
     return done

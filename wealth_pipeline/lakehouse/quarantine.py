@@ -16,6 +16,7 @@ enforcement, ``delta.check_schema``), naming the table and column.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -120,3 +121,52 @@ def recent(lake: Lakehouse, since: dt.datetime) -> list[dict[str, Any]]:
             found.append({"table": lake.table_uri(TIER, dataset), "dataset": dataset, "file": file, "rows": rows,
                           "version": version, "last_quarantined": last.isoformat()})
     return sorted(found, key=lambda f: f["last_quarantined"], reverse=True)
+
+
+LEGACY_PREFIX = "artifacts/quarantine/"
+
+
+def import_legacy(lake: Lakehouse) -> list[tuple[str, int, int, int | None]]:
+    """Copy the parquet quarantine files an older version wrote (``artifacts/quarantine/``) into the tables.
+
+    Each file keeps its own ``lake_file`` (``legacy=<name>``, or the sha256 for vendor reports), with
+    ``quarantined_at`` = the file's modification time and, for ``<start>_<end>_<run>.parquet``, the
+    window and run its name records, so no row is merged away; the files themselves are left in place.
+    Files already imported are skipped. Returns (table, files, rows, version) per table written.
+    """
+    from wealth_pipeline.lakehouse.store import parquet_to_frame
+    from wealth_pipeline.operations.manifest import object_stats  # size/mtime listing, both backends
+
+    done: dict[str, list[int | None]] = {}
+    for stat in sorted(object_stats(lake.store, LEGACY_PREFIX), key=lambda s: s.key):
+        rest = stat.key[len(LEGACY_PREFIX):]
+        dataset, _, name = rest.rpartition("/")
+        if not dataset or not name.endswith(".parquet"):
+            continue
+        frame = parquet_to_frame(lake.store.get_bytes(stat.key), source=lake.store.uri(stat.key))
+        if dataset.startswith(VENDOR_PREFIX):
+            sha = name[: -len(".parquet")]
+            written = write_file_report(lake, dataset[len(VENDOR_PREFIX):], sha, frame, now=stat.modified)
+        else:
+            label = f"legacy={name}"
+            if lake.exists(TIER, dataset, label):
+                continue
+            parts = name[: -len(".parquet")].split("_")
+            window: list[dt.date | None] = [None, None]
+            with contextlib.suppress(IndexError, ValueError):  # a name without a window: kept without one
+                window = [dt.date.fromisoformat(parts[0]), dt.date.fromisoformat(parts[1])]
+            rows = frame.with_columns(
+                pl.lit(stat.modified, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at"),
+                pl.lit(window[0], dtype=pl.Date).alias("window_start"),
+                pl.lit(window[1], dtype=pl.Date).alias("window_end"),
+                pl.lit(parts[2] if len(parts) > 2 else None, dtype=pl.Utf8).alias("run_id"),
+            )
+            written = _replace(lake, dataset, rows, label)
+        if written is None:
+            continue
+        table = dataset
+        entry = done.setdefault(table, [0, 0, None])
+        entry[0] = int(entry[0] or 0) + 1
+        entry[1] = int(entry[1] or 0) + frame.height
+        entry[2] = written.version
+    return [(table, int(f or 0), int(r or 0), v) for table, (f, r, v) in sorted(done.items())]

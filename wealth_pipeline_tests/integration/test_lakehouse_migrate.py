@@ -68,7 +68,14 @@ def test_migrate_converts_a_parquet_lakehouse_to_delta_tables(
     assert report["processed/bars"] == {"table": "processed/bars", "files": sessions, "rows": old["bars"].height,
                                         "version": 0}
     assert set(report) == {"processed/bars", "processed/symbol_master", "models/predictions",
-                           "models/forecaster/m1/oos_predictions"}
+                           "models/forecaster/m1/oos_predictions", "quarantine/bars"}
+    # The old quarantine file's rows are in the quarantine table, with the window and run its name gave.
+    assert report["quarantine/bars"] == {"table": "quarantine/bars", "files": 1, "rows": 2, "version": 0}
+    legacy = lake.read("quarantine", "bars")
+    assert legacy.select(old["bars"].columns).equals(old["bars"].head(2))
+    assert set(legacy.select("window_start", "window_end", "run_id").rows()) == {
+        (dt.date(2024, 1, 2), dt.date(2024, 1, 5), "abcd1234")}
+    assert legacy["quarantined_at"].null_count() == 0
 
     bars = lake.read_partitions("processed", "bars")
     assert bars.equals(old["bars"].sort("session_date", maintain_order=True))
