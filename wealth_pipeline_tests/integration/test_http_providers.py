@@ -284,18 +284,20 @@ def test_breaker_opens_fails_fast_and_half_opens(server, fake_time):
 
 def test_failed_half_open_trial_reopens_after_one_attempt(server, fake_time):
     server.script("/ok", Reply(500), Reply(500), Reply(500))
-    client = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=0.4)
+    # The breaker runs on the wall clock: a 2 s reset leaves room on a loaded CI box between the
+    # failed trial and the next call (with 0.4 s the circuit had half-opened again in between).
+    client = _client(server, fake_time, max_retries=1, breaker_failures=1, breaker_reset_seconds=2.0)
     with client:
         with pytest.raises(ProviderHTTPError):
             client.get("/ok")
         assert server.hit_count("/ok") == 2
-        time.sleep(0.5)
+        time.sleep(2.1)
         with pytest.raises(ProviderHTTPError) as info:  # the trial: one attempt, no retries
             client.get("/ok")
         assert info.value.attempts == 1 and server.hit_count("/ok") == 3
         with pytest.raises(CircuitOpenError):
             client.get("/ok")
-        time.sleep(0.5)
+        time.sleep(2.1)
         assert client.get_json("/ok") == {"ok": True, "n": 0}
         assert server.hit_count("/ok") == 4
 
