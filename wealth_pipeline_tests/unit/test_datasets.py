@@ -118,3 +118,16 @@ def test_partition_digest_depends_on_rows_not_on_where_they_were_sliced_from() -
         alone = pl.DataFrame({"x": day["x"].to_list(), "s": day["s"].to_list()})
         assert partition_digest(day) == partition_digest(alone), offset
     assert partition_digest(window.slice(0, 16)) != partition_digest(window.slice(1, 16))
+
+
+def test_every_table_asset_shows_its_column_schema_raw_and_symbol_master_included() -> None:
+    from wealth_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    without = {k.to_user_string() for k in graph.get_all_asset_keys()
+               if graph.get(k).is_materializable and "dagster/column_schema" not in graph.get(k).metadata}
+    # model: a booster and its manifest, not a table; portfolio_reference: several reference tables at once
+    assert without == {"model", "portfolio_reference"}
+    for name, dataset in datasets.RAW.items():
+        assert graph.get(dg.AssetKey(f"raw_{name}")).metadata["dagster/column_schema"] == dataset.column_schema()
+    assert graph.get(dg.AssetKey("symbol_master")).metadata["dagster/column_schema"] == datasets.SYMBOL_MASTER.column_schema()

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import calendars
-from wealth_pipeline.defs import publish, quality
+from wealth_pipeline.defs import datasets, publish, quality
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -184,6 +184,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
            if dataset.name == "bars" else []),
         retry_policy=publish.PROVIDER_RETRY,
         tags={"wealth/tier": "raw"},
+        metadata=datasets.RAW[dataset.name].definition_metadata(),  # the column schema the UI shows
     )
     def _raw_asset(
         context: dg.AssetExecutionContext, market_data: MarketDataResource, lakehouse: LakehouseResource
@@ -305,6 +306,7 @@ def _symbol_master_expectations() -> list:
     check_specs=[c.spec("symbol_master") for c in _SYMBOL_MASTER_CHECKS],
     retry_policy=publish.PROVIDER_RETRY,
     tags={"wealth/tier": "raw"},
+    metadata=datasets.SYMBOL_MASTER.definition_metadata(),
 )
 def symbol_master(
     context: dg.AssetExecutionContext,
