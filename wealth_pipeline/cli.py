@@ -1071,9 +1071,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _today() -> dt.date:
-    return dt.date.today()
-
-
 if __name__ == "__main__":
     sys.exit(main())
