@@ -588,16 +588,23 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     selection = cli_inputs.check_selection(args.select, graph)
     _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "materialize")
+    return _run_range("materialize", "materialize", first, last, selection, follower, lambda s: f"materialize {first}..{last}: done",
+                      location=lambda: _location(args, follower))
+
+
+def _run_range(title: str, command: str, first: str, last: str, selection: object, follower: object,
+               done: object, location: object = None) -> int:
+    """Materialize a range (through the code location when ``location`` makes one), then one summary; 1 on a failed run."""
     try:
-        with _location(args, follower) as location:
-            materialize_range(first, last, selection, follower=follower, location=location)
+        with (location() if location else contextlib.nullcontext()) as server:
+            summary = materialize_range(first, last, selection, follower=follower, location=server)
     except RunFailed as exc:
-        _print_summary(follower, "materialize: FAILED")
-        follower.say(f"materialize: {exc}", error=True)
+        _print_summary(follower, f"{title}: FAILED")
+        follower.say(f"{command}: {exc}", error=True)
         return 1
     finally:
         follower.close()
-    _print_summary(follower, f"materialize {first}..{last}: done")
+    _print_summary(follower, done(summary))
     return 0
 
 
@@ -665,16 +672,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "backfill")
     if args.in_process:
-        try:
-            summary = materialize_range(first, last, selection, follower=follower)
-        except RunFailed as exc:
-            _print_summary(follower, "backfill (in process): FAILED")
-            follower.say(f"backfill: {exc}", error=True)
-            return 1
-        finally:
-            follower.close()
-        _print_summary(follower, f"backfill {summary['range']} done in process")
-        return 0
+        return _run_range("backfill (in process)", "backfill", first, last, selection, follower,
+                          lambda s: f"backfill {s['range']} done in process")
     instance = dg.DagsterInstance.get()
     if args.no_wait:  # nothing to follow: straight into the instance, for whichever daemon runs next
         backfill_id = submit_backfill(first, last, selection, definitions=defs, instance=instance)
