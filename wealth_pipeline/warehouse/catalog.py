@@ -41,7 +41,10 @@ _SNAPSHOT_QUERIES: dict[str, str] = {
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = ANY(%(schemas)s) ORDER BY 1, 2""",
     "columns": """
-        SELECT n.nspname, c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+        SELECT n.nspname, c.relname,
+               -- the logical position: a column dropped by a down migration leaves an attnum gap
+               row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum) AS position,
+               a.attname, format_type(a.atttypid, a.atttypmod),
                a.attnotnull, pg_get_expr(d.adbin, d.adrelid)
         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -99,6 +99,7 @@ def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tupl
         ("dividend_factor", "double precision"), ("adj_factor", "double precision"),
         ("adj_open", "double precision"), ("adj_high", "double precision"), ("adj_low", "double precision"),
         ("adj_close", "double precision"), ("adj_volume", "double precision"), ("source", "text"),
+        ("cum_factor", "double precision"),
     ]
     assert [c for c, _ in _columns(url, "ref", "securities")] == [
         "symbol", "name", "exchange", "currency", "asset_class", "sector", "is_synthetic", "updated_at"]
