@@ -99,10 +99,12 @@ def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tupl
         ("dividend_factor", "double precision"), ("adj_factor", "double precision"),
         ("adj_open", "double precision"), ("adj_high", "double precision"), ("adj_low", "double precision"),
         ("adj_close", "double precision"), ("adj_volume", "double precision"), ("source", "text"),
-        ("cum_factor", "double precision"),
+        ("cum_factor", "double precision"), ("security_id", "text"),
     ]
     assert [c for c, _ in _columns(url, "ref", "securities")] == [
-        "symbol", "name", "exchange", "currency", "asset_class", "sector", "is_synthetic", "updated_at"]
+        "symbol", "name", "exchange", "currency", "asset_class", "sector", "is_synthetic", "updated_at",
+        "security_id", "isin", "cusip", "figi", "mic", "country", "security_type", "industry", "dividend_currency",
+        "valid_from", "valid_to"]
     assert [c for c, _ in _columns(url, "market", "benchmark_returns")] == ["benchmark", "session_date", "level", "return"]
     assert [c for c, _ in _columns(url, "portfolio", "transactions")] == [
         "portfolio_id", "transaction_id", "trade_date", "type", "symbol", "quantity", "price", "amount", "currency"]
