@@ -1,5 +1,19 @@
 """Split and dividend adjustment of raw daily bars: pure, vectorized polars.
 
+Two views of the same factors (ARCHITECTURE.md, "Adjustment model"):
+
+* **Point-in-time** (what the processed tier and ``market.bars_daily`` store; ``action_factors``,
+  ``cumulate``, ``point_in_time``): per symbol and ex-date one backward price factor
+  ``f = (1 / split ratio) * (1 - sum of the day's dividend amounts / previous close)`` and a volume
+  factor (the split ratio); ``cum_factor`` ``G(t)`` is the product of ``f`` over ex-dates ``<= t``,
+  ``adj_factor = 1 / G(t)``, ``adj_open/high/low/close = raw * adj_factor`` and ``adj_volume =
+  volume / split_factor`` with ``split_factor`` the product of split ratios through ``t``. Every
+  value depends only on actions with ex_date ``<= t`` and bars before them, so a later action never
+  changes an earlier row; ratios of ``adj_close`` are total returns. The series adjusted as of a
+  later session ``T`` is ``raw(t) * G(T) / G(t)`` (= ``adj_*(t) * G(T)``), computed on read.
+* **Backward as of the last bar** (``apply_adjustments``, below): the same factors, history scaled
+  so that the latest bar is as traded; an oracle and a research helper.
+
 Convention (backward, CRSP-style): the most recent bar of every symbol is left as traded (factor 1)
 and history is scaled so that the adjusted close-to-close return through a corporate action equals
 the holder's total return with dividends reinvested at the ex-date opening price.
@@ -31,9 +45,11 @@ Edge cases:
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
-from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
+from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_ACTIONS_SCHEMA
 
 ACTION_TYPES: tuple[str, ...] = ("split", "dividend")
 FACTOR_COLUMNS: tuple[str, ...] = ("split_factor", "dividend_factor", "adj_factor")
@@ -159,15 +175,13 @@ def _factor_per_bar(keys: pl.DataFrame, per_action: pl.DataFrame, name: str) -> 
     ).sort("_bar_row")
 
 
-def _factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
-    keys = bars.select("symbol", "session_date", "close").with_row_index("_bar_row")
-    last = keys.group_by("symbol").agg(pl.col("session_date").max().alias("_last_bar"))
-    previous = keys.select(
+def _with_previous_close(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
+    """Actions of symbols with bars, with the close and date of the symbol's last bar before ex_date."""
+    previous = bars.select(
         "symbol", pl.col("session_date").alias("_prev_date"), pl.col("close").alias("_prev_close")
     ).sort("_prev_date")
-    effective = (
-        actions.join(last, on="symbol", how="inner")
-        .filter(pl.col("ex_date") <= pl.col("_last_bar"))
+    return (
+        actions.join(bars.select("symbol").unique(), on="symbol", how="inner")
         .sort("ex_date")
         .join_asof(
             previous,
@@ -178,26 +192,53 @@ def _factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
             allow_exact_matches=False,
             check_sortedness=False,
         )
-        .filter(pl.col("_prev_date").is_not_null())
     )
-    splits = effective.filter(pl.col("action_type") == "split").select(
-        "symbol", "ex_date", (1.0 / pl.col("ratio")).alias("factor")
+
+
+def _day_factors(effective: pl.DataFrame) -> pl.DataFrame:
+    """One row per (symbol, ex_date): the day's combined price factor and volume factor.
+
+    Several distributions on one ex-date add up (``1 - sum(amounts) / close``, what the holder
+    receives); several splits multiply. A day whose dividends reach the close is refused.
+    """
+    is_split = pl.col("action_type") == "split"
+    is_dividend = pl.col("action_type") == "dividend"
+    days = effective.group_by("symbol", "ex_date").agg(
+        pl.col("ratio").filter(is_split).product().alias("volume_factor"),
+        pl.col("amount").filter(is_dividend).sum().alias("_dividends"),
+        pl.col("_prev_close").first(),
+        pl.col("_prev_date").first(),
+        pl.col("_action_row").filter(is_dividend).min().alias("_first_dividend_row"),
     )
-    dividends = effective.filter(pl.col("action_type") == "dividend").with_columns(
-        (1.0 - pl.col("amount") / pl.col("_prev_close")).alias("factor")
-    )
-    bad = dividends.filter(~(pl.col("factor") > 0))
+    days = days.with_columns((1.0 - pl.col("_dividends") / pl.col("_prev_close")).alias("_dividend_part"))
+    bad = days.filter(~(pl.col("_dividend_part") > 0))
     if bad.height:
-        row = bad.sort("_action_row").row(0, named=True)
+        row = bad.sort("_first_dividend_row").row(0, named=True)
         raise AdjustmentInputError(
-            f"corporate actions row {row['_action_row']} (symbol {row['symbol']!r}, ex_date "
-            f"{row['ex_date']}): field 'amount' {row['amount']!r} is not smaller than the close "
-            f"{row['_prev_close']!r} of the previous bar ({row['_prev_date']})"
+            f"corporate actions row {row['_first_dividend_row']} (symbol {row['symbol']!r}, ex_date "
+            f"{row['ex_date']}): field 'amount' {row['_dividends']!r} (the day's dividends in total) is not "
+            f"smaller than the close {row['_prev_close']!r} of the previous bar ({row['_prev_date']})"
         )
+    return days.select(
+        "symbol",
+        "ex_date",
+        (pl.col("_dividend_part") / pl.col("volume_factor")).alias("factor"),
+        pl.col("volume_factor"),
+        pl.col("_dividend_part"),
+    ).sort("symbol", "ex_date")
+
+
+def _factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
+    keys = bars.select("symbol", "session_date", "close").with_row_index("_bar_row")
+    last = keys.group_by("symbol").agg(pl.col("session_date").max().alias("_last_bar"))
+    effective = _with_previous_close(
+        keys, actions.join(last, on="symbol", how="inner").filter(pl.col("ex_date") <= pl.col("_last_bar"))
+    ).filter(pl.col("_prev_date").is_not_null())
+    days = _day_factors(effective)
+    splits = days.select("symbol", "ex_date", (1.0 / pl.col("volume_factor")).alias("factor"))
+    dividends = days.select("symbol", "ex_date", pl.col("_dividend_part").alias("factor"))
     split_part = _factor_per_bar(keys.drop("close"), splits, "split_factor")
-    dividend_part = _factor_per_bar(
-        keys.drop("close"), dividends.select("symbol", "ex_date", "factor"), "dividend_factor"
-    )
+    dividend_part = _factor_per_bar(keys.drop("close"), dividends, "dividend_factor")
     return split_part.with_columns(dividend_part["dividend_factor"]).with_columns(
         (pl.col("split_factor") * pl.col("dividend_factor")).alias("adj_factor")
     )
@@ -232,3 +273,125 @@ def apply_adjustments(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame
         ],
         (pl.col("volume").cast(pl.Float64) / pl.col("split_factor")).alias("adj_volume"),
     )
+
+
+# ---- point-in-time -------------------------------------------------------------------------------
+
+FACTOR_TABLE_COLUMNS: tuple[str, ...] = tuple(ADJUSTMENT_FACTORS_SCHEMA)
+POINT_IN_TIME_COLUMNS: tuple[str, ...] = (*ADJUSTED_COLUMNS, "cum_factor")
+
+
+def action_factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
+    """Per (symbol, ex_date) of ``actions``: the day's backward price ``factor`` and ``volume_factor``.
+
+    ``bars`` (``symbol``, ``session_date``, ``close``) supplies the close of the last bar before each
+    ex-date; an action without such a bar (it predates the bars given) is left out, as is an action
+    of a symbol without bars. Returns ADJUSTMENT_FACTORS_SCHEMA's first four columns, sorted.
+    """
+    frame = _validated_bars(bars, ("close",))
+    effective = _with_previous_close(frame, _validated_actions(actions)).filter(
+        pl.col("_prev_date").is_not_null()
+    )
+    return _day_factors(effective).drop("_dividend_part")
+
+
+def cumulate(factors: pl.DataFrame, carried: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``factors`` (one row per symbol and ex-date) with ``cum_factor`` and ``cum_volume_factor``.
+
+    ``carried``: per symbol the cumulative factors before the first of ``factors``' ex-dates (the
+    last row of the factor table before a window); symbols not in it start at 1.
+    """
+    start = (
+        carried.select("symbol", pl.col("cum_factor").alias("_g0"), pl.col("cum_volume_factor").alias("_v0"))
+        if carried is not None and carried.height
+        else pl.DataFrame(schema={"symbol": pl.Utf8(), "_g0": pl.Float64(), "_v0": pl.Float64()})
+    )
+    return (
+        factors.sort("symbol", "ex_date")
+        .join(start, on="symbol", how="left")
+        .with_columns(
+            (pl.col("_g0").fill_null(1.0) * pl.col("factor").cum_prod().over("symbol")).alias("cum_factor"),
+            (pl.col("_v0").fill_null(1.0) * pl.col("volume_factor").cum_prod().over("symbol")).alias(
+                "cum_volume_factor"
+            ),
+        )
+        .select([pl.col(c).cast(t) for c, t in ADJUSTMENT_FACTORS_SCHEMA.items()])
+    )
+
+
+def last_before(table: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Per symbol, the factor-table row of its last ex-date before ``day`` (what a window carries)."""
+    return (
+        table.filter(pl.col("ex_date") < day)
+        .sort("symbol", "ex_date")
+        .group_by("symbol", maintain_order=True)
+        .last()
+    )
+
+
+def point_in_time(bars: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` plus the point-in-time factors and adjusted prices from the factor ``table``.
+
+    ``table``: ADJUSTMENT_FACTORS_SCHEMA rows covering every ex-date up to the bars' last session
+    (from ``cumulate``). Each bar takes the cumulative factors of its symbol's last ex-date on or
+    before its session (1 before the first). Adds ``split_factor`` (product of split ratios),
+    ``dividend_factor``, ``adj_factor = 1 / cum_factor = split_factor * dividend_factor``,
+    ``adj_open/high/low/close = raw * adj_factor``, ``adj_volume = volume / split_factor`` and
+    ``cum_factor``; rows keep the order of ``bars``.
+    """
+    frame = _validated_bars(bars, ("open", "high", "low", "close", "volume"))
+    keys = frame.select("symbol", "session_date").with_row_index("_bar_row")
+    cums = table.select("symbol", "ex_date", "cum_factor", "cum_volume_factor").sort("ex_date")
+    joined = (
+        keys.sort("session_date")
+        .join_asof(
+            cums,
+            left_on="session_date",
+            right_on="ex_date",
+            by="symbol",
+            strategy="backward",
+            allow_exact_matches=True,
+            check_sortedness=False,
+        )
+        .sort("_bar_row")
+    )
+    cum = joined["cum_factor"].fill_null(1.0)
+    split = joined["cum_volume_factor"].fill_null(1.0)
+    adjusted = frame.drop([c for c in POINT_IN_TIME_COLUMNS if c in frame.columns]).with_columns(
+        split.alias("split_factor"),
+        (1.0 / (cum * split)).alias("dividend_factor"),
+        (1.0 / cum).alias("adj_factor"),
+        cum.alias("cum_factor"),
+    )
+    return adjusted.with_columns(
+        *[
+            (pl.col(name) * pl.col("adj_factor")).alias(f"adj_{name}")
+            for name in ("open", "high", "low", "close")
+        ],
+        (pl.col("volume").cast(pl.Float64) / pl.col("split_factor")).alias("adj_volume"),
+    )
+
+
+def adjusted_as_of(bars: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """Point-in-time ``bars`` re-expressed "as of" the last ex-date in ``table`` (the on-read view).
+
+    ``adj_*`` become ``raw * G(latest) / G(t)`` and ``adj_volume`` ``volume * V(latest) / V(t)``,
+    per symbol, with ``G(latest)``/``V(latest)`` the cumulative factors of the symbol's last row in
+    ``table`` (the same arithmetic as the warehouse view ``market.bars_adjusted``).
+    """
+    latest = (
+        table.sort("symbol", "ex_date")
+        .group_by("symbol", maintain_order=True)
+        .last()
+        .select("symbol", pl.col("cum_factor").alias("_g"), pl.col("cum_volume_factor").alias("_v"))
+    )
+    joined = bars.join(latest, on="symbol", how="left").with_columns(
+        pl.col("_g").fill_null(1.0), pl.col("_v").fill_null(1.0)
+    )
+    return joined.with_columns(
+        *[
+            (pl.col(f"adj_{name}") * pl.col("_g")).alias(f"adj_{name}")
+            for name in ("open", "high", "low", "close")
+        ],
+        (pl.col("adj_volume") * pl.col("_v")).alias("adj_volume"),
+    ).drop("_g", "_v")

@@ -100,6 +100,25 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
     "realized_vol_60",
 )
 
+# Positively homogeneous of degree 1 in price (f(k * p) = k * f(p)): computed on the point-in-time
+# total-return series ``adj_*`` (= raw / cum_factor) and stored on the session's own basis by
+# ``to_session_basis`` (x cum_factor), so they depend on no later corporate action. The others are
+# scale-invariant (RSI, stochastic, returns, volatility) or volume totals (OBV, on adj_volume's basis).
+LEVEL_COLUMNS: tuple[str, ...] = (
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "bb_upper_20",
+    "bb_middle_20",
+    "bb_lower_20",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "atr_14",
+)
+
 PRICE_COLUMNS: tuple[str, ...] = ("adj_high", "adj_low", "adj_close")
 VOLUME_COLUMN = "adj_volume"
 REQUIRED_COLUMNS: tuple[str, ...] = ("symbol", "session_date", *PRICE_COLUMNS, VOLUME_COLUMN)
@@ -147,7 +166,9 @@ def _kernel(function: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(function, "__wrapped__", function)
 
 
-_SMA, _EMA, _RSI, _ATR, _BBANDS = (_kernel(f) for f in (talib.SMA, talib.EMA, talib.RSI, talib.ATR, talib.BBANDS))
+_SMA, _EMA, _RSI, _ATR, _BBANDS = (
+    _kernel(f) for f in (talib.SMA, talib.EMA, talib.RSI, talib.ATR, talib.BBANDS)
+)
 _MACD, _STOCH, _OBV, _STDDEV = (_kernel(f) for f in (talib.MACD, talib.STOCH, talib.OBV, talib.STDDEV))
 
 _K12 = 2.0 / 13.0
@@ -254,6 +275,25 @@ def compute_indicators(bars: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame([symbol.alias("symbol"), session, *columns])
 
 
+def to_session_basis(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """``frame``'s ``LEVEL_COLUMNS`` times the bar's ``cum_factor`` G(t): the session's own price basis.
+
+    Indicators computed on ``adj_*`` (raw / G) are in the units of the symbol's first session; a
+    level indicator of the series adjusted as of session t (raw * G(t) / G(s)) is G(t) times that
+    value, which is what a chart of session t shows. Rows keep ``frame``'s order; a row without a
+    bar keeps its value times 1. Refuses bars without ``cum_factor`` (naming the column).
+    """
+    if "cum_factor" not in bars.columns:
+        raise ValueError(
+            f"bars: missing column 'cum_factor' to put level indicators on the session basis; got {bars.columns}"
+        )
+    factors = bars.select("symbol", "session_date", pl.col("cum_factor").alias("_g"))
+    out = frame.join(factors, on=["symbol", "session_date"], how="left", maintain_order="left")
+    return out.with_columns([(pl.col(c) * pl.col("_g").fill_null(1.0)).alias(c) for c in LEVEL_COLUMNS]).drop(
+        "_g"
+    )
+
+
 # ----------------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------------
@@ -345,7 +385,13 @@ def _compute(values: dict[str, np.ndarray], row_code: np.ndarray) -> dict[str, n
     out["log_return_1d"] = log_ret
 
     sma_50, sma_200 = out["sma_50"], out["sma_200"]
-    ema_12, ema_26, rsi_14, atr_14, obv = out["ema_12"], out["ema_26"], out["rsi_14"], out["atr_14"], out["obv"]
+    ema_12, ema_26, rsi_14, atr_14, obv = (
+        out["ema_12"],
+        out["ema_26"],
+        out["rsi_14"],
+        out["atr_14"],
+        out["obv"],
+    )
     bb_up, bb_mid, bb_low = out["bb_upper_20"], out["bb_middle_20"], out["bb_lower_20"]
     macd, macd_signal, macd_hist = out["macd"], out["macd_signal"], out["macd_hist"]
     stoch_k, stoch_d = out["stoch_k"], out["stoch_d"]

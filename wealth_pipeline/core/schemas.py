@@ -83,13 +83,21 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
 
 
 # ---- processed outputs ------------------------------------------------------------------------------
-# Processed bars: raw prices, backward (CRSP-style) split/dividend factors and adjusted prices.
+# Processed bars: raw prices and POINT-IN-TIME factors (core/adjustments.py: they depend only on the
+# actions with ex_date <= the session): cum_factor G(t), adj_factor = 1/G(t), adj_* = raw * adj_factor.
 PROCESSED_BARS_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(), "session_date": pl.Date(), "exchange": pl.Utf8(), "currency": pl.Utf8(),
     "open": pl.Float64(), "high": pl.Float64(), "low": pl.Float64(), "close": pl.Float64(), "volume": pl.Int64(),
     "split_factor": pl.Float64(), "dividend_factor": pl.Float64(), "adj_factor": pl.Float64(),
     "adj_open": pl.Float64(), "adj_high": pl.Float64(), "adj_low": pl.Float64(), "adj_close": pl.Float64(),
-    "adj_volume": pl.Float64(), "source": pl.Utf8(),
+    "adj_volume": pl.Float64(), "source": pl.Utf8(), "cum_factor": pl.Float64(),
+}
+
+# One row per symbol and ex-date (several actions of a day combined): the backward price factor,
+# the volume factor (split ratio) and the cumulative products through the ex-date.
+ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.Utf8(), "ex_date": pl.Date(), "factor": pl.Float64(), "volume_factor": pl.Float64(),
+    "cum_factor": pl.Float64(), "cum_volume_factor": pl.Float64(),
 }
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {

@@ -168,14 +168,16 @@ def _naive_factors(bars: list[tuple[str, dt.date, float]], actions: list[tuple])
         own = sorted((d, c) for s, d, c in bars if s == symbol)
         last = own[-1][0]
         split = dividend = 1.0
+        paid: dict[dt.date, float] = {}  # several distributions of one ex-date add up
         for a_symbol, ex, kind, ratio, amount in actions:
-            if a_symbol != symbol or not (day < ex <= last):
+            if a_symbol != symbol or not (day < ex <= last) or not [d for d, _ in own if d < ex]:
                 continue
-            before = [c for d, c in own if d < ex]
             if kind == "split":
                 split *= 1.0 / ratio
             else:
-                dividend *= 1.0 - amount / before[-1]
+                paid[ex] = paid.get(ex, 0.0) + amount
+        for ex, total in paid.items():
+            dividend *= 1.0 - total / [c for d, c in own if d < ex][-1]
         out[(symbol, day)] = (split, dividend)
     return out
 
@@ -244,7 +246,7 @@ def test_matches_a_naive_row_by_row_oracle_on_random_input() -> None:
         (
             _bars([("X", D(2024, 1, 2), 10.0, 1), ("X", D(2024, 1, 3), 9.0, 1)]),
             _actions([("X", D(2024, 1, 3), "dividend", None, 10.0)]),
-            "corporate actions row 0 (symbol 'X', ex_date 2024-01-03): field 'amount' 10.0 is not smaller than the close 10.0",
+            "corporate actions row 0 (symbol 'X', ex_date 2024-01-03): field 'amount' 10.0 (the day's dividends in total) is not smaller than the close 10.0",
         ),
     ],
 )

@@ -1,4 +1,5 @@
 -- Undo 0009: the adjusted-on-read views, the as-of function, the factor table and bars' cum_factor.
+DROP VIEW analytics.indicators_adjusted;
 DROP VIEW market.bars_monthly_adjusted;
 DROP VIEW market.bars_weekly_adjusted;
 DROP VIEW market.bars_adjusted;

@@ -128,3 +128,36 @@ CREATE VIEW market.bars_monthly_adjusted AS
 COMMENT ON VIEW market.bars_monthly_adjusted IS 'Monthly OHLCV per symbol (month_start = 1st), raw and adjusted as of the latest known action';
 GRANT SELECT ON market.latest_adjustment, market.bars_adjusted, market.bars_weekly_adjusted,
     market.bars_monthly_adjusted TO wealth_bi, wealth_loader;
+
+-- Indicators: level indicators (SMA, EMA, Bollinger, MACD, ATR) are stored on the session's own
+-- price basis (point-in-time, never restated); this view puts them on the as-of-now basis
+-- (x G(latest) / G(t)). RSI, stochastic, returns and volatility are scale-invariant: unchanged.
+CREATE VIEW analytics.indicators_adjusted AS
+    SELECT i.symbol, i.session_date,
+           i.sma_20 * r.ratio AS sma_20,
+           i.sma_50 * r.ratio AS sma_50,
+           i.sma_200 * r.ratio AS sma_200,
+           i.ema_12 * r.ratio AS ema_12,
+           i.ema_26 * r.ratio AS ema_26,
+           i.bb_upper_20 * r.ratio AS bb_upper_20,
+           i.bb_middle_20 * r.ratio AS bb_middle_20,
+           i.bb_lower_20 * r.ratio AS bb_lower_20,
+           i.macd * r.ratio AS macd,
+           i.macd_signal * r.ratio AS macd_signal,
+           i.macd_hist * r.ratio AS macd_hist,
+           i.atr_14 * r.ratio AS atr_14,
+           i.rsi_14,
+           i.stoch_k,
+           i.stoch_d,
+           i.obv,
+           i.return_1d,
+           i.log_return_1d,
+           i.realized_vol_20,
+           i.realized_vol_60
+    FROM analytics.indicators_daily i
+    LEFT JOIN market.bars_daily b USING (symbol, session_date)
+    LEFT JOIN market.latest_adjustment l USING (symbol)
+    CROSS JOIN LATERAL (SELECT coalesce(l.cum_factor, 1) / coalesce(b.cum_factor, 1) AS ratio) r;
+COMMENT ON VIEW analytics.indicators_adjusted IS
+    'Indicators with level indicators on the as-of-now price basis (stored ones are on the session''s basis)';
+GRANT SELECT ON analytics.indicators_adjusted TO wealth_bi, wealth_loader;
