@@ -514,8 +514,12 @@ def _graph():
 
 
 @contextlib.contextmanager
-def _location(args: argparse.Namespace, follower: object):
-    """The code location's webserver and daemon for this command's runs, or None with ``--in-process``."""
+def _location(args: argparse.Namespace, follower: object, daemon: bool = True):
+    """The code location's webserver and daemon for this command's runs, or None with ``--in-process``.
+
+    ``daemon=False``: a submission nobody follows; without a running webserver, ``dagster-webserver``
+    alone is started for it (and stopped), so nothing is launched here.
+    """
     if getattr(args, "in_process", False):
         follower.say("--in-process: runs execute here as ad-hoc jobs (quicker to start; not in the UI's timeline, "
                      "and run_failure_alert does not see them)")
@@ -532,8 +536,8 @@ def _location(args: argparse.Namespace, follower: object):
         # One daemon per instance: a second one would launch the same queued runs. Use the UI's webserver.
         yield RunningUI.find(follower.say)
         return
-    log = follower.log_path.with_name(follower.log_path.stem + "-dagster-dev.log")
-    with LocationServer(log, say=follower.say) as server:
+    log = follower.log_path.with_name(follower.log_path.stem + ("-dagster-dev.log" if daemon else "-webserver.log"))
+    with LocationServer(log, say=follower.say, daemon=daemon) as server:
         yield server
 
 
@@ -608,50 +612,33 @@ def _run_range(title: str, command: str, first: str, last: str, selection: objec
     return 0
 
 
-def submit_backfill(start: str, end: str, selection: str = "*", *, definitions: object | None = None,
-                    instance: object | None = None, title: str | None = None) -> str:
-    """Submit an asset backfill to the instance (the daemon runs it, as for a UI backfill); returns its id.
+def backfill_targets(first: str, last: str, selection: object, graph: object, text: str) -> tuple[list, list[str]]:
+    """(daily-partitioned asset keys of ``selection``, session keys ``first``..``last``) of a backfill.
+
+    ``text`` is the ``--select`` value the errors name.
+    """
+    import dagster as dg
+
+    from wealth_pipeline.defs.partitions import trading_sessions
+
+    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+    if not keys:
+        raise cli_inputs.InputError(f"no trading-session partitions between {first} and {last}")
+    selected = [k for k in selection.resolve(graph) if graph.get(k).partitions_def == trading_sessions]
+    if not selected:
+        raise cli_inputs.InputError(f"--select {text!r}: holds no daily-partitioned asset (backfills run those)")
+    return selected, keys
+
+
+def submit_backfill(server: object, selected: list, keys: list[str], title: str | None = None) -> str:
+    """Submit an asset backfill through the webserver's GraphQL API (as the UI does); returns its id.
 
     Partitioned assets have single-run backfill policies, so the daemon launches one run per
     range instead of one per partition.
     """
-    import dagster as dg
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
-
-    from wealth_pipeline.defs.partitions import trading_sessions
-
-    if definitions is None:
-        from wealth_pipeline.definitions import defs as definitions
-    instance = instance or dg.DagsterInstance.get()
-    graph = definitions.resolve_asset_graph()
-    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
-    if not keys:
-        raise cli_inputs.InputError(f"no trading-session partitions between {start} and {end}")
-    resolved = (parse_selection(selection) if isinstance(selection, str) else selection).resolve(graph)
-    selected = [k for k in resolved if graph.get(k).partitions_def == trading_sessions]
-    if not selected:
-        raise cli_inputs.InputError(f"--select {selection!r}: holds no daily-partitioned asset (backfills run those)")
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(), asset_graph=graph, partition_names=keys, asset_selection=selected,
-        backfill_timestamp=time.time(), tags={"wealth/submitted_by": "wealth-pipeline backfill"},
-        dynamic_partitions_store=instance, all_partitions=False,
-        title=title or f"{keys[0]}..{keys[-1]}", description=f"{len(selected)} assets x {len(keys)} sessions", run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
-
-
-def backfill_progress(instance: object, backfill_id: str, graph: object) -> tuple[str, int, int, int]:
-    """(status, materialized, failed, total) asset-partitions of a submitted backfill."""
-    backfill = instance.get_backfill(backfill_id)
-    data = backfill.get_asset_backfill_data(graph)
-    return (
-        backfill.status.value,
-        data.materialized_subset.num_partitions_and_non_partitioned_assets,
-        data.failed_and_downstream_subset.num_partitions_and_non_partitioned_assets,
-        data.target_subset.num_partitions_and_non_partitioned_assets,
-    )
+    return server.launch_backfill(selected, keys, title or f"{keys[0]}..{keys[-1]}",
+                                  f"{len(selected)} assets x {len(keys)} sessions",
+                                  {"wealth/submitted_by": "wealth-pipeline backfill"})
 
 
 def _daemon_alive(instance: object) -> bool:
@@ -667,33 +654,30 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
     first, last = cli_inputs.check_range("--start", args.start, "--end", args.end, _bounds())
-    defs, graph = _graph()
+    _defs, graph = _graph()
     selection = cli_inputs.check_selection(args.select, graph)
     _check_migrated(_bootstrap().warehouse_url)
     follower = _follower(args, "backfill")
     if args.in_process:
         return _run_range("backfill (in process)", "backfill", first, last, selection, follower,
                           lambda s: f"backfill {s['range']} done in process")
-    instance = dg.DagsterInstance.get()
-    if args.no_wait:  # nothing to follow: straight into the instance, for whichever daemon runs next
-        backfill_id = submit_backfill(first, last, selection, definitions=defs, instance=instance)
-        follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills; "
-                     + ("the running daemon launches it" if _daemon_alive(instance)
-                        else "it starts when a dagster-daemon runs (`make ui` starts one)"))
-        follower.close()
-        return 0
-    from wealth_pipeline.defs.partitions import trading_sessions
+    from wealth_pipeline.cli_location import RunningUI
 
-    keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
-    selected = [k for k in selection.resolve(graph) if graph.get(k).partitions_def == trading_sessions]
-    if not selected:
-        raise cli_inputs.InputError(f"--select {args.select!r}: holds no daily-partitioned asset (backfills run those)")
+    selected, keys = backfill_targets(first, last, selection, graph, args.select)
+    instance = dg.DagsterInstance.get()
     try:
-        with _location(args, follower) as server:
-            backfill_id = server.launch_backfill(selected, keys, f"{keys[0]}..{keys[-1]}",
-                                                 f"{len(selected)} assets x {len(keys)} sessions",
-                                                 {"wealth/submitted_by": "wealth-pipeline backfill"})
+        # --no-wait follows nothing: a webserver alone stores the backfill (no daemon is started here)
+        # for whichever daemon runs next; a running one (`make ui`'s, --webserver's) launches it at once.
+        with _location(args, follower, daemon=not args.no_wait) as server:
+            backfill_id = submit_backfill(server, selected, keys)
             follower.say(f"backfill {backfill_id} submitted ({first}..{last}); the UI shows it under Runs > Backfills")
+            if args.no_wait:
+                status, done, failed, total = server.backfill_status(backfill_id)
+                running = isinstance(server, RunningUI)
+                follower.say(f"backfill {backfill_id}: {status}, {done}/{total} asset-partitions materialized, "
+                             f"{failed} failed; " + ("the running daemon launches it" if running
+                                                     else "it starts when a dagster-daemon runs (`make ui` starts one)"))
+                return 0
             status, done, failed, total = _follow_backfill(follower, instance, backfill_id, server)
     finally:
         follower.close()

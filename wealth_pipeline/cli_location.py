@@ -6,8 +6,10 @@ webserver are created from the location's own ``__ASSET_JOB`` with an asset sele
 UI's *Materialize* does, queued on the instance and launched by the daemon; so they are in the
 timeline and the asset history, and a failure reaches the alert sensor. Only public interfaces are
 used: ``dagster dev`` (webserver + daemon on this ``DAGSTER_HOME``, started here on a free loopback
-port and stopped at the end), GraphQL over HTTP (``DagsterGraphQLClient`` and the documented
-``launchPartitionBackfill`` mutation), and ``DagsterInstance`` to read the runs' events.
+port and stopped at the end), ``dagster-webserver`` alone for a submission nobody follows
+(``backfill --no-wait``: the backfill is stored and whichever daemon runs next launches it), GraphQL
+over HTTP (``DagsterGraphQLClient``, the ``launchPartitionBackfill`` mutation and the
+``partitionBackfillOrError`` query), and ``DagsterInstance`` to read the runs' events.
 
 The cost is start-up: ``dagster dev`` loads the code once (its code server) and every run loads it
 again in its own process (the default run launcher), which the in-process path does not pay.
@@ -47,8 +49,10 @@ mutation Backfill($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
+    ... on PythonError { message stack }
     ... on PartitionSetNotFoundError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
     ... on UnauthorizedError { message }
   }
 }"""
@@ -57,7 +61,7 @@ BACKFILL_STATUS = """
 query B($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
     __typename
-    ... on PartitionBackfill { status numPartitions error { message }
+    ... on PartitionBackfill { status numPartitions partitionNames error { message }
       assetBackfillData { assetBackfillStatuses { __typename
         ... on AssetPartitionsStatusCounts { numPartitionsTargeted numPartitionsMaterialized numPartitionsFailed } } } }
     ... on PythonError { message }
@@ -90,6 +94,12 @@ class SubmittedRun:
     end_time: float | None
 
 
+def _executable(name: str) -> str:
+    """A console script of this environment (beside its python), else from PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), name)
+    return local if os.path.exists(local) else (shutil.which(name) or local)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,9 +107,13 @@ def _free_port() -> int:
 
 
 class LocationServer:
-    """``dagster dev`` on a free loopback port for the duration of a command (a context manager)."""
+    """``dagster dev`` on a free loopback port for the duration of a command (a context manager).
 
-    def __init__(self, log_path: Path, workspace: Path | None = None, say: Any = print):
+    With ``daemon=False`` it is ``dagster-webserver`` alone (webserver + code server, no daemon): enough
+    to submit through GraphQL, and nothing here launches what was submitted.
+    """
+
+    def __init__(self, log_path: Path, workspace: Path | None = None, say: Any = print, daemon: bool = True):
         from wealth_pipeline.environment import REPO_ROOT
 
         self.log_path = log_path
@@ -107,6 +121,7 @@ class LocationServer:
         self.cwd = self.workspace.parent
         self.port = _free_port()
         self.say = say
+        self.daemon = daemon
         self.process: subprocess.Popen | None = None
 
     @property
@@ -114,27 +129,37 @@ class LocationServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LocationServer:
-        dagster = shutil.which("dagster") or os.path.join(os.path.dirname(sys.executable), "dagster")
+        command = [_executable("dagster"), "dev"] if self.daemon else [_executable("dagster-webserver")]
+        what = "dagster dev" if self.daemon else "dagster-webserver, no daemon"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [dagster, "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
-                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.say(f"[location] starting the code location (dagster dev on {self.base_url}; its log: {self.log_path})")
+                [*command, "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.say(
+            f"[location] starting the code location ({what} on {self.base_url}; its log: {self.log_path})"
+        )
         started = time.monotonic()
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        self.say(f"[location] ready in {time.monotonic() - started:.0f}s: runs are jobs of location {LOCATION!r}")
+        self.say(
+            f"[location] ready in {time.monotonic() - started:.0f}s: runs are jobs of location {LOCATION!r}"
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
-        """SIGINT (dagster dev stops its webserver, daemon and code server), then SIGKILL the group."""
+        """SIGINT (dagster dev or the webserver stops its children and code server), then SIGKILL the group."""
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -147,8 +172,9 @@ class LocationServer:
             self.process.wait(timeout=15)
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = httpx.post(f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
-                              timeout=120)
+        response = httpx.post(
+            f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=120
+        )
         body = response.json()
         if response.status_code != 200 or body.get("errors"):
             raise RuntimeError(f"Dagster GraphQL failed (HTTP {response.status_code}): {str(body)[:500]}")
@@ -159,8 +185,10 @@ class LocationServer:
         last = "not answering"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise InputError(f"dagster dev exited with code {self.process.returncode} while starting "
-                                 f"(log: {self.log_path})")
+                raise InputError(
+                    f"dagster dev exited with code {self.process.returncode} while starting "
+                    f"(log: {self.log_path})"
+                )
             try:
                 data = self.graphql(READY)
             except (httpx.HTTPError, RuntimeError, ValueError) as exc:
@@ -169,19 +197,35 @@ class LocationServer:
                 continue
             entries = {e["name"]: e for e in data["workspaceOrError"].get("locationEntries", [])}
             entry = entries.get(LOCATION)
-            if entry and entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError":
-                raise InputError(f"code location {LOCATION!r} failed to load: "
-                                 f"{entry['locationOrLoadError']['message'].strip().splitlines()[-1]} (log: {self.log_path})")
-            healthy = {d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]}
-            if entry and entry["loadStatus"] == "LOADED" and healthy >= NEEDED_DAEMONS:
+            if (
+                entry
+                and entry["locationOrLoadError"]
+                and entry["locationOrLoadError"]["__typename"] == "PythonError"
+            ):
+                raise InputError(
+                    f"code location {LOCATION!r} failed to load: "
+                    f"{entry['locationOrLoadError']['message'].strip().splitlines()[-1]} (log: {self.log_path})"
+                )
+            healthy = {
+                d["daemonType"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["healthy"]
+            }
+            if entry and entry["loadStatus"] == "LOADED" and (healthy >= NEEDED_DAEMONS or not self.daemon):
                 return
-            last = f"location {entry['loadStatus'] if entry else 'missing'}, healthy daemons {sorted(healthy)}"
+            last = (
+                f"location {entry['loadStatus'] if entry else 'missing'}, healthy daemons {sorted(healthy)}"
+            )
             time.sleep(2)
-        raise InputError(f"the code location did not start within {STARTUP_TIMEOUT:.0f}s ({last}; log: {self.log_path})")
+        raise InputError(
+            f"the code location did not start within {STARTUP_TIMEOUT:.0f}s ({last}; log: {self.log_path})"
+        )
 
     # --- runs ------------------------------------------------------------------------------------
-    def submit_run(self, asset_keys: list[Any], tags: dict[str, str] | None = None,
-                   run_config: dict[str, Any] | None = None) -> str:
+    def submit_run(
+        self,
+        asset_keys: list[Any],
+        tags: dict[str, str] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> str:
         """Submit the location's asset job for ``asset_keys`` (queued; the daemon launches it); its run id."""
         from urllib.parse import urlsplit
 
@@ -190,22 +234,35 @@ class LocationServer:
         url = urlsplit(self.base_url)
         # launchRun plans the run before it answers: for a two-year range that is every asset-partition's
         # planned event (minutes on a loaded machine), hence the long timeout.
-        client = DagsterGraphQLClient(url.hostname or "127.0.0.1", port_number=url.port, timeout=SUBMIT_TIMEOUT)
+        client = DagsterGraphQLClient(
+            url.hostname or "127.0.0.1", port_number=url.port, timeout=SUBMIT_TIMEOUT
+        )
         try:
-            return client.submit_job_execution(ASSET_JOB, repository_location_name=LOCATION,
-                                               repository_name=REPOSITORY, run_config=run_config or {},
-                                               tags=dict(tags or {}),
-                                               asset_selection=[list(key.path) for key in asset_keys])
+            return client.submit_job_execution(
+                ASSET_JOB,
+                repository_location_name=LOCATION,
+                repository_name=REPOSITORY,
+                run_config=run_config or {},
+                tags=dict(tags or {}),
+                asset_selection=[list(key.path) for key in asset_keys],
+            )
         except Exception as exc:  # the client raises its own error types and requests' ones
             text = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            raise SubmitFailed(f"the webserver {self.base_url} did not accept the run: {text[:300]}") from None
+            raise SubmitFailed(
+                f"the webserver {self.base_url} did not accept the run: {text[:300]}"
+            ) from None
 
-    def launch_backfill(self, asset_keys: list[Any], partitions: list[str], title: str, description: str,
-                        tags: dict[str, str]) -> str:
+    def launch_backfill(
+        self, asset_keys: list[Any], partitions: list[str], title: str, description: str, tags: dict[str, str]
+    ) -> str:
         """An asset backfill, as the UI launches one; its id."""
-        params = {"assetSelection": [{"path": list(key.path)} for key in asset_keys], "partitionNames": partitions,
-                  "title": title, "description": description,
-                  "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        params = {
+            "assetSelection": [{"path": list(key.path)} for key in asset_keys],
+            "partitionNames": partitions,
+            "title": title,
+            "description": description,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
         result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise RuntimeError(f"backfill refused by Dagster: {result.get('message', result['__typename'])}")
@@ -214,14 +271,25 @@ class LocationServer:
     def backfill_status(self, backfill_id: str) -> tuple[str, int, int, int]:
         """(status, materialized, failed, targeted) asset-partitions of a backfill."""
         data = self.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-        counts = [c for c in ((data.get("assetBackfillData") or {}).get("assetBackfillStatuses") or [])
-                  if c["__typename"] == "AssetPartitionsStatusCounts"]
-        return (data.get("status") or data["__typename"], sum(c["numPartitionsMaterialized"] for c in counts),
-                sum(c["numPartitionsFailed"] for c in counts), sum(c["numPartitionsTargeted"] for c in counts))
+        counts = [
+            c
+            for c in ((data.get("assetBackfillData") or {}).get("assetBackfillStatuses") or [])
+            if c["__typename"] == "AssetPartitionsStatusCounts"
+        ]
+        return (
+            data.get("status") or data["__typename"],
+            sum(c["numPartitionsMaterialized"] for c in counts),
+            sum(c["numPartitionsFailed"] for c in counts),
+            sum(c["numPartitionsTargeted"] for c in counts),
+        )
 
     def wait_for_alert_sensor(self, after: float, timeout: float = 120.0) -> bool:
         """Keep the daemon up until ``run_failure_alert`` has ticked after ``after`` (a failed run's end)."""
-        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": ALERT_SENSOR}
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": ALERT_SENSOR,
+        }
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             data = self.graphql(SENSOR_TICKS, {"selector": selector})["sensorOrError"]
@@ -241,8 +309,12 @@ def wait_for_run(instance: Any, run_id: str, poll: float = 1.0) -> SubmittedRun:
     while True:
         record = instance.get_run_record_by_id(run_id)
         if record is not None and record.dagster_run.is_finished:
-            return SubmittedRun(run_id, record.dagster_run.status == dg.DagsterRunStatus.SUCCESS,
-                                record.dagster_run.status.value, record.end_time)
+            return SubmittedRun(
+                run_id,
+                record.dagster_run.status == dg.DagsterRunStatus.SUCCESS,
+                record.dagster_run.status.value,
+                record.end_time,
+            )
         time.sleep(poll)
 
 
@@ -270,11 +342,15 @@ class RunningUI(LocationServer):
         except (httpx.HTTPError, RuntimeError, ValueError, KeyError):
             loaded = False
         if not loaded and base_url:
-            raise InputError(f"--webserver {base_url}: no Dagster webserver serving location {LOCATION!r} answers there")
+            raise InputError(
+                f"--webserver {base_url}: no Dagster webserver serving location {LOCATION!r} answers there"
+            )
         if not loaded:
-            raise InputError(f"a dagster-daemon is already running on this instance but no webserver with location "
-                             f"{LOCATION!r} answers on {ui.base_url}: stop that daemon (a second one would launch "
-                             "the same runs), pass --webserver URL, or run with --in-process")
+            raise InputError(
+                f"a dagster-daemon is already running on this instance but no webserver with location "
+                f"{LOCATION!r} answers on {ui.base_url}: stop that daemon (a second one would launch "
+                "the same runs), pass --webserver URL, or run with --in-process"
+            )
         say(f"[location] using the running webserver {ui.base_url} and its daemon")
         return ui
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from wealth_pipeline.cli_location import BACKFILL_STATUS, LAUNCH_BACKFILL
 from wealth_pipeline_tests.e2e.conftest import IN_PROCESS, REPO, DagsterStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -47,27 +48,6 @@ query S($selector: SensorSelector!) {
     __typename
     ... on Sensor { sensorState { status typeSpecificData { ... on SensorData { lastCursor } }
         ticks(limit: 20) { tickId status timestamp runIds skipReason error { message } } } }
-  }
-}"""
-
-LAUNCH_BACKFILL = """
-mutation Backfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionSetNotFoundError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-    ... on UnauthorizedError { message }
-  }
-}"""
-
-BACKFILL_STATUS = """
-query B($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status numPartitions partitionNames error { message } }
   }
 }"""
 

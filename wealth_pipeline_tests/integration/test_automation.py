@@ -1,4 +1,4 @@
-"""Schedules, sensors, alerts and backfill submission, evaluated with Dagster's own contexts."""
+"""Schedules, sensors and alerts, evaluated with Dagster's own contexts (backfill submission: e2e/test_cli_location.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from wealth_pipeline.cli import backfill_progress, submit_backfill
 from wealth_pipeline.definitions import defs
 from wealth_pipeline.defs.automation.alerts import run_failure_alert
 from wealth_pipeline.defs.automation.landing_sensor import contiguous_blocks
@@ -144,13 +143,3 @@ def test_run_failure_alert_posts_run_step_and_error(webhook: str) -> None:
     assert alert["run_id"] == result.run_id
     assert alert["failed_steps"][0]["step"] == "breaks"
     assert "vendor file truncated at line 12" in alert["failed_steps"][0]["error"]
-
-
-def test_backfill_is_submitted_to_the_instance_as_one_asset_backfill() -> None:
-    with dg.instance_for_test() as instance:
-        backfill_id = submit_backfill("2024-07-01", "2024-07-12", "raw_bars bars", definitions=defs, instance=instance)
-        stored = instance.get_backfill(backfill_id)
-        assert stored.status.value == "REQUESTED"
-        status, done, failed, total = backfill_progress(instance, backfill_id, defs.resolve_asset_graph())
-        assert (status, done, failed, total) == ("REQUESTED", 0, 0, 2 * 10)
-        assert {k.to_user_string() for k in stored.asset_selection} == {"raw_bars", "bars"}
