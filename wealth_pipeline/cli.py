@@ -888,6 +888,61 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if doc["attention"] else 0
 
 
+# ---- export (issue 22) -----------------------------------------------------------------------------
+EXPORT_PASSWORD_VARIABLE = "WEALTH_EXPORT_PASSWORD"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export --mart NAME --format csv|parquet --out PATH --login ROLE [--where COND]...``.
+
+    Reads the mart as the BI login ``--login`` (its row-level security), whose password comes from
+    ``WEALTH_EXPORT_PASSWORD`` or stdin, never from the arguments; lineage, entitlements and the
+    ``ops.exports`` audit row go through the pipeline's connection. Exit 2 on a bad input, 3 when the
+    rights registry and the entitlements refuse the export (nothing is written).
+    """
+    import getpass
+
+    from psycopg.conninfo import make_conninfo
+
+    from wealth_pipeline.rights import export, registry
+    from wealth_pipeline.warehouse.roles import RoleError, validate_login_role
+
+    try:
+        validate_login_role(args.login)
+        conditions = cli_inputs.check_where(args.where or [])
+        rights = registry.load()
+        registry.entitlements_from_env(rights)
+    except (RoleError, registry.RegistryError) as exc:
+        raise cli_inputs.InputError(f"{'--login ' + repr(args.login) + ': ' if isinstance(exc, RoleError) else ''}{exc}") from None
+    password = os.environ.get(EXPORT_PASSWORD_VARIABLE)
+    if not password:
+        password = getpass.getpass(f"password for {args.login}: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise cli_inputs.InputError(f"--login {args.login}: no password ({EXPORT_PASSWORD_VARIABLE} or stdin)")
+    env = _bootstrap()
+    _check_migrated(env.warehouse_url)
+    from wealth_pipeline.defs.marts.project import dbt_project, prepare_manifest
+
+    manifest = prepare_manifest(dbt_project)
+    read_url = make_conninfo(env.warehouse_url, user=args.login, password=password)
+    check_database_url(f"--login {args.login}", read_url)
+    try:
+        result = export.export_mart(args.mart, args.out, args.format, read_url=read_url,
+                                    audit_url=env.pipeline_url or env.warehouse_url, where=conditions,
+                                    manifest=manifest, rights=rights)
+    except export.ExportError as exc:
+        raise cli_inputs.InputError(str(exc)) from None
+    except export.ExportRefused as exc:
+        print(f"wealth-pipeline export: {exc}", file=sys.stderr)
+        return 3
+    print(f"exported {result.rows} row(s) of marts.{args.mart} as {result.exported_by} to {result.path} "
+          f"(export {result.export_id}; sources: {', '.join(result.sources) or 'none'}"
+          f"{'; watermarked' if result.watermark else ''}"
+          f"{f'; {result.excluded_rows} row(s) of metadata-only providers left out' if result.excluded_rows else ''}); "
+          f"attributions in {result.sidecar}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Assets (with group and partitioning), groups, jobs, schedules and sensors of the code location."""
     defs, graph = _graph()
@@ -1025,6 +1080,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_lakehouse_parser(sub)
+
+    ex = sub.add_parser("export", help="export a mart to CSV or parquet as a BI login, when its sources' licences allow it")
+    ex.add_argument("--mart", required=True, help="mart name (a model of the marts schema, e.g. security_daily)")
+    ex.add_argument("--format", required=True, choices=["csv", "parquet"])
+    ex.add_argument("--out", required=True, help="file to write (attributions also in <file>.rights.json)")
+    ex.add_argument("--login", required=True, help="BI login to read as (row-level security); password: "
+                    "WEALTH_EXPORT_PASSWORD or stdin")
+    ex.add_argument("--where", action="append", default=[], metavar="COND",
+                    help="COLUMN OP VALUE filter (OP: = != < <= > >=); repeat for AND")
+    ex.set_defaults(func=cmd_export)
 
     ui = sub.add_parser("ui", help="start the local database and `dagster dev` on the same state")
     ui.add_argument("--host", default="127.0.0.1")

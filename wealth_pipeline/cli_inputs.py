@@ -222,3 +222,15 @@ def demo_partition_env(home: Path, environ: dict[str, str]) -> dict[str, str]:
         raise InputError(f"{path}: not the JSON a demo writes; delete it or run the demo again") from None
     return {name: str(value) for name, value in recorded.items()
             if name in ("WEALTH_PARTITION_START", "WEALTH_PARTITION_END") and not environ.get(name)}
+
+
+def check_where(conditions: Iterable[str]) -> list[str]:
+    """``export --where`` conditions, each ``COLUMN OP VALUE`` (rights/export.py's grammar); one line naming the bad one."""
+    from wealth_pipeline.rights.export import ExportError, parse_where
+
+    items = list(conditions)
+    try:
+        parse_where(items)
+    except ExportError as exc:
+        raise InputError(str(exc)) from None
+    return items

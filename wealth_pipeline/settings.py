@@ -51,6 +51,8 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_HTTP_FX_URL": "Base URL of the FRED-format FX and risk-free API. Default: https://api.stlouisfed.org",
     "WEALTH_HTTP_FX_API_KEY": "API key of the FX/risk-free API (required with WEALTH_PROVIDER=http).",
     "WEALTH_HTTP_FX_RATE_LIMIT": "Requests per second to the FX/risk-free API. Default: 2",
+    "WEALTH_ENTITLEMENTS": "Licences this deployment holds (comma-separated licence names of the rights registry, wealth_pipeline/rights/providers.yaml); per-login ones are rows of ref.entitlements. Default: none",
+    "WEALTH_EXPORT_PASSWORD": "Password of the BI login `wealth-pipeline export --login` reads as; unset: read from stdin.",
 }
 # Read by the deployment files only (docker-compose.yml, .env.example, deploy/entrypoint.sh and
 # deploy/dagster/*.yaml), not by the package: they assemble the variables above in containers.

@@ -21,8 +21,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.defs import quality
-from wealth_pipeline.defs.datasets import RECONCILE, Dataset
+from wealth_pipeline.defs import lineage, quality
+from wealth_pipeline.defs.datasets import RECONCILE, Dataset, asset_deps
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
@@ -40,7 +40,7 @@ def dataset_asset(dataset: Dataset, *, deps: Sequence[Dataset | str], **asset_ar
     schema and retry policy from the registry; ``asset_args`` add the rest (group, owners, ...)."""
     return dg.asset(
         name=dataset.name,
-        deps=[d.key if isinstance(d, Dataset) else dg.AssetKey(d) for d in deps],
+        deps=asset_deps(dataset.name, list(deps)),  # with the warm-up partition mappings
         partitions_def=trading_sessions,
         backfill_policy=single_run,
         check_specs=dataset.check_specs(),
@@ -217,6 +217,8 @@ def publish(
         summary["warehouse_table"] = dataset.table
         summary["warehouse_checksum"] = load.checksum
     extra = dict(after_load()) if after_load is not None else {}
+    if dataset.table:  # issue 22: the providers each session depends on (ops.lineage, `sources` metadata)
+        extra.update(lineage.record(context, dataset, start, end, warehouse))
     if dataset.table:
         passed, details = reconcile(warehouse.url, dataset.table, dataset.date_column, start, end, frame.height, entity_filter)
         checks.append(dg.AssetCheckResult(asset_key=dataset.key, check_name=RECONCILE, passed=passed, metadata=details))

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import calendars
-from wealth_pipeline.defs import datasets, publish, quality
+from wealth_pipeline.defs import datasets, lineage, publish, quality
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -252,6 +252,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             "path": dg.MetadataValue.path(store.uri(f"raw/{dataset.name}")),
             "preview": dg.MetadataValue.md(frame.head(5).to_pandas().to_markdown(index=False)) if frame.height else "no rows",
         }
+        metadata.update(lineage.raw_sources(context, provider, dataset.name, start, end))  # issue 22
         superseded = [{"date": str(w.day), "new": w.key, "previous": w.superseded_key} for w in writes if w.status == "superseded"]
         if superseded:
             metadata["superseded"] = dg.MetadataValue.json(superseded[:50])

@@ -1,0 +1,113 @@
+"""Source lineage in the Dagster graph (issue 22): what the raw assets and the publish step record.
+
+* ``raw_sources`` (raw assets): per partition, the providers (rights registry keys) the configured
+  provider delivered the dataset from, as the partition's ``sources`` metadata, plus the window's
+  sources and their licence status for the UI.
+* ``record`` (the publish step, every published dataset): per session of the window, the union of
+  its inputs' sources on that session (a raw input's ``sources`` metadata from the instance's event
+  log; a published input's ``ops.lineage`` rows), written to ``ops.lineage`` and shown as the
+  partition's ``sources`` metadata. An input partition without a record of its sources (raw data
+  materialized before lineage existed, or written around the assets) counts as the provider
+  ``unknown``, which the rights registry does not know: exports of such rows are refused.
+
+The rules themselves live in ``wealth_pipeline.rights``; this module is the wiring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from wealth_pipeline.core import calendars
+from wealth_pipeline.defs import datasets
+from wealth_pipeline.rights import lineage, registry
+
+UNKNOWN = "unknown"  # a source without a record: not a registry key, so exports refuse it
+SOURCES = "sources"
+
+
+def licence_status(sources: Sequence[str]) -> dg.MetadataValue:
+    """Provider -> its policy and licence, as the UI shows it."""
+    rights = registry.load()
+    return dg.MetadataValue.json({s: rights.status(s) for s in sorted(sources)})
+
+
+def _metadata(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, per_day: Mapping[dt.date, Sequence[str]]
+) -> dict[str, Any]:
+    if context.has_partition_key or context.has_partition_key_range:
+        for partition in context.partition_keys:
+            day = dt.date.fromisoformat(partition)
+            context.add_asset_metadata(
+                {SOURCES: dg.MetadataValue.json(list(per_day.get(day, ())))},
+                asset_key=key,
+                partition_key=partition,
+            )
+    window = sorted({s for sources in per_day.values() for s in sources})
+    return {"window_sources": dg.MetadataValue.json(window), "licence_status": licence_status(window)}
+
+
+def raw_sources(
+    context: dg.AssetExecutionContext, provider: Any, dataset: str, start: dt.date, end: dt.date
+) -> dict[str, Any]:
+    """Record which providers delivered ``dataset`` on each partition; the window's metadata for the UI."""
+    try:
+        per_day = lineage.provider_sources(provider, dataset, start, end, registry.load())
+    except registry.RegistryError as exc:
+        raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
+    return _metadata(context, context.asset_key, per_day)
+
+
+def _raw_lineage(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: Sequence[dt.date]
+) -> dict[dt.date, tuple[str, ...]]:
+    """The latest materialization's ``sources`` of each of ``days`` (``unknown`` when it has none)."""
+    wanted = {d.isoformat(): d for d in days}
+    found: dict[dt.date, tuple[str, ...]] = {}
+    cursor = None
+    while len(found) < len(wanted):
+        remaining = sorted(p for p, d in wanted.items() if d not in found)
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=remaining),
+            limit=max(100, len(remaining)),
+            cursor=cursor,
+        )
+        for record in result.records:
+            materialization = record.asset_materialization
+            day = wanted.get(materialization.partition) if materialization else None
+            if day is None or day in found:
+                continue
+            value = materialization.metadata.get(SOURCES)
+            found[day] = tuple(value.value) if value is not None else (UNKNOWN,)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return {day: found.get(day, (UNKNOWN,)) for day in days}
+
+
+def record(
+    context: dg.AssetExecutionContext, dataset: datasets.Dataset, start: dt.date, end: dt.date, warehouse: Any
+) -> dict[str, Any]:
+    """The publish step's lineage: ``ops.lineage`` rows of the window, per-partition ``sources`` metadata."""
+    days = calendars.weekdays(start, end)
+    deps = context.assets_def.asset_deps.get(dataset.key, set())
+    raw_inputs = [k for k in deps if k.to_user_string() in {d.name for d in datasets.RAW.values()}]
+    published = [
+        k.to_user_string()
+        for k in deps
+        if k.to_user_string() in datasets.REGISTRY
+        and k not in raw_inputs
+        and datasets.REGISTRY[k.to_user_string()].date_column is not None
+    ]
+    inputs = [_raw_lineage(context.instance, k, days) for k in raw_inputs]
+    with psycopg.connect(warehouse.url) as conn:
+        if published:
+            stored = lineage.read(conn, published, start, end)
+            inputs += [{day: stored[name].get(day, (UNKNOWN,)) for day in days} for name in published]
+        per_day = lineage.union(inputs, days)
+        lineage.write(conn, dataset.name, per_day, context.run_id)
+    return _metadata(context, dataset.key, per_day)
