@@ -146,7 +146,7 @@ def test_a_mart_traces_to_the_warehouse_tables_dbt_builds_it_from() -> None:
     assert set(lineage.mart_inputs(manifest, "security_daily")) == {
         "market.bars_daily", "ref.securities", "analytics.indicators_daily", "analytics.factor_exposures"}
     assert {"portfolio.valuations", "portfolio.portfolio_metrics"} <= set(lineage.mart_inputs(manifest, "portfolio_performance"))
-    with pytest.raises(KeyError, match="unknown mart 'nope': expected one of .*security_daily"):
+    with pytest.raises(KeyError, match=r"unknown mart 'nope': expected one of .*security_daily"):
         lineage.mart_inputs(manifest, "nope")
 
 
