@@ -925,7 +925,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     manifest = prepare_manifest(dbt_project)
     read_url = make_conninfo(env.warehouse_url, user=args.login, password=password)
-    check_database_url(f"--login {args.login}", read_url)
+    import psycopg
+
+    try:
+        psycopg.connect(read_url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+        raise cli_inputs.InputError(f"--login {args.login}: cannot log in to {_where(env.warehouse_url)} ({reason}); "
+                                    f"expected a BI login (db create-bi-user) and its password in "
+                                    f"{EXPORT_PASSWORD_VARIABLE} or on stdin") from None
     try:
         result = export.export_mart(args.mart, args.out, args.format, read_url=read_url,
                                     audit_url=env.pipeline_url or env.warehouse_url, where=conditions,
