@@ -337,3 +337,29 @@ def test_a_raw_partition_without_recorded_sources_is_unknown(wh: str) -> None:
     assert result.success
     with psycopg.connect(wh) as conn:
         assert conn.execute("SELECT sources FROM ops.lineage WHERE dataset = 'fx_rates'").fetchall() == [(["unknown"],)]
+
+
+def test_the_real_market_assets_record_their_provider_per_session(pg_url: str, tmp_path: Path) -> None:
+    """The ingest and processed assets of the code location, synthetic provider: every market dataset's lineage."""
+    from wealth_pipeline.cli import materialize_range
+    from wealth_pipeline.definitions import build_definitions
+    from wealth_pipeline.defs.resources import MarketDataResource
+    from wealth_pipeline.lakehouse.resource import LakehouseResource
+
+    migrate.upgrade(pg_url)
+    resources = {"warehouse": WarehouseResource(url=pg_url),
+                 "lakehouse": LakehouseResource(uri=str(tmp_path / "lake")),
+                 "market_data": MarketDataResource(synthetic_universe=5)}
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_range("2024-01-02", "2024-01-04", "group:ingest or group:processed", progress=False,
+                      definitions=build_definitions(resources), instance=instance, raise_on_error=True)
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT dataset, session_date, sources FROM ops.lineage ORDER BY 1, 2").fetchall()
+    market = ("bars", "benchmark_returns", "corporate_actions", "factor_returns", "fx_rates")
+    assert [r for r in rows if r[0] in market] == [(name, day, ["synthetic"]) for name in market for day in (D1, D2, D3)]
+    raw = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars"),
+                                                                asset_partitions=["2024-01-03"]), limit=1).records
+    assert raw[0].asset_materialization.metadata["sources"].value == ["synthetic"]
+    bars = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("bars"),
+                                                                 asset_partitions=["2024-01-03"]), limit=1).records
+    assert bars[0].asset_materialization.metadata["licence_status"].value == {"synthetic": "allowed"}
