@@ -252,6 +252,27 @@ def test_hostile_where_is_refused_or_stays_a_value(wh: str, logins: dict[str, st
                                  {"column": "session_date", "operator": ">=", "value": "2024-01-03"}]
 
 
+def test_the_loader_login_can_audit_and_read_entitlements(wh: str, logins: dict[str, str], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded default audits through wealth_loader (the pipeline's login), which owns nothing."""
+    from wealth_pipeline.warehouse.roles import ensure_login_roles
+
+    password = secrets.token_urlsafe(12)
+    monkeypatch.setenv("WEALTH_LOADER_PASSWORD", password)
+    monkeypatch.delenv("WEALTH_BI_PASSWORD", raising=False)
+    monkeypatch.delenv("WEALTH_OWNER_PASSWORD", raising=False)
+    assert ensure_login_roles(wh) == ["wealth_loader"]
+    loader = make_conninfo(wh, user="wealth_loader", password=password)
+    _lineage(wh, "bars", {D1: ["alphavantage"], D2: ["alphavantage"], D3: ["alphavantage"]})
+    with psycopg.connect(wh) as conn:
+        conn.execute("INSERT INTO ref.entitlements (licence, grantee) VALUES ('av-premium', %s)",
+                     (_login(logins["alice"]),))
+    result = export.export_mart("rights_bars", tmp_path / "b.csv", "csv", read_url=logins["alice"], audit_url=loader,
+                                inputs=("market.bars_daily",), rights=RIGHTS, env=NO_ENV)
+    assert result.rows == 6 and result.watermark == "AV - licensed use only"
+    assert _audit(wh)[-1][3] == "written"
+
+
 def test_bi_logins_cannot_read_entitlements_or_the_audit(wh: str, logins: dict[str, str]) -> None:
     with psycopg.connect(logins["alice"]) as conn:
         for table in ("ref.entitlements", "ops.exports", "ops.lineage"):
