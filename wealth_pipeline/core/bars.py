@@ -1,4 +1,4 @@
-"""Processed daily bars from raw deliveries: validation, spike removal, adjustment, completeness.
+"""Processed daily bars from raw deliveries: validation, spike removal, point-in-time adjustment, completeness.
 
 Pure compute on polars frames; the ``bars`` asset (``defs/processed/bars.py``) reads the raw tier,
 calls these and hands the result to the publish step.
@@ -7,16 +7,20 @@ calls these and hands the result to the publish step.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from wealth_pipeline.core import adjustments, calendars, outliers, validation
-from wealth_pipeline.core.schemas import PROCESSED_BARS_SCHEMA
+from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, PROCESSED_BARS_SCHEMA
 
 # Calendar days of raw history read before the window: the close before a dividend's ex-date and
 # the neighbours a spike is judged against (a suspension longer than this is documented as a gap).
 LOOKBACK_DAYS = 14
+# Calendar days of raw history read after the window (when delivered): the next session that judges
+# whether the window's last bar is a spike.
+LOOKAHEAD_DAYS = 7
 SPIKE_RATIO = 20.0
 JUMP_THRESHOLD = 0.4
 # Columns of a raw row that identify it in a quarantine report, when the dataset has them.
@@ -30,7 +34,9 @@ def expected_bars(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.Da
         days = calendars.sessions(str(exchange[0]), start, end)
         rows.append(pl.DataFrame({"symbol": symbols["symbol"]}).join(
             pl.DataFrame({"session_date": days}, schema={"session_date": pl.Date()}), how="cross"))
-    return pl.concat(rows) if rows else pl.DataFrame(schema={"symbol": pl.Utf8(), "session_date": pl.Date()})
+    if not rows:
+        return pl.DataFrame(schema={"symbol": pl.Utf8(), "session_date": pl.Date()})
+    return pl.concat(rows)
 
 
 def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -> pl.DataFrame:
@@ -41,11 +47,15 @@ def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -
 
 
 def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataFrame, start: dt.date, end: dt.date,
-               source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validated, deduplicated, adjusted bars of the window, and the rejected rows with their reasons.
+               source: str, factors: pl.DataFrame | None = None) -> BuiltBars:
+    """Validated, deduplicated, point-in-time adjusted bars of the window, its factor rows and rejects.
 
-    ``raw_bars`` may carry ``source_file``/``source_row`` (see ``lakehouse.raw.read_current``); rejects
-    then name the raw file and row of every problem.
+    ``raw_bars``: the raw rows of ``[start - LOOKBACK_DAYS, end + LOOKAHEAD_DAYS]`` (those that
+    exist), with ``source_file``/``source_row`` when read with ``lakehouse.raw.read_current``, so
+    rejects name the raw file and row. The rows around the window give each bar both neighbours a
+    spike is judged against and the close before a dividend. ``actions``: the corporate actions
+    with ex_date in the window. ``factors``: the stored factor table (ADJUSTMENT_FACTORS_SCHEMA);
+    its rows before ``start`` carry the cumulative factors into the window.
     """
     listings = dict(universe.select("symbol", "exchange").iter_rows())
     numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
@@ -53,8 +63,8 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
     good, rejects = result.good, result.rejects
     good_numbered = good.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
     spikes = outliers.flag_spikes(good, SPIKE_RATIO)
-    if spikes.any():
-        spiked = good_numbered.filter(spikes)
+    spiked = good_numbered.filter(spikes).select("row_number", "symbol", "session_date", "close")
+    if spiked.height:
         spike_rejects = spiked.select(
             pl.col("row_number"),
             pl.lit("close").alias("field"),
@@ -63,12 +73,65 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
         )
         rejects = pl.concat([rejects, spike_rejects.cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
         good = good.filter(~spikes)
-    adjusted = adjustments.apply_adjustments(good, actions)
-    window = adjusted.filter(pl.col("session_date").is_between(start, end))
+    window_actions = actions.filter(pl.col("ex_date").is_between(start, end)) if actions.height else actions
+    stored = factors if factors is not None and factors.height else pl.DataFrame(schema=ADJUSTMENT_FACTORS_SCHEMA)
+    seen = good.filter(pl.col("session_date") <= end)
+    table = adjustments.cumulate(adjustments.action_factors(seen, window_actions), adjustments.last_before(stored, start))
+    window = adjustments.point_in_time(seen.filter(pl.col("session_date").is_between(start, end)),
+                                       pl.concat([stored.filter(pl.col("ex_date") < start), table]))
     window = window.join(universe.select("symbol", "exchange"), on="symbol", how="left").with_columns(pl.lit(source).alias("source"))
     traced = trace_rejects(rejects, numbered, "bars")
     in_window = traced.filter(pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end))
-    return window.select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()]).sort(["symbol", "session_date"]), in_window
+    frame = window.select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()]).sort(["symbol", "session_date"])
+    return BuiltBars(frame, in_window, table, spiked.filter(pl.col("session_date") < start).select("symbol", "session_date"))
+
+
+@dataclass(frozen=True)
+class BuiltBars:
+    """What ``build_bars`` returns: the window's bars, its rejects, its factor rows (ex_date in the
+    window) and the bars before the window that are spikes now that their next session is known."""
+
+    frame: pl.DataFrame
+    rejects: pl.DataFrame
+    factors: pl.DataFrame
+    spikes_before: pl.DataFrame
+
+
+def restatement_start(built: BuiltBars, stored_window: pl.DataFrame, stored_factors: pl.DataFrame,
+                      stored_before: pl.DataFrame, start: dt.date, end: dt.date) -> tuple[dt.date | None, list[str]]:
+    """The first session whose stored derived values this window's result makes stale, and why.
+
+    * a bar before the window that is a spike now that its next session is known, and is stored
+      (``stored_before``: processed bars of the lookback): from that session;
+    * the window's factor rows differ from the stored ones (a late or corrected action), or its
+      bars differ from the stored ones (a corrected vendor file): later sessions carry the old
+      cumulative factors, warm-up history and dividend closes, so from the day after ``end``.
+    ``None`` when nothing later is stale.
+    """
+    reasons: list[str] = []
+    first: dt.date | None = None
+    if built.spikes_before.height and stored_before.height:
+        hit = built.spikes_before.join(stored_before.select("symbol", "session_date"), on=["symbol", "session_date"])
+        if hit.height:
+            first = hit["session_date"].min()
+            reasons += [f"{s} {d}: a spike now that its next session is known" for s, d in hit.head(5).rows()]
+    old = stored_factors.filter(pl.col("ex_date").is_between(start, end)) if stored_factors.height else stored_factors
+    if not _same(built.factors, old, ["symbol", "ex_date"]):
+        reasons.append(f"adjustment factors with ex_date in {start}..{end} changed")
+    compare = [c for c in ("symbol", "session_date", "open", "high", "low", "close", "volume", "cum_factor")]
+    if not _same(built.frame.select(compare), stored_window.select(compare) if stored_window.height else stored_window, ["symbol", "session_date"]):
+        reasons.append(f"bars of {start}..{end} changed")
+    if len(reasons) and first is None:
+        first = end + dt.timedelta(days=1)
+    return first, reasons
+
+
+def _same(new: pl.DataFrame, old: pl.DataFrame, keys: list[str]) -> bool:
+    if new.height != old.height:
+        return False
+    if new.height == 0:
+        return True
+    return new.sort(keys).equals(old.select(new.columns).cast(dict(new.schema)).sort(keys))
 
 
 def completeness(frame: pl.DataFrame, expected: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
@@ -90,20 +153,3 @@ def no_unexplained_jumps(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
         "jumps": jumps.height,
         "examples": [f"{r[0]} {r[1]}: {r[4]:+.1%}" for r in jumps.head(10).rows()],
     }
-
-
-def restate_before(history: pl.DataFrame, window: pl.DataFrame, actions: pl.DataFrame, symbols: list[str],
-                   start: dt.date) -> pl.DataFrame:
-    """Processed bars of ``symbols`` before ``start`` re-adjusted for the actions now known.
-
-    The window's bars come along: an action only applies once a bar on or after its ex-date exists.
-    """
-    adjusted_cols = [c for c in PROCESSED_BARS_SCHEMA if c.startswith("adj_") or c.endswith("_factor")]
-    raw_cols = ["symbol", "session_date", "open", "high", "low", "close", "volume", "currency"]
-    with_window = pl.concat([history.select(raw_cols), window.filter(pl.col("symbol").is_in(symbols)).select(raw_cols)])
-    readjusted = adjustments.apply_adjustments(with_window, actions).filter(pl.col("session_date") < start)
-    return (
-        history.drop(adjusted_cols)
-        .join(readjusted.select("symbol", "session_date", *adjusted_cols), on=["symbol", "session_date"], how="left")
-        .select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()])
-    )

@@ -217,6 +217,12 @@ BARS = Dataset(
     computed=(("complete_against_universe", "Every listing has a bar on every session of its exchange.", False),),
 )
 
+# Written by ``bars`` next to its window (one row per symbol and ex-date; not an asset of its own):
+# the lakehouse copy carries the cumulative factors into the next window, the warehouse table is
+# versioned (known_at / superseded_at, warehouse/adjustments.py) for as-of reads.
+ADJUSTMENT_FACTORS = Dataset("adjustment_factors", "processed", "market.adjustment_factors", "ex_date", ("symbol", "ex_date"),
+                             schemas.ADJUSTMENT_FACTORS_SCHEMA)
+
 REFERENCE = {
     d.name: d for d in (
         Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type"),

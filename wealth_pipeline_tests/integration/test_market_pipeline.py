@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import polars as pl
 import psycopg
 import pytest
@@ -169,10 +168,10 @@ def test_a_failed_blocking_check_keeps_the_previous_good_state(local_pipeline: C
     bars_module = importlib.import_module("wealth_pipeline.core.bars")
 
     # A regression upstream of the checks: the adjusted close comes out negative.
-    original = bars_module.adjustments.apply_adjustments
+    original = bars_module.adjustments.point_in_time
     monkeypatch.setattr(
-        bars_module.adjustments, "apply_adjustments",
-        lambda b, a: original(b, a).with_columns((-pl.col("adj_close")).alias("adj_close")),
+        bars_module.adjustments, "point_in_time",
+        lambda b, t: original(b, t).with_columns((-pl.col("adj_close")).alias("adj_close")),
     )
     runs = p.run("2024-05-06", "2024-05-10", raise_on_error=False)
     result = runs[-1]["result"]
@@ -256,28 +255,36 @@ def test_the_same_pipeline_on_timescaledb_hypertables_and_continuous_aggregates(
     assert w_volume == sum(r[4] for r in daily)
 
 
-def test_a_split_arriving_later_restates_adjusted_history(local_pipeline: Callable[..., Pipeline]) -> None:
-    """GOOGL splits 4:1 on 2023-07-17: run the weeks before, then the split week alone."""
+def test_a_split_changes_no_earlier_row_and_adjusted_prices_follow_on_read(local_pipeline: Callable[..., Pipeline]) -> None:
+    """GOOGL splits 4:1 on 2023-07-17: run the weeks before, then the split week alone (issue 14).
+
+    Point-in-time model: the stored rows before the ex-date stay as they were; the split shows in
+    the cumulative factor from its ex-date on and in the adjusted-as-of-now view.
+    """
     daily = local_pipeline()
     daily.run("2023-07-03", "2023-07-14")
-    before = daily.lake.read_partition("processed", "bars", dt.date(2023, 7, 14)).filter(pl.col("symbol") == "GOOGL")
-    assert before["split_factor"][0] == 1.0
+    stored_before = daily.lake.read_partitions("processed", "bars").drop("lake_date", "lake_year", "lake_file", "lake_row", strict=False)
+    warehouse_before = daily.query("SELECT * FROM market.bars_daily ORDER BY symbol, session_date")
     runs = daily.run("2023-07-17", "2023-07-21")
     bars_event = runs[-1]["result"].asset_materializations_for_node("bars")[0]
-    restated = bars_event.metadata["restated"].value
-    assert any(r["symbol"] == "GOOGL" and "2023-07-17" in r["ex_dates"] for r in restated)
-    after = daily.lake.read_partition("processed", "bars", dt.date(2023, 7, 14)).filter(pl.col("symbol") == "GOOGL")
-    assert after["split_factor"][0] == pytest.approx(0.25)
-    assert after["adj_close"][0] == pytest.approx(after["close"][0] * after["adj_factor"][0])
-    warehouse = daily.query("SELECT split_factor FROM market.bars_daily WHERE symbol='GOOGL' AND session_date='2023-07-14'")
-    assert warehouse == [(pytest.approx(0.25),)]
+    assert bars_event.metadata["restatement"].value == "none"
+    stored = daily.lake.read_partitions("processed", "bars").drop("lake_date", "lake_year", "lake_file", "lake_row", strict=False)
+    assert stored.filter(pl.col("session_date") < dt.date(2023, 7, 17)).sort(["symbol", "session_date"]).equals(
+        stored_before.sort(["symbol", "session_date"]))
+    assert daily.query("SELECT * FROM market.bars_daily WHERE session_date < '2023-07-17' ORDER BY symbol, session_date") == warehouse_before
+    googl = stored.filter(pl.col("symbol") == "GOOGL").sort("session_date")
+    assert googl.filter(pl.col("session_date") >= dt.date(2023, 7, 17))["split_factor"].to_list() == [4.0] * 5
+    factor = daily.query("SELECT factor, volume_factor FROM market.adjustment_factors WHERE symbol='GOOGL' AND ex_date='2023-07-17'")
+    assert factor == [(0.25, 4.0)]
+    # adjusted as of now, on read: the session before the split at a quarter of its raw price
+    (close, adj_close, adj_volume, volume), = daily.query(
+        "SELECT close, adj_close, adj_volume, volume FROM market.bars_adjusted WHERE symbol='GOOGL' AND session_date='2023-07-14'")
+    assert adj_close == pytest.approx(close * 0.25, rel=1e-12) and adj_volume == pytest.approx(volume * 4.0, rel=1e-12)
 
-    # The result equals one backfill over the whole range.
+    # The result equals one backfill over the whole range, exactly.
     backfill = local_pipeline()
     backfill.lakehouse_uri += "-backfill"
     backfill.warehouse_url = daily.warehouse_url
     backfill.run("2023-07-03", "2023-07-21", selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
-    whole = backfill.lake.read_partitions("processed", "bars").sort(["symbol", "session_date"])
-    stepwise = daily.lake.read_partitions("processed", "bars").sort(["symbol", "session_date"])
-    assert whole.select("symbol", "session_date", "adj_factor").equals(stepwise.select("symbol", "session_date", "adj_factor"))
-    np.testing.assert_allclose(whole["adj_close"].to_numpy(), stepwise["adj_close"].to_numpy(), rtol=1e-12)
+    whole = backfill.lake.read_partitions("processed", "bars").drop("lake_date", "lake_year", "lake_file", "lake_row", strict=False)
+    assert whole.sort(["symbol", "session_date"]).equals(stored.sort(["symbol", "session_date"]))

@@ -34,7 +34,9 @@ EXPOSURES_COMPLETE = "complete_once_window_filled"
     kinds={"polars", "parquet", "postgres"},
     owners=OWNERS,
     description=(
-        "Technical indicators on adjusted prices, equal to TA-Lib: SMA 20/50/200, EMA 12/26, RSI 14 (Wilder), "
+        "Technical indicators on the point-in-time adjusted prices, equal to TA-Lib (level indicators on each "
+        "session's price basis, so a later corporate action changes no stored row; as of now: "
+        "`analytics.indicators_adjusted`): SMA 20/50/200, EMA 12/26, RSI 14 (Wilder), "
         "Bollinger 20/2, MACD 12/26/9, ATR 14, stochastic 14/3/3, OBV, simple and log returns, realized "
         f"volatility 20/60 (annualized). Reads {indicators.WARMUP_SESSIONS} sessions of warm-up per symbol. "
         f"Warehouse table: `{INDICATORS.table}`."
@@ -50,8 +52,10 @@ def indicators_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     window_bars = bars.filter(pl.col("session_date").is_between(start, end)) if bars.height else bars
     anchor_rows = INDICATORS.read(lake, start - dt.timedelta(days=14), start - dt.timedelta(days=1))
     anchor = anchor_rows.select("symbol", "session_date", "obv") if anchor_rows.height else None
-    frame = (analytics.indicators_for_window(bars, start, end, anchor) if bars.height
-             else pl.DataFrame(schema=INDICATORS.schema))
+    # Computed on the point-in-time total-return series (adj_* = raw / G); level indicators are then
+    # put on each session's own price basis (x G(t)): nothing depends on a later corporate action.
+    frame = (indicators.to_session_basis(analytics.indicators_for_window(bars, start, end, anchor), bars)
+             if bars.height else pl.DataFrame(schema=INDICATORS.schema))
     outcomes = INDICATORS.evaluate(frame)
     passed, details = analytics.no_nan_after_warmup(analytics.observed_sessions(frame, bars))
     details["bars_without_indicators"] = window_bars.height - frame.height

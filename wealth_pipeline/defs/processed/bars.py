@@ -1,7 +1,11 @@
-"""Processed daily bars: validated, deduplicated, calendar-aligned, split- and dividend-adjusted.
+"""Processed daily bars: validated, deduplicated, calendar-aligned, point-in-time split/dividend factors.
 
-The compute is ``core/bars.py``; this module reads the raw tier and the reference data, restates
-earlier adjusted history when a corporate action falls in the window, and publishes.
+The compute is ``core/bars.py`` and ``core/adjustments.py``; this module reads the raw tier, the
+window's corporate actions and the stored factor table, publishes the window's bars, writes the
+window's factor rows (lakehouse ``processed/adjustment_factors`` and the versioned warehouse table
+``market.adjustment_factors``) and says when its result makes later stored sessions stale
+(``restatement`` metadata, which ``defs/processed/restatement.py`` turns into one range run).
+Nothing outside the window is rewritten here (ARCHITECTURE.md, "Adjustment model").
 """
 
 
@@ -13,17 +17,28 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import bars as compute
-from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
+from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_ACTIONS_SCHEMA
 from wealth_pipeline.defs import datasets, publish
-from wealth_pipeline.defs.partitions import PARTITION_START, partition_window
+from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
+from wealth_pipeline.lakehouse.store import Lakehouse
 
 OWNERS = ["team:market-data"]
 WAREHOUSE_TAGS = {"wealth/warehouse": "market", "wealth/tier": "processed"}
 BARS = datasets.BARS
+FACTORS = datasets.ADJUSTMENT_FACTORS
 COMPLETENESS = "complete_against_universe"
+RESTATEMENT = "restatement"
+
+
+def _read(lake: Lakehouse, dataset: datasets.Dataset, schema: dict[str, pl.DataType],
+          start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
+    frame = dataset.read(lake, start, end)
+    if frame.is_empty():
+        return pl.DataFrame(schema=schema)
+    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 @publish.dataset_asset(
@@ -34,9 +49,12 @@ COMPLETENESS = "complete_against_universe"
     owners=OWNERS,
     description=(
         "Daily bars validated against the symbol master and each listing's exchange calendar, deduplicated, "
-        "one-bar 100x spikes quarantined, with raw prices, split/dividend adjustment factors and adjusted "
-        "prices (backward, CRSP-style). A corporate action in the window restates earlier adjusted history "
-        f"of that symbol (reported as `restated`). Warehouse table: `{BARS.table}`."
+        "one-bar 100x spikes quarantined (a window's last bar is judged again when its next session arrives), "
+        "with raw prices as delivered and POINT-IN-TIME split/dividend factors: cum_factor G(t) is the product "
+        "of the factors of the actions with ex_date <= t, adj_* = raw / G(t) (total-return basis, never "
+        "restated by a later action). Prices adjusted as of now are computed on read (`market.bars_adjusted`, "
+        "`market.bars_adjusted_as_of(knowledge_time)`). Also writes the window's rows of "
+        f"`{FACTORS.table}`. Warehouse table: `{BARS.table}`."
     ),
     tags=WAREHOUSE_TAGS,
 )
@@ -45,55 +63,45 @@ def bars(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     start, end = partition_window(context)
     lake = lakehouse.get()
-    history_start = PARTITION_START  # the partitions' first session: the history a restatement reaches
     universe = lake.read_dataset(datasets.SYMBOL_MASTER.tier, datasets.SYMBOL_MASTER.lake_dataset)
-    actions = datasets.REFERENCE["corporate_actions"].read(lake, history_start, end)
-    if actions.is_empty():
-        actions = pl.DataFrame(schema=CORPORATE_ACTIONS_SCHEMA)
-    raw_bars = raw.read_current(lake.store, datasets.RAW["bars"].lake_dataset, start - dt.timedelta(days=compute.LOOKBACK_DAYS), end,
-                                datasets.RAW["bars"].schema, with_source=True)
-    frame, rejects = compute.build_bars(raw_bars, actions, universe, start, end, source="raw")
+    actions = _read(lake, datasets.REFERENCE["corporate_actions"], CORPORATE_ACTIONS_SCHEMA, start, end)
+    lookback = start - dt.timedelta(days=compute.LOOKBACK_DAYS)
+    raw_bars = raw.read_current(lake.store, datasets.RAW["bars"].lake_dataset, lookback,
+                                end + dt.timedelta(days=compute.LOOKAHEAD_DAYS), datasets.RAW["bars"].schema, with_source=True)
+    stored_factors = _read(lake, FACTORS, ADJUSTMENT_FACTORS_SCHEMA)
+    built = compute.build_bars(raw_bars, actions, universe, start, end, source="raw", factors=stored_factors)
+    frame = built.frame
+    restate_from, reasons = compute.restatement_start(
+        built, _read(lake, BARS, BARS.schema, start, end), stored_factors,
+        _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)), start, end)
+    later = lake.partitions(BARS.tier, BARS.lake_dataset, end + dt.timedelta(days=1)) if restate_from else []
+    restatement: dict[str, Any] | None = None
+    if restate_from is not None and (restate_from < start or later):
+        restatement = {"from": str(restate_from), "to": str(max([end, *later])), "reasons": reasons}
+        context.log.warning(f"bars {start}..{end}: stored sessions {restatement['from']}..{restatement['to']} are stale "
+                            f"({'; '.join(reasons)}); the restatement sensor runs them again as one range")
     outcomes = BARS.evaluate(frame)
     outcomes.append(BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end))))
 
-    def restate_and_refresh() -> dict[str, Any]:
-        restated = _restate_history(context, lake, warehouse, actions, frame, history_start, start, end)
-        # Weekly/monthly rollups (continuous aggregates or materialized views) follow the new bars,
-        # including windows a backfill wrote outside the refresh policy's reach.
+    def factors_and_rollups() -> dict[str, Any]:
+        written = publish.write_window(lake, FACTORS.lake_dataset, built.factors, "ex_date", start, end, tier=FACTORS.tier)
+        from wealth_pipeline.warehouse.adjustments import publish_factors
         from wealth_pipeline.warehouse.timescale import refresh_rollups
 
-        rollups = refresh_rollups(warehouse.url, history_start if restated else start, end)
-        return {"restated": dg.MetadataValue.json(restated), "rollups_refreshed": dg.MetadataValue.json(rollups)}
+        versions = publish_factors(warehouse.url, built.factors, start, end)
+        # Weekly/monthly rollups (continuous aggregates or materialized views) follow the window's bars,
+        # including windows a backfill wrote outside the refresh policy's reach.
+        rollups = refresh_rollups(warehouse.url, start, end)
+        return {
+            "adjustment_factors": dg.MetadataValue.json({
+                "window_rows": built.factors.height, "lakehouse_version": written.version,
+                "warehouse_versions_inserted": versions.inserted, "warehouse_versions_superseded": versions.superseded}),
+            "rollups_refreshed": dg.MetadataValue.json(rollups),
+            RESTATEMENT: dg.MetadataValue.json(restatement) if restatement else "none",
+        }
 
     yield from publish.publish(
-        context, BARS, frame, (start, end), lake=lake, warehouse=warehouse, outcomes=outcomes, rejects=rejects,
-        after_load=restate_and_refresh,
+        context, BARS, frame, (start, end), lake=lake, warehouse=warehouse, outcomes=outcomes, rejects=built.rejects,
+        after_load=factors_and_rollups,
         metadata={"symbols_covered": frame["symbol"].n_unique() if frame.height else 0, "symbols_expected": universe.height},
     )
-
-
-def _restate_history(context: dg.AssetExecutionContext, lake: Any, warehouse: WarehouseResource, actions: pl.DataFrame,
-                     window: pl.DataFrame, history_start: dt.date, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
-    """Re-adjust processed history before the window for symbols with a corporate action inside it."""
-    in_window = actions.filter(pl.col("ex_date").is_between(start, end))
-    if in_window.is_empty() or start <= history_start:
-        return []
-    symbols = sorted(in_window["symbol"].unique().to_list())
-    before = start - dt.timedelta(days=1)
-    full_history = BARS.read(lake, history_start, before)
-    if full_history.is_empty():
-        return []
-    history = full_history.filter(pl.col("symbol").is_in(symbols))
-    if history.is_empty():
-        return []
-    restated = compute.restate_before(history, window, actions, symbols, start)
-    merged = pl.concat([full_history.filter(~pl.col("symbol").is_in(symbols)), restated])
-    days = sorted(set(restated["session_date"].to_list()))
-    for day, part in merged.filter(pl.col("session_date").is_in(days)).partition_by("session_date", as_dict=True).items():
-        lake.write_partition(BARS.tier, BARS.lake_dataset, part.sort("symbol"), day[0])
-    warehouse.load_window(BARS.table, restated, time_column="session_date", window_start=days[0], window_end=days[-1],
-                          asset="bars", partition_key=f"restatement {start}..{end}", run_id=context.run_id,
-                          entity_filter=("symbol", symbols))
-    context.log.info(f"restated adjusted history of {symbols} before {start} after corporate actions in the window")
-    return [{"symbol": s, "ex_dates": [str(d) for d in in_window.filter(pl.col("symbol") == s)["ex_date"].to_list()],
-             "sessions_restated": restated.filter(pl.col("symbol") == s).height} for s in symbols]
