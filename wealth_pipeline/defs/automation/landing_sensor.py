@@ -28,13 +28,20 @@ def contiguous_blocks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return blocks
 
 
+def _latest_bars_session(context: dg.SensorEvaluationContext) -> dt.date | None:
+    """The latest materialized partition of ``bars`` on the instance (None before the first)."""
+    keys = context.instance.get_materialized_partitions(dg.AssetKey("bars"))
+    return max((dt.date.fromisoformat(k) for k in keys), default=None)
+
+
 @dg.sensor(
     name="landing_zone_sensor",
     job_name="vendor_ingest",  # jobs.py
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Watches WEALTH_LANDING_URI for new or changed vendor files and requests single runs for exactly the "
-    "sessions each file covers. The cursor remembers every file's content hash, so a file is never processed twice. "
+    "sessions each file covers (a file reaching back before the latest materialized session: one run from its first "
+    "session through the latest, so the later sessions are restated too). The cursor remembers every file's content hash, so a file is never processed twice. "
     "Off by default: start it where vendor files are delivered (WEALTH_PROVIDER=vendor).",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, market_data: MarketDataResource) -> dg.SensorResult:
@@ -55,7 +62,14 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, market_data: Market
             except VendorFileError as exc:
                 skipped.append(f"{key}: {exc}")
                 continue
-            for first, last in contiguous_blocks([d for d in days if d.weekday() < 5]):
+            blocks = contiguous_blocks([d for d in days if d.weekday() < 5])
+            latest = _latest_bars_session(context)
+            if blocks and latest is not None and blocks[0][0] <= latest:
+                # Late data (a past ex-date, a corrected old bar): later sessions were computed from the
+                # old inputs, so run from the file's first session through the latest materialized one,
+                # as one range (issue 14; ARCHITECTURE.md "Adjustment model").
+                blocks = [(blocks[0][0], max(latest, blocks[-1][1]))]
+            for first, last in blocks:
                 requests.append(dg.RunRequest(
                     run_key=f"{digest[:16]}:{first}:{last}",
                     tags={"dagster/asset_partition_range_start": first.isoformat(),
