@@ -35,6 +35,8 @@ KEY_COLUMNS: tuple[str, str] = ("symbol", "session_date")
 DEFAULT_HORIZON = 5
 ZSCORE_CLIP = 5.0
 RETURN_WINDOWS: tuple[int, ...] = (5, 20, 60)
+# Calendar days of bars read before the first feature session: the 60-session return needs 60 bars.
+RETURN_HISTORY_DAYS = 120
 
 INDICATOR_INPUTS: tuple[str, ...] = (
     "sma_20", "sma_50", "sma_200", "rsi_14", "bb_upper_20", "bb_lower_20", "macd", "macd_hist",

@@ -22,7 +22,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.defs import lineage, quality
-from wealth_pipeline.defs.datasets import RECONCILE, Dataset
+from wealth_pipeline.defs.datasets import RECONCILE, Dataset, asset_deps
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
@@ -40,7 +40,7 @@ def dataset_asset(dataset: Dataset, *, deps: Sequence[Dataset | str], **asset_ar
     schema and retry policy from the registry; ``asset_args`` add the rest (group, owners, ...)."""
     return dg.asset(
         name=dataset.name,
-        deps=[d.key if isinstance(d, Dataset) else dg.AssetKey(d) for d in deps],
+        deps=asset_deps(dataset.name, list(deps)),  # with the warm-up partition mappings
         partitions_def=trading_sessions,
         backfill_policy=single_run,
         check_specs=dataset.check_specs(),

@@ -35,8 +35,7 @@ MODEL_TAGS = {"wealth/warehouse": "models", "wealth/tier": "models"}
 INPUT_DATASETS = (datasets.BARS, datasets.INDICATORS, datasets.FACTOR_EXPOSURES)
 INPUTS = tuple(d.name for d in INPUT_DATASETS)
 PREDICTIONS = datasets.PREDICTIONS
-# Calendar days of bars read before the first feature session: the 60-session return needs 60 bars.
-RETURN_HISTORY_DAYS = 120
+RETURN_HISTORY_DAYS = features.RETURN_HISTORY_DAYS
 
 TRAINING_SET_VALID = "training_set_valid"
 OOS_IC_FLOOR = "oos_ic_above_floor"
@@ -279,7 +278,7 @@ def coverage_outcome(predictions: pl.DataFrame, universe: pl.DataFrame, status: 
 
 @publish.dataset_asset(
     PREDICTIONS,
-    deps=["model", *INPUT_DATASETS],
+    deps=["model", *INPUT_DATASETS],  # bars with their warm-up (datasets.warmup)
     group_name="models",
     kinds={"xgboost", "parquet", "postgres"},
     owners=OWNERS,
