@@ -9,6 +9,9 @@ modules, exactly as the analytics assets compute them; they are built before tim
 times ``features.build_training_set`` and ``modeling.train`` with the default ``TrainingParams``
 (5 walk-forward folds + the final fit, 200 trees of depth 4) and prints wall time and peak memory of
 each step (peak RSS growth over the step, sampled by a background thread), with the ratio between them.
+References in the same process: the fits one after another, and the final fit as the previous layout
+made it (a float64 ``DMatrix`` per fit instead of a ``QuantileDMatrix`` of float32 rows), with a check
+that both give identical predictions.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 
@@ -46,6 +50,16 @@ def measure(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     done.set()
     thread.join()
     return result, elapsed, max(peak[0], _rss_mb()) - base
+
+
+def _previous_fit(frame: pl.DataFrame, columns: list[str], params: Any) -> Any:
+    """The final fit as modeling._fit made it before QuantileDMatrix: a float64 DMatrix of the frame."""
+    import xgboost as xgb
+
+    matrix = frame.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in columns]).to_numpy()
+    dtrain = xgb.DMatrix(matrix, label=frame["target"].to_numpy(), missing=np.nan, feature_names=list(columns),
+                         nthread=params.nthread)
+    return xgb.train(params.xgb_params(), dtrain, num_boost_round=params.n_estimators)
 
 
 def main() -> None:
@@ -75,9 +89,18 @@ def main() -> None:
     training, build_s, build_mb = measure(lambda: features.build_training_set(bars, ind, exp, horizon=params.horizon, start=first))
     labeled = training.filter(pl.col("label_available")).height
     model, train_s, train_mb = measure(lambda: modeling.train(training, params))
-    # Reference in the same process: the previous layout, one booster after another.
+    # References in the same process: one booster after another; and the final fit as the previous
+    # layout made it (a float64 DMatrix built from the frame, quantized by the hist sketch per fit).
     sequential, seq_s, _ = measure(lambda: modeling.train(training, params, workers=1))
     same = modeling.booster_bytes(sequential.booster) == modeling.booster_bytes(model.booster)
+    labeled_rows = modeling.labeled_rows(training)
+    x = modeling._matrix(labeled_rows, features.FEATURE_COLUMNS)
+    y = labeled_rows["target"].cast(pl.Float32).to_numpy()
+    quantile, quantile_s, _ = measure(lambda: modeling._fit(x, y, features.FEATURE_COLUMNS, params))
+    previous, previous_s, _ = measure(lambda: _previous_fit(labeled_rows, features.FEATURE_COLUMNS, params))
+    sample = x[: min(len(x), 50_000)]
+    identical = bool(np.array_equal(modeling._scores(quantile, sample, features.FEATURE_COLUMNS, 1),
+                                    modeling._scores(previous, sample, features.FEATURE_COLUMNS, 1)))
     print(f"training set: {training.height:,} rows x {len(features.FEATURE_COLUMNS)} features ({labeled:,} labeled)")
     print(f"params: {params}")
     print(f"{'step':<28}{'seconds':>10}{'peak MiB':>12}")
@@ -85,6 +108,9 @@ def main() -> None:
     print(f"{'train (5 folds + final)':<28}{train_s:>10.2f}{train_mb:>12.0f}")
     print(f"{'train, one fit at a time':<28}{seq_s:>10.2f}   (reference: {seq_s / train_s:.2f}x slower; "
           f"identical final booster: {same})")
+    print(f"{'final fit, QuantileDMatrix':<28}{quantile_s:>10.2f}")
+    print(f"{'final fit, previous DMatrix':<28}{previous_s:>10.2f}   (reference: {previous_s / quantile_s:.2f}x slower; "
+          f"identical predictions: {identical})")
     print(f"training / training-set build time: {train_s / build_s:.1f}x")
     print(f"out-of-sample: rank IC {model.metrics['rank_ic']:.4f}, IC {model.metrics['ic']:.4f}, "
           f"ICIR {model.metrics['icir']:.3f}, hit rate {model.metrics['hit_rate']:.3f}")
