@@ -167,3 +167,26 @@ def test_where_values_stay_values() -> None:
         export.Condition("session_date", ">=", "2024-01-02"),
         export.Condition("name", "=", "a b"),
     ]
+
+
+def test_http_lineage_names_the_adapter_of_each_dataset(tmp_path: Path) -> None:
+    synthetic = SyntheticMarket(universe_size=5)
+    keys = {"WEALTH_HTTP_BARS_API_KEY": "k", "WEALTH_HTTP_FX_API_KEY": "k"}
+    start, end = dt.date(2024, 1, 2), dt.date(2024, 1, 3)
+    rights = registry.load()
+    expected = {"bars": ("alphavantage",), "fx_rates": ("fred",), "factor_returns": ("fred", "synthetic"),
+                "benchmark_returns": ("synthetic",), "corporate_actions": ("synthetic",)}
+    with_supplement = HttpMarketData.from_env(synthetic.symbol_master(), env=keys, supplement=synthetic,
+                                              state_dir=tmp_path)
+    alone = HttpMarketData.from_env(synthetic.symbol_master(), env=keys, state_dir=tmp_path,
+                                    benchmark_symbol=synthetic.symbol_master()["symbol"][0])
+    try:
+        for dataset, sources in expected.items():
+            assert set(lineage.provider_sources(with_supplement, dataset, start, end, rights).values()) == {sources}
+        # Without a supplement: no corporate actions source; the benchmark from the bars vendor.
+        assert set(lineage.provider_sources(alone, "corporate_actions", start, end, rights).values()) == {()}
+        assert set(lineage.provider_sources(alone, "benchmark_returns", start, end, rights).values()) == {("alphavantage",)}
+        assert set(lineage.provider_sources(alone, "factor_returns", start, end, rights).values()) == {("fred",)}
+    finally:
+        with_supplement.close()
+        alone.close()
