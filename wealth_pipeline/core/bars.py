@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from wealth_pipeline.core import adjustments, calendars, outliers, validation
+from wealth_pipeline.core import universe as listing
 from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, PROCESSED_BARS_SCHEMA
 
 # Calendar days of raw history read before the window: the close before a dividend's ex-date and
@@ -36,7 +37,7 @@ def expected_bars(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.Da
             pl.DataFrame({"session_date": days}, schema={"session_date": pl.Date()}), how="cross"))
     if not rows:
         return pl.DataFrame(schema={"symbol": pl.Utf8(), "session_date": pl.Date()})
-    return pl.concat(rows)
+    return listing.within_listing(pl.concat(rows), universe)  # only the sessions each symbol was listed (#21)
 
 
 def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -> pl.DataFrame:
@@ -61,6 +62,14 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
     numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
     result = validation.validate_bars(numbered, known_symbols=listings, is_session=calendars.is_session)
     good, rejects = result.good, result.rejects
+    unlisted = listing.listing_reason(good, universe)  # after a delisting, before an IPO, a former ticker (#21)
+    if unlisted.is_not_null().any():
+        outside = good.with_columns(unlisted.alias("reason")).filter(pl.col("reason").is_not_null())
+        located = outside.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
+        rejects = pl.concat([rejects, located.select(
+            "row_number", pl.lit("session_date").alias("field"), pl.col("session_date").cast(pl.Utf8).alias("value"),
+            "reason").cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
+        good = good.filter(unlisted.is_null())
     good_numbered = good.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
     spikes = outliers.flag_spikes(good, SPIKE_RATIO)
     spiked = good_numbered.filter(spikes).select("row_number", "symbol", "session_date", "close")
@@ -79,7 +88,7 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
     table = adjustments.cumulate(adjustments.action_factors(seen, window_actions), adjustments.last_before(stored, start))
     window = adjustments.point_in_time(seen.filter(pl.col("session_date").is_between(start, end)),
                                        pl.concat([stored.filter(pl.col("ex_date") < start), table]))
-    window = window.join(universe.select("symbol", "exchange"), on="symbol", how="left").with_columns(pl.lit(source).alias("source"))
+    window = window.join(listing.listing_columns(universe).select("symbol", "exchange", "security_id"), on="symbol", how="left").with_columns(pl.lit(source).alias("source"))
     traced = trace_rejects(rejects, numbered, "bars")
     in_window = traced.filter(pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end))
     frame = window.select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()]).sort(["symbol", "session_date"])

@@ -18,6 +18,19 @@ SYMBOL_MASTER_SCHEMA: dict[str, pl.DataType] = {
     "asset_class": pl.Utf8(),  # equity, etf, index
     "sector": pl.Utf8(),
     "is_synthetic": pl.Boolean(),
+    # Identity (issue 21; core.identifiers): one row per symbol a security has used, so a ticker
+    # change is two rows sharing security_id, each valid over [valid_from, valid_to).
+    "security_id": pl.Utf8(),  # permanent internal id (core.identifiers.security_id)
+    "isin": pl.Utf8(),
+    "cusip": pl.Utf8(),
+    "figi": pl.Utf8(),
+    "mic": pl.Utf8(),  # ISO 10383 code of the listing exchange
+    "country": pl.Utf8(),  # domicile, ISO 3166 alpha-2
+    "security_type": pl.Utf8(),  # STOCK, ETF, ...
+    "industry": pl.Utf8(),
+    "dividend_currency": pl.Utf8(),
+    "valid_from": pl.Date(),  # first date this symbol identified the security (null: before the data)
+    "valid_to": pl.Date(),  # first date it no longer did (delisting or ticker change); null while current
 }
 
 BARS_SCHEMA: dict[str, pl.DataType] = {
@@ -91,6 +104,7 @@ PROCESSED_BARS_SCHEMA: dict[str, pl.DataType] = {
     "split_factor": pl.Float64(), "dividend_factor": pl.Float64(), "adj_factor": pl.Float64(),
     "adj_open": pl.Float64(), "adj_high": pl.Float64(), "adj_low": pl.Float64(), "adj_close": pl.Float64(),
     "adj_volume": pl.Float64(), "source": pl.Utf8(), "cum_factor": pl.Float64(),
+    "security_id": pl.Utf8(),  # stable id from the symbol master (issue 21): one series across ticker changes
 }
 
 # One row per symbol and ex-date (several actions of a day combined): the backward price factor,

@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import analytics, portfolio_daily, schemas
+from wealth_pipeline.core import analytics, portfolio_daily, schemas, universe
 from wealth_pipeline.core import bars as bar_compute
 from wealth_pipeline.defs import quality
 from wealth_pipeline.lakehouse.store import Lakehouse
@@ -36,6 +36,20 @@ RECONCILE = "warehouse_reconciles"
 COLUMN_DOCS: dict[str, str] = {
     "name": "Name of the security.",
     "is_synthetic": "True for securities of the offline synthetic market (demo and tests).",
+    # symbol master identity and history (issue 21; README "Symbol master")
+    "security_id": "Stable internal id of the security: never changes with ticker, name or identifier changes.",
+    "isin": "ISO 6166 ISIN (check digit verified).",
+    "cusip": "CUSIP (from a US/CA ISIN or the vendor; check digit verified).",
+    "figi": "OpenFIGI identifier where a source provides it (check digit verified).",
+    "mic": "ISO 10383 market identifier code of the listing exchange (XNYS, XNAS, XTSE).",
+    "country": "Domicile, ISO 3166 alpha-2 (the ISIN's prefix where no source gives it).",
+    "security_type": "STOCK, ETF, ...",
+    "industry": "Industry of the issuer (source's classification).",
+    "dividend_currency": "ISO 4217 code dividends are paid in.",
+    "valid_from": "First date the row applies (listing, ticker change, index join).",
+    "valid_to": "First date it no longer applies (delisting, ticker change, index exit); null while current.",
+    "change": "What opened this interval: listing, ticker_change, name_change, identifier_change.",
+    "index_name": "Index the membership row belongs to (e.g. S&P 500).",
     "source": "Where the row came from (`raw`: the raw tier's current delivery).",
     "ex_date": "Ex-date of the corporate action: the first session that trades without it.",
     "action_type": "`split` (ratio = new shares per old share) or `dividend` (amount = cash per share).",
@@ -186,6 +200,11 @@ _SESSION = ("symbol", "session_date")
 
 # ---- ingest (declared here for deps and column schemas; written by defs/ingest) ---------------------
 SYMBOL_MASTER = Dataset("symbol_master", "processed", "ref.securities", None, ("symbol",), schemas.SYMBOL_MASTER_SCHEMA)
+# Written by the symbol_master asset with it (defs/ingest/symbol_history.py; issue 21), so not assets of their own.
+SECURITIES_HISTORY = Dataset("securities_history", "processed", "ref.securities_history", None,
+                             ("security_id", "valid_from"), universe.SECURITIES_HISTORY_SCHEMA)
+INDEX_MEMBERSHIP = Dataset("index_membership", "processed", "ref.index_membership", None,
+                           ("index_name", "security_id", "valid_from"), universe.INDEX_MEMBERSHIP_SCHEMA)
 RAW = {
     name: Dataset(f"raw_{name}", "raw", None, date_column, keys, schema, lake_name=name)
     for name, schema, date_column, keys in (

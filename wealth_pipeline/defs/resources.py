@@ -80,6 +80,7 @@ class MarketDataResource(dg.ConfigurableResource):
     synthetic_seed: int = 7
     synthetic_universe: int = 50
     synthetic_dirty: bool = False
+    synthetic_lifecycle: bool = False  # plant an IPO, a delisting, a ticker change and index joins/leaves (#21)
     synthetic_signal_strength: float = 0.0
 
     landing_uri: str | None = None
@@ -118,7 +119,8 @@ class MarketDataResource(dg.ConfigurableResource):
             raise ProviderConfigError(f"unknown provider {self.provider!r} (WEALTH_PROVIDER): expected synthetic, "
                                       "vendor or http")
         synthetic = _synthetic(
-            self.synthetic_seed, self.synthetic_universe, self.synthetic_dirty, self.synthetic_signal_strength
+            self.synthetic_seed, self.synthetic_universe, self.synthetic_dirty, self.synthetic_signal_strength,
+            self.synthetic_lifecycle,
         )
         if self.provider == "synthetic":
             return synthetic
@@ -196,13 +198,13 @@ class ModelRetrainResource(dg.ConfigurableResource):
 _SYNTHETIC_CACHE: dict[tuple, MarketDataProvider] = {}
 
 
-def _synthetic(seed: int, universe: int, dirty: bool, signal: float) -> MarketDataProvider:
+def _synthetic(seed: int, universe: int, dirty: bool, signal: float, lifecycle: bool = False) -> MarketDataProvider:
     """One synthetic market per configuration and process (its generated path is cached)."""
     from wealth_pipeline.providers.synthetic import SyntheticMarket  # heavy: imported on first use
 
-    key = (seed, universe, dirty, signal)
+    key = (seed, universe, dirty, signal, lifecycle)
     if key not in _SYNTHETIC_CACHE:
         _SYNTHETIC_CACHE[key] = SyntheticMarket(
-            seed=seed, universe_size=universe, dirty=dirty, signal_strength=signal
+            seed=seed, universe_size=universe, dirty=dirty, signal_strength=signal, lifecycle=lifecycle
         )
     return _SYNTHETIC_CACHE[key]

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from wealth_pipeline.core import calendars
 from wealth_pipeline.lakehouse.store import ObjectStore, open_store
-from wealth_pipeline.providers import base
+from wealth_pipeline.providers import base, securities_file
 from wealth_pipeline.providers.base import MarketDataProvider
 from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, parse_vendor_file
 
@@ -76,19 +75,8 @@ class LandingZone:
 
 
 def symbol_master_from_csv(data: bytes, source: str) -> pl.DataFrame:
-    """A symbol master file (SYMBOL_MASTER_SCHEMA columns; is_synthetic optional, default false)."""
-    try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
-    except Exception as exc:  # polars raises several error types for malformed CSV
-        raise VendorFileError(source, f"cannot read symbol master CSV: {exc}") from exc
-    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
-    if "is_synthetic" not in frame.columns:
-        frame = frame.with_columns(pl.lit("false").alias("is_synthetic"))
-    missing = [c for c in base.SYMBOL_MASTER_SCHEMA if c not in frame.columns]
-    if missing:
-        raise VendorFileError(source, f"missing required column(s) {missing}")
-    frame = frame.with_columns((pl.col("is_synthetic").str.to_lowercase() == "true").alias("is_synthetic"))
-    return base.conform(frame, base.SYMBOL_MASTER_SCHEMA)
+    """A symbol master file: ``providers.securities_file`` (identity columns optional, check digits verified)."""
+    return securities_file.symbol_master_from_csv(data, source)
 
 
 class VendorFileProvider:
@@ -107,6 +95,19 @@ class VendorFileProvider:
         if keys:
             return symbol_master_from_csv(self.landing.read(keys[-1]), self.landing.store.uri(keys[-1]))
         return self.reference.symbol_master()
+
+    def index_membership(self) -> pl.DataFrame:
+        """``index_membership/*.csv`` (all files, issue 21), else the reference provider's when the master is its too."""
+        keys = self.landing.files(securities_file.MEMBERSHIP_FOLDER)
+        if keys:
+            return pl.concat([securities_file.index_membership_from_csv(self.landing.read(k), self.landing.store.uri(k))
+                              for k in keys])
+        masters = self.landing.store.list_keys(SYMBOL_MASTER_FOLDER + "/")
+        reference = getattr(self.reference, "index_membership", None)
+        if reference is None or any(k.lower().endswith(".csv") for k in masters):
+            return pl.DataFrame(schema={"index_name": pl.Utf8, "security_id": pl.Utf8, "valid_from": pl.Date,
+                                        "valid_to": pl.Date})
+        return reference()
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         return self.reference.factor_returns(start, end)

@@ -67,7 +67,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from wealth_pipeline.core import calendars
+from wealth_pipeline.core import calendars, identifiers
+from wealth_pipeline.providers import reference_data
 from wealth_pipeline.providers.base import (
     BARS_SCHEMA,
     BENCHMARK_RETURNS_SCHEMA,
@@ -112,6 +113,31 @@ FAULT_KINDS: tuple[str, ...] = ("tick_100x", "duplicate_row", "missing_bar", "un
 
 _EXCHANGES: tuple[str, ...] = ("NYSE", "NASDAQ", "TSX")
 _CURRENCY = {"NYSE": "USD", "NASDAQ": "USD", "TSX": "CAD"}
+# Lifecycle events the market plants inside the demo range (2023-2024), by universe position (the
+# first S&P 500 positions after the demo holdings and the TSX names; see ``reference_order``): an IPO, a delisting and a ticker
+# change. The renamed security pays no dividend and never splits, so its per-symbol factors stay 1
+# and its two symbols' bars are one continuous series under its security_id.
+_IPO = (9, dt.date(2023, 6, 1))
+_DELISTING = (10, dt.date(2024, 3, 15))
+_TICKER_CHANGE = (11, dt.date(2023, 10, 2))
+FORMER_SYMBOL_SUFFIX = "OLD"  # the renamed security traded as its symbol + this before the change
+# Index membership events of the S&P 500 constituents (position, joins, leaves); every other
+# constituent is a member from epoch on. TSX and generated listings are in no index.
+INDEX = reference_data.INDEX
+_MEMBERSHIP_EVENTS: tuple[tuple[int, dt.date | None, dt.date | None], ...] = (
+    (9, dt.date(2023, 12, 18), None),  # the IPO joins the index half a year after listing
+    (10, None, dt.date(2024, 3, 15)),  # the delisted name leaves the index with its listing
+    (12, dt.date(2024, 3, 18), None),  # listed throughout, joins the index
+    (13, None, dt.date(2023, 12, 18)),  # listed throughout, leaves the index
+)
+_OPEN_END = np.datetime64("9999-12-31", "D")
+INDEX_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
+    "index_name": pl.Utf8(),
+    "security_id": pl.Utf8(),
+    "valid_from": pl.Date(),
+    "valid_to": pl.Date(),
+}
+
 _SECTORS: tuple[str, ...] = (
     "Communication Services",
     "Consumer Discretionary",
@@ -207,6 +233,40 @@ def _calendar_bounds() -> tuple[dt.date, dt.date]:
     return max(firsts), min(lasts)
 
 
+def reference_order() -> pl.DataFrame:
+    """The real listings in universe order, with their ``security_id``.
+
+    The rule behind ``WEALTH_SYNTHETIC_UNIVERSE=N``: the demo portfolio's holdings (AAPL, MSFT,
+    GOOGL, TD.TO) first, then the other TSX listings (so a small universe still has Canadian
+    holidays), then the other S&P 500 constituents by ascending ``security_id``, a hash of the ISIN:
+    stable, and spread across the alphabet and sectors. Past the 508 real listings come generated
+    ``SYN0001``... names.
+    """
+    listings = reference_data.listings().with_columns(
+        pl.struct("isin", "mic", "symbol")
+        .map_elements(
+            lambda row: identifiers.security_id(
+                identifiers.origin_key(row["isin"], row["mic"], row["symbol"])
+            ),
+            return_dtype=pl.Utf8,
+        )
+        .alias("security_id")
+    )
+    named = [named[0] for named in _NAMED]
+    rank = {symbol: k for k, symbol in enumerate(named)}
+    tsx_rank = pl.when(pl.col("exchange") == "TSX").then(len(named)).otherwise(len(named) + 1)
+    return (
+        listings.with_columns(
+            pl.col("symbol")
+            .replace_strict(rank, default=None, return_dtype=pl.Int64)
+            .fill_null(tsx_rank)
+            .alias("_rank")
+        )
+        .sort("_rank", "security_id")
+        .drop("_rank", "security_id")
+    )
+
+
 @dataclass(frozen=True)
 class _Universe:
     symbols: np.ndarray  # str, internal order
@@ -225,6 +285,10 @@ class _Universe:
     random_splits: np.ndarray  # bool: generated names only
     order: np.ndarray  # internal indices in symbol order
     currencies: np.ndarray  # str, listing currency
+    reference: pl.DataFrame  # identifiers of each security (row k = security k; null beyond the real ones)
+    listed_from: np.ndarray  # datetime64[D]: first date the security is listed (epoch unless an IPO)
+    listed_to: np.ndarray  # datetime64[D]: first date it is no longer listed (_OPEN_END unless delisted)
+    renamed: tuple[int, str, np.datetime64] | None  # (security, former symbol, change date)
 
     @property
     def size(self) -> int:
@@ -265,6 +329,7 @@ class SyntheticMarket:
         epoch: dt.date = dt.date(2015, 1, 2),
         dirty: bool = False,
         signal_strength: float = 0.0,
+        lifecycle: bool = False,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -285,6 +350,7 @@ class SyntheticMarket:
         self.universe_size = int(universe_size)
         self.epoch = epoch
         self.dirty = bool(dirty)
+        self.lifecycle = bool(lifecycle)
         self.signal_strength = strength
         self._calendar_last = last
         self._universe = self._make_universe()
@@ -305,7 +371,7 @@ class SyntheticMarket:
     def __repr__(self) -> str:
         return (
             f"SyntheticMarket(seed={self.seed}, universe_size={self.universe_size}, epoch={self.epoch!r}, "
-            f"dirty={self.dirty}, signal_strength={self.signal_strength})"
+            f"dirty={self.dirty}, signal_strength={self.signal_strength}, lifecycle={self.lifecycle})"
         )
 
     # ----------------------------------------------------------------- universe
@@ -314,7 +380,9 @@ class SyntheticMarket:
 
     def _make_universe(self) -> _Universe:
         n = self.universe_size
-        g = n - len(_NAMED)
+        real = reference_order()
+        r = min(n, real.height)
+        g = n - r  # generated names beyond the real listings
 
         def draw(sub: int) -> np.random.Generator:  # one stream per attribute: a smaller universe is a prefix
             return self._rng(_S_UNIVERSE, 0, sub)
@@ -322,16 +390,44 @@ class SyntheticMarket:
         exch_u = draw(1).random(g)
         exchange_index = np.where(exch_u < 0.45, 0, np.where(exch_u < 0.80, 1, 2))
         sector_index = draw(2).integers(0, len(_SECTORS), g)
-        symbols = [named[0] for named in _NAMED] + [
-            f"SYN{j + 1:04d}{'.TO' if exchange_index[j] == 2 else ''}" for j in range(g)
-        ]
-        names = [named[1] for named in _NAMED] + [
-            f"{symbols[len(_NAMED) + j]} Holdings (synthetic)" for j in range(g)
-        ]
+        chosen = real.head(r)
+        generated = [f"SYN{j + 1:04d}{'.TO' if exchange_index[j] == 2 else ''}" for j in range(g)]
+        symbols = chosen["symbol"].to_list() + generated
+        names = chosen["name"].to_list() + [f"{symbol} Holdings (synthetic)" for symbol in generated]
         all_exchange = np.concatenate(
-            [[_EXCHANGES.index(named[2]) for named in _NAMED], exchange_index]
+            [[_EXCHANGES.index(e) for e in chosen["exchange"].to_list()], exchange_index]
         ).astype(np.int64)
-        sectors = [named[3] for named in _NAMED] + [_SECTORS[k] for k in sector_index]
+        sectors = chosen["sector"].to_list() + [_SECTORS[k] for k in sector_index]
+        reference = pl.concat(
+            [
+                chosen,
+                pl.DataFrame(
+                    {
+                        "symbol": generated,
+                        "name": names[r:],
+                        "exchange": [_EXCHANGES[k] for k in exchange_index],
+                        "currency": [_CURRENCY[_EXCHANGES[k]] for k in exchange_index],
+                        "sector": sectors[r:],
+                        "mic": [reference_data.MIC[_EXCHANGES[k]] for k in exchange_index],
+                        "security_type": ["STOCK"] * g,
+                        "dividend_currency": [_CURRENCY[_EXCHANGES[k]] for k in exchange_index],
+                        "in_sp500": [False] * g,
+                    }
+                ),
+            ],
+            how="diagonal_relaxed",
+        ).select(list(reference_data.COLUMNS))
+        listed_from = np.full(n, _np_date(self.epoch))
+        listed_to = np.full(n, _OPEN_END)
+        renamed = None
+        if self.lifecycle:
+            if _IPO[0] < n:
+                listed_from[_IPO[0]] = max(_np_date(_IPO[1]), _np_date(self.epoch))
+            if _DELISTING[0] < n:
+                listed_to[_DELISTING[0]] = _np_date(_DELISTING[1])
+            if _TICKER_CHANGE[0] < n:
+                k = _TICKER_CHANGE[0]
+                renamed = (k, symbols[k] + FORMER_SYMBOL_SUFFIX, _np_date(_TICKER_CHANGE[1]))
 
         alpha = draw(3).normal(0.0, 0.00005, n)
         betas = np.column_stack(
@@ -350,6 +446,8 @@ class SyntheticMarket:
             pays[k] = dividend is not None
             if dividend is not None:
                 dividend_yield[k], month[k], day[k] = dividend
+        if renamed is not None:
+            pays[renamed[0]] = random_splits[renamed[0]] = False
         symbol_array = np.array(symbols)
         return _Universe(
             symbols=symbol_array,
@@ -368,6 +466,10 @@ class SyntheticMarket:
             random_splits=random_splits,
             order=np.argsort(symbol_array, kind="stable"),
             currencies=np.array([_CURRENCY[_EXCHANGES[k]] for k in all_exchange]),
+            reference=reference,
+            listed_from=listed_from,
+            listed_to=listed_to,
+            renamed=renamed,
         )
 
     # --------------------------------------------------------------- generation
@@ -716,10 +818,55 @@ class SyntheticMarket:
         hi = int(np.searchsorted(path.dates, _np_date(end), side="right"))
         return path, lo, hi
 
+    # -------------------------------------------------------------- lifecycle
+    def _listed(self, dates: np.ndarray, secs: np.ndarray) -> np.ndarray:
+        """(len(dates), len(secs)): whether each security is listed on each date."""
+        u = self._universe
+        return (dates[:, None] >= u.listed_from[secs]) & (dates[:, None] < u.listed_to[secs])
+
+    def _first_listed_rows(self, path: _Path) -> np.ndarray:
+        """Grid row of each security's first session on or after its listing date."""
+        u = self._universe
+        next_session = self._next_sessions(path.exchange_open)
+        rows = np.searchsorted(path.dates, u.listed_from).clip(0, len(path.dates) - 1)
+        return next_session[rows, u.exchange_index]
+
+    def _former_symbols(self, frame: pl.DataFrame, date_column: str) -> pl.DataFrame:
+        """The renamed security's rows before its ticker change carry its former symbol."""
+        if self._universe.renamed is None or frame.is_empty():
+            return frame
+        k, former, change = self._universe.renamed
+        current = str(self._universe.symbols[k])
+        before = (pl.col("symbol") == current) & (pl.col(date_column) < change.item())
+        renamed = frame.with_columns(
+            pl.when(before).then(pl.lit(former)).otherwise(pl.col("symbol")).alias("symbol")
+        )
+        return renamed.sort(date_column, "symbol", maintain_order=True)
+
+    def _security_ids(self) -> list[str]:
+        u = self._universe
+        first_symbol = u.symbols.tolist()
+        if u.renamed is not None:
+            first_symbol[u.renamed[0]] = u.renamed[1]
+        return [
+            identifiers.security_id(identifiers.origin_key(isin, mic, symbol))
+            for isin, mic, symbol in zip(
+                u.reference["isin"].to_list(), u.reference["mic"].to_list(), first_symbol, strict=True
+            )
+        ]
+
     # ------------------------------------------------------------- provider API
     def symbol_master(self) -> pl.DataFrame:
-        """One row per security, in symbol order; every row flagged ``is_synthetic``."""
+        """One row per symbol a security used, in symbol order; every row flagged ``is_synthetic``.
+
+        Names and identifiers of the first 508 securities are real (``reference_data``); their
+        prices, corporate actions and lifecycle events are synthetic. ``valid_from`` is epoch, or
+        the IPO date; ``valid_to`` the delisting or the ticker change (the former symbol's row).
+        """
         u = self._universe
+        ref = u.reference
+        epoch = self.epoch
+        valid_to = [None if d == _OPEN_END else d.item() for d in u.listed_to]
         frame = pl.DataFrame(
             {
                 "symbol": u.symbols.tolist(),
@@ -729,9 +876,53 @@ class SyntheticMarket:
                 "asset_class": ["equity"] * u.size,
                 "sector": u.sectors,
                 "is_synthetic": [True] * u.size,
+                "security_id": self._security_ids(),
+                "isin": ref["isin"],
+                "cusip": ref["cusip"],
+                "figi": pl.Series([None] * u.size, dtype=pl.Utf8),
+                "mic": ref["mic"],
+                "country": ref["country"],
+                "security_type": ref["security_type"],
+                "industry": ref["industry"],
+                "dividend_currency": ref["dividend_currency"],
+                "valid_from": pl.Series([max(d.item(), epoch) for d in u.listed_from], dtype=pl.Date),
+                "valid_to": pl.Series(valid_to, dtype=pl.Date),
             }
         )
+        if u.renamed is not None:
+            k, former, change = u.renamed
+            old = frame.slice(k, 1).with_columns(
+                pl.lit(former).alias("symbol"), pl.lit(change.item()).alias("valid_to")
+            )
+            frame = pl.concat([frame, old]).with_columns(
+                pl.when(pl.col("symbol") == str(u.symbols[k]))
+                .then(pl.lit(change.item()))
+                .otherwise(pl.col("valid_from"))
+                .alias("valid_from")
+            )
         return conform(frame.sort("symbol"), SYMBOL_MASTER_SCHEMA)
+
+    def index_membership(self) -> pl.DataFrame:
+        """S&P 500 membership intervals [valid_from, valid_to) of the real constituents in the universe."""
+        u = self._universe
+        ids = self._security_ids()
+        members = np.flatnonzero(u.reference["in_sp500"].fill_null(False).to_numpy())
+        frm = {int(k): max(u.listed_from[k].item(), self.epoch) for k in members}
+        to: dict[int, dt.date | None] = {int(k): None for k in members}
+        if self.lifecycle:
+            for position, joins, leaves in _MEMBERSHIP_EVENTS:
+                if position in frm:
+                    frm[position] = joins or frm[position]
+                    to[position] = leaves
+        frame = pl.DataFrame(
+            {
+                "index_name": [INDEX] * len(members),
+                "security_id": [ids[k] for k in members],
+                "valid_from": pl.Series([frm[int(k)] for k in members], dtype=pl.Date),
+                "valid_to": pl.Series([to[int(k)] for k in members], dtype=pl.Date),
+            }
+        )
+        return conform(frame.sort("security_id"), INDEX_MEMBERSHIP_SCHEMA)
 
     def true_loadings(self) -> pl.DataFrame:
         """The true daily alpha, factor betas and idiosyncratic vol of every security (symbol order)."""
@@ -775,7 +966,7 @@ class SyntheticMarket:
                 u.dollar_volume[order] * np.exp(0.3 * noise[:, :, 3]) * (1.0 + 10.0 * np.abs(ret)) / close
             )
             volume = np.maximum(volume, 1.0)
-            mask = open_all[a:b].copy()
+            mask = open_all[a:b] & self._listed(path.dates[a:b], order)
             copies = np.ones(mask.shape, dtype=np.int64)
             for row, col, kind in faults:
                 if kind == "unrecorded_split" and row < b:
@@ -811,7 +1002,7 @@ class SyntheticMarket:
             )
         if not frames:
             return empty_frame(BARS_SCHEMA)
-        return conform(pl.concat(frames), BARS_SCHEMA)
+        return conform(self._former_symbols(pl.concat(frames), "session_date"), BARS_SCHEMA)
 
     def total_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """The generated (clean) total simple return of every bar: the oracle for adjusted returns."""
@@ -820,7 +1011,7 @@ class SyntheticMarket:
             return empty_frame(TOTAL_RETURNS_SCHEMA)
         path, lo, hi = window
         u = self._universe
-        mask = path.open(u.exchange_index[u.order])[lo:hi]
+        mask = path.open(u.exchange_index[u.order])[lo:hi] & self._listed(path.dates[lo:hi], u.order)
         t_idx, s_idx = np.nonzero(mask)
         frame = pl.DataFrame(
             {
@@ -829,7 +1020,7 @@ class SyntheticMarket:
                 "return": path.returns[lo:hi][:, u.order][t_idx, s_idx],
             }
         )
-        return conform(frame, TOTAL_RETURNS_SCHEMA)
+        return conform(self._former_symbols(frame, "session_date"), TOTAL_RETURNS_SCHEMA)
 
     def corporate_actions(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """Splits (ratio) and cash dividends (amount in the listing currency) by ex_date, then symbol."""
@@ -839,12 +1030,22 @@ class SyntheticMarket:
         path, lo, hi = window
         u = self._universe
         actions = path.actions.filter((pl.col("_row") >= lo) & (pl.col("_row") < hi))
+        if self.lifecycle:  # none on or before an IPO's first session, none from a delisting on
+            first_listed = self._first_listed_rows(path)
+            rows, sec_arr = actions["_row"].to_numpy(), actions["_sec"].to_numpy()
+            ipo = u.listed_from[sec_arr] > _np_date(self.epoch)
+            keep = (path.dates[rows] < u.listed_to[sec_arr]) & (~ipo | (rows > first_listed[sec_arr]))
+            actions = actions.filter(pl.Series(keep))
         secs = actions["_sec"].to_numpy()
         frame = actions.with_columns(
             pl.Series("symbol", u.symbols[secs].tolist(), dtype=pl.Utf8),
             pl.Series("ex_date", path.dates[actions["_row"].to_numpy()], dtype=pl.Date),
             pl.Series("currency", u.currencies[secs].tolist(), dtype=pl.Utf8),
-        ).sort("ex_date", "symbol", "action_type")
+            # one distribution per day and kind here: splits are "split", dividends "regular" (issue 14)
+            pl.when(pl.col("action_type") == "split").then(pl.lit("split")).otherwise(pl.lit("regular"))
+            .alias("distribution_type"),
+        )
+        frame = self._former_symbols(frame, "ex_date").sort("ex_date", "symbol", "action_type")
         return conform(frame, CORPORATE_ACTIONS_SCHEMA)
 
     def fx_rates(self, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -953,6 +1154,12 @@ class SyntheticMarket:
                 f"cross-sectional z-scores of the trailing {SIGNAL_LOOKBACK}-session total return"
             ),
             "exchanges": {exchange: exchanges.count(exchange) for exchange in _EXCHANGES},
+            "reference_data": (
+                f"names and identifiers of the first {min(u.size, reference_data.listings().height)} securities "
+                f"from pytickersymbols {reference_data.version()} ({reference_data.INDEX} constituents) and typed-in "
+                "TSX listings; prices, corporate actions and lifecycle events are synthetic"
+            ),
+            "lifecycle": self.lifecycle,
             "named_symbols": [named[0] for named in _NAMED],
             "factors": [*FACTORS, RISK_FREE_FACTOR],
             "factor_daily_vol": dict(zip(FACTORS, _FACTOR_VOL.tolist(), strict=True)),

@@ -98,13 +98,18 @@ def test_every_method_conforms_to_its_schema(market: SyntheticMarket) -> None:
 def test_symbol_master_universe(market: SyntheticMarket) -> None:
     master = market.symbol_master()
     assert master.height == 50 and master["symbol"].n_unique() == 50
-    assert master["is_synthetic"].all()
-    assert master["name"].str.contains("(synthetic)", literal=True).all()
+    assert master["is_synthetic"].all()  # prices are synthetic; names and identifiers are real (issue 21)
     named = {row["symbol"]: row for row in master.iter_rows(named=True)}
     for symbol in ("AAPL", "MSFT", "GOOGL"):
-        assert (named[symbol]["exchange"], named[symbol]["currency"]) == ("NASDAQ", "USD")
-    assert (named["TD.TO"]["exchange"], named["TD.TO"]["currency"]) == ("TSX", "CAD")
-    assert named["AAPL"]["name"] == "Apple Inc. (synthetic)"
+        assert (named[symbol]["exchange"], named[symbol]["currency"], named[symbol]["mic"]) == ("NASDAQ", "USD", "XNAS")
+    assert (named["TD.TO"]["exchange"], named["TD.TO"]["currency"], named["TD.TO"]["mic"]) == ("TSX", "CAD", "XTSE")
+    assert (named["AAPL"]["name"], named["AAPL"]["isin"], named["AAPL"]["cusip"]) == ("Apple Inc.", "US0378331005", "037833100")
+    assert (named["MSFT"]["isin"], named["MSFT"]["cusip"], named["MSFT"]["country"]) == ("US5949181045", "594918104", "US")
+    assert (named["GOOGL"]["isin"], named["TD.TO"]["isin"], named["TD.TO"]["cusip"]) == (
+        "US02079K3059", "CA8911605092", "891160509")
+    assert master["security_id"].n_unique() == 50 and master["security_id"].str.contains(r"^S[0-9A-F]{11}$").all()
+    assert master.filter(pl.col("isin").is_not_null()).height >= 45 and set(master["security_type"]) == {"STOCK"}
+    assert master["valid_from"].unique().to_list() == [D(2015, 1, 2)] and master["valid_to"].is_null().all()
     tsx = master.filter(pl.col("exchange") == "TSX")
     us = master.filter(pl.col("exchange") != "TSX")
     assert tsx.height >= 3 and us.filter(pl.col("exchange") == "NYSE").height >= 3

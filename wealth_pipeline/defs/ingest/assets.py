@@ -9,8 +9,9 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import calendars
+from wealth_pipeline.core import calendars, identifiers
 from wealth_pipeline.defs import datasets, lineage, publish, quality
+from wealth_pipeline.defs.ingest.symbol_history import publish_history
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -280,12 +281,20 @@ _SYMBOL_MASTER_CHECKS = [
     quality.Check("schema", "symbol_master has the documented columns and types.",
                   predicate=quality.has_columns(base.SYMBOL_MASTER_SCHEMA)),
     quality.Check("symbol_unique", "One row per symbol.", predicate=quality.unique_keys(["symbol"])),
+    quality.Check("identifiers_valid", "ISIN, CUSIP and FIGI check digits hold, a CUSIP matches its ISIN, every row "
+                  "has a security_id (core.identifiers).", predicate=lambda frame: _identifier_outcome(frame)),
     quality.Check(
         "known_exchanges_and_currencies",
         "Every listing is on an exchange with a calendar and has an ISO currency code.",
         expectations=lambda: _symbol_master_expectations(),
     ),
 ]
+
+
+def _identifier_outcome(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
+    problems = identifiers.frame_problems(frame)
+    return problems.is_empty(), {"bad_identifiers": problems.height,
+                                 "examples": [f"row {r}, {f} {v!r}: {why}" for r, f, v, why in problems.head(5).rows()]}
 
 
 def _symbol_master_expectations() -> list:
@@ -328,6 +337,7 @@ def symbol_master(
     created = store.put_bytes_if_absent(key, frame_to_parquet(frame))
     lakehouse.get().write_dataset("processed", "symbol_master", frame)
     load = warehouse.replace_table("ref.securities", frame, asset="symbol_master", run_id=context.run_id)
+    history = publish_history(context, provider, frame, lakehouse.get(), warehouse)  # issue 21
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,
@@ -338,5 +348,6 @@ def symbol_master(
             "warehouse_table": "ref.securities",
             "warehouse_checksum": load.checksum,
             "path": dg.MetadataValue.path(store.uri(key)),
+            **history,
         }
     )

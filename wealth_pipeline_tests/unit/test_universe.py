@@ -1,0 +1,210 @@
+"""Point-in-time universes (issue 21): history, listing intervals, index membership, bars outside a listing."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from wealth_pipeline.core import bars as bar_compute
+from wealth_pipeline.core import calendars, universe
+from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA
+from wealth_pipeline.providers.synthetic import SyntheticMarket
+
+D = dt.date
+
+
+def _master(rows: list[dict]) -> pl.DataFrame:
+    base = {c: None for c in SYMBOL_MASTER_SCHEMA}
+    frame = pl.DataFrame(
+        [{**base, "exchange": "NYSE", "currency": "USD", **r} for r in rows], schema=SYMBOL_MASTER_SCHEMA
+    )
+    return frame
+
+
+# A hand-made master: OLDCO renamed NEWCO on 2020-03-02; GONE delisted 2021-01-04; IPO listed 2020-06-15.
+HAND = _master(
+    [
+        {"symbol": "OLDCO", "security_id": "S1", "valid_to": D(2020, 3, 2), "name": "Old Co"},
+        {"symbol": "NEWCO", "security_id": "S1", "valid_from": D(2020, 3, 2), "name": "Old Co"},
+        {"symbol": "GONE", "security_id": "S2", "valid_to": D(2021, 1, 4), "name": "Gone Inc"},
+        {"symbol": "IPO", "security_id": "S3", "valid_from": D(2020, 6, 15), "name": "IPO Corp"},
+    ]
+)
+MEMBERS = pl.DataFrame(
+    {
+        "index_name": ["X"] * 3,
+        "security_id": ["S1", "S2", "S3"],
+        "valid_from": [D(2019, 1, 2), D(2019, 1, 2), D(2020, 9, 21)],
+        "valid_to": [None, D(2020, 12, 21), None],
+    },
+    schema=universe.INDEX_MEMBERSHIP_SCHEMA,
+)
+
+
+def test_history_has_one_record_per_symbol_interval() -> None:
+    history = universe.securities_history(HAND)
+    rows = {(r["security_id"], r["symbol"]): r for r in history.iter_rows(named=True)}
+    assert rows[("S1", "OLDCO")]["change"] == "listing" and rows[("S1", "NEWCO")]["change"] == "ticker_change"
+    assert rows[("S1", "NEWCO")]["valid_from"] == rows[("S1", "OLDCO")]["valid_to"] == D(2020, 3, 2)
+    assert rows[("S2", "GONE")]["valid_to"] == D(2021, 1, 4)
+    assert history.height == 4
+
+
+def test_universe_as_of_follows_ticker_change_delisting_ipo_and_membership() -> None:
+    h = universe.securities_history(HAND)
+    as_of = {
+        day: universe.universe_as_of(h, day)["symbol"].to_list()
+        for day in (D(2020, 2, 28), D(2020, 3, 2), D(2020, 6, 15), D(2021, 1, 4))
+    }
+    assert as_of == {
+        D(2020, 2, 28): ["GONE", "OLDCO"],
+        D(2020, 3, 2): ["GONE", "NEWCO"],  # the ticker change day: the new symbol, same security
+        D(2020, 6, 15): ["GONE", "IPO", "NEWCO"],
+        D(2021, 1, 4): ["IPO", "NEWCO"],  # valid_to is exclusive: delisted that day
+    }
+    members = {
+        day: universe.universe_as_of(h, day, MEMBERS, "X")["security_id"].to_list()
+        for day in (D(2020, 9, 18), D(2020, 9, 21), D(2020, 12, 21))
+    }
+    assert members == {
+        D(2020, 9, 18): ["S2", "S1"],
+        D(2020, 9, 21): ["S2", "S3", "S1"],
+        D(2020, 12, 21): ["S3", "S1"],
+    }
+    with pytest.raises(ValueError, match="needs the index membership"):
+        universe.universe_as_of(h, D(2020, 1, 2), None, "X")
+
+
+def test_overlapping_symbols_of_one_security_are_refused() -> None:
+    bad = HAND.with_columns(
+        pl.when(pl.col("symbol") == "OLDCO").then(None).otherwise(pl.col("valid_to")).alias("valid_to")
+    )
+    with pytest.raises(ValueError, match="S1 has overlapping symbols OLDCO and NEWCO"):
+        universe.securities_history(bad)
+
+
+def test_listed_and_index_members_per_row() -> None:
+    rows = pl.DataFrame(
+        {
+            "symbol": ["OLDCO", "OLDCO", "NEWCO", "GONE", "IPO", "UNKNOWN"],
+            "session_date": [
+                D(2020, 2, 28),
+                D(2020, 3, 2),
+                D(2020, 3, 2),
+                D(2021, 1, 4),
+                D(2020, 6, 12),
+                D(2020, 1, 2),
+            ],
+        }
+    )
+    assert universe.listed(rows, HAND).to_list() == [True, False, True, False, False, False]
+    reasons = universe.listing_reason(rows, HAND).to_list()
+    assert reasons[0] is None and reasons[5] is None  # listed, and unknown (validation names unknown symbols)
+    assert reasons[3] == (
+        "GONE is not listed on 2021-01-04: the symbol master lists it over [start, 2021-01-04) "
+        "(valid_to exclusive: the delisting or ticker change)"
+    )
+    ids = pl.DataFrame(
+        {"security_id": ["S3", "S3", "S2"], "session_date": [D(2020, 9, 18), D(2020, 9, 21), D(2020, 12, 21)]}
+    )
+    assert universe.index_members(ids, MEMBERS, "X").to_list() == [False, True, False]
+
+
+@pytest.fixture(scope="module")
+def market() -> SyntheticMarket:
+    return SyntheticMarket(universe_size=14, lifecycle=True)
+
+
+def test_synthetic_lifecycle_events(market: SyntheticMarket) -> None:
+    master = market.symbol_master()
+    assert master.height == 15 and master["security_id"].n_unique() == 14  # the former ticker is its own row
+    history = universe.securities_history(master)
+    renamed = history.filter(pl.col("change") == "ticker_change").row(0, named=True)
+    former = history.filter(
+        (pl.col("security_id") == renamed["security_id"]) & (pl.col("change") == "listing")
+    ).row(0, named=True)
+    assert (former["symbol"], former["valid_to"], renamed["valid_from"]) == (
+        renamed["symbol"] + "OLD",
+        D(2023, 10, 2),
+        D(2023, 10, 2),
+    )
+    delisted = master.filter(pl.col("valid_to") == D(2024, 3, 15))["symbol"].to_list()
+    ipo = master.filter(pl.col("valid_from") == D(2023, 6, 1))["symbol"].to_list()
+    assert len(delisted) == 1 and len(ipo) == 1
+    bars = market.bars(D(2023, 5, 1), D(2024, 6, 28))
+    days = {s: g["session_date"] for (s,), g in bars.group_by("symbol")}
+    assert days[ipo[0]].min() == D(2023, 6, 1) and days[delisted[0]].max() == D(2024, 3, 14)
+    assert days[former["symbol"]].max() == D(2023, 9, 29) and days[renamed["symbol"]].min() == D(2023, 10, 2)
+    actions = market.corporate_actions(D(2015, 1, 1), D(2024, 12, 31))
+    assert not actions.filter(pl.col("symbol").is_in([former["symbol"], renamed["symbol"]])).height
+    assert actions.filter(
+        (pl.col("symbol") == delisted[0]) & (pl.col("ex_date") >= D(2024, 3, 15))
+    ).is_empty()
+    membership = market.index_membership()
+    id_of = dict(master.select("symbol", "security_id").iter_rows())
+    joined = membership.filter(pl.col("valid_from") > D(2015, 1, 2))
+    assert id_of[ipo[0]] in joined["security_id"].to_list() and joined.height == 2
+    before = universe.universe_as_of(history, D(2023, 12, 15), membership, "S&P 500")["security_id"].to_list()
+    after = universe.universe_as_of(history, D(2023, 12, 18), membership, "S&P 500")["security_id"].to_list()
+    assert id_of[ipo[0]] not in before and id_of[ipo[0]] in after
+    assert len(set(before) - set(after)) == 1  # one leaves the index that day (still listed)
+
+
+def test_ticker_change_is_one_continuous_series_under_the_security_id(market: SyntheticMarket) -> None:
+    master = market.symbol_master()
+    start, end = D(2023, 9, 1), D(2023, 10, 31)
+    raw = market.bars(start - dt.timedelta(days=20), end)
+    built = bar_compute.build_bars(
+        raw, market.corporate_actions(start, end), master, start, end, source="raw"
+    )
+    renamed_id = master.filter(pl.col("symbol").str.ends_with("OLD"))["security_id"][0]
+    series = built.frame.filter(pl.col("security_id") == renamed_id).sort("session_date")
+    assert series["symbol"].unique().sort().to_list() == sorted(
+        master.filter(pl.col("security_id") == renamed_id)["symbol"]
+    )
+    assert series["session_date"].to_list() == calendars.sessions(series["exchange"][0], start, end)
+    # one series: its adjusted returns across the change are the market's generated total returns
+    truth = market.total_returns(start, end).with_columns(
+        pl.col("symbol")
+        .replace(dict(master.select("symbol", "security_id").iter_rows()))
+        .alias("security_id")
+    )
+    truth = truth.filter(pl.col("security_id") == renamed_id).sort("session_date")["return"].to_numpy()[1:]
+    returns = series["adj_close"].to_numpy()
+    np.testing.assert_allclose(returns[1:] / returns[:-1] - 1.0, truth, rtol=1e-12, atol=1e-12)
+
+
+def test_bars_after_a_delisting_are_rejected_with_row_field_and_reason(market: SyntheticMarket) -> None:
+    master = market.symbol_master()
+    gone = master.filter(pl.col("valid_to") == D(2024, 3, 15))["symbol"][0]
+    raw = market.bars(D(2024, 3, 1), D(2024, 3, 22))
+    late = (
+        raw.filter(pl.col("symbol") == gone)
+        .tail(1)
+        .with_columns(pl.lit(D(2024, 3, 18)).alias("session_date"))
+    )
+    built = bar_compute.build_bars(
+        pl.concat([raw, late]),
+        market.corporate_actions(D(2024, 3, 1), D(2024, 3, 22)),
+        master,
+        D(2024, 3, 1),
+        D(2024, 3, 22),
+        source="raw",
+    )
+    rejects = built.rejects.filter(pl.col("field") == "session_date")
+    assert rejects.select("row_number", "symbol", "session_date").rows() == [
+        (raw.height + 1, gone, D(2024, 3, 18))
+    ]
+    assert rejects["reason"][0].startswith(
+        f"{gone} is not listed on 2024-03-18: the symbol master lists it over [2015-01-02, 2024-03-15)"
+    )
+    assert built.frame.filter(
+        (pl.col("symbol") == gone) & (pl.col("session_date") >= D(2024, 3, 15))
+    ).is_empty()
+    expected = bar_compute.expected_bars(master, D(2024, 3, 1), D(2024, 3, 22))
+    assert expected.filter((pl.col("symbol") == gone) & (pl.col("session_date") >= D(2024, 3, 15))).is_empty()
+    complete, details = bar_compute.completeness(built.frame, expected)
+    assert complete, details  # a security listed mid-window is not counted as missing bars
