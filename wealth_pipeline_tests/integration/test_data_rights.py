@@ -384,3 +384,78 @@ def test_the_real_market_assets_record_their_provider_per_session(pg_url: str, t
     bars = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("bars"),
                                                                  asset_partitions=["2024-01-03"]), limit=1).records
     assert bars[0].asset_materialization.metadata["licence_status"].value == {"synthetic": "allowed"}
+
+
+def test_a_bad_registry_fails_a_raw_asset_once_and_is_reported_after_a_load(
+        wh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "rights.yaml"
+    bad.write_text("providers:\n  synthetic: {kind: synthetic, policy: sometimes, attribution: S}\n", encoding="utf-8")
+    monkeypatch.setattr(registry, "REGISTRY_FILE", bad)
+    provider = SyntheticMarket(universe_size=5)
+
+    @dg.asset(name="raw_fx_rates", partitions_def=trading_sessions, retry_policy=dg.RetryPolicy(max_retries=2))
+    def raw_fx(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        return dg.MaterializeResult(metadata=lineage_hook.raw_sources(context, provider, "fx_rates", day, day))
+
+    result = dg.materialize([raw_fx], partition_key="2024-01-02", raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1  # not retried
+    message = failures[0].step_failure_data.user_failure_data.description
+    assert message.startswith(f"configuration error: rights registry {bad.resolve()}: providers.synthetic.policy: "
+                              "'sometimes' is not valid")
+
+    @dg.asset(name="fx_rates", partitions_def=trading_sessions)
+    def fx(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        return dg.MaterializeResult(metadata=lineage_hook.record(context, datasets.get("fx_rates"), day, day, warehouse))
+
+    published = dg.materialize([fx], partition_key="2024-01-02", resources={"warehouse": WarehouseResource(url=wh)})
+    status = published.asset_materializations_for_node("fx_rates")[0].metadata["licence_status"].value
+    assert status.startswith("unknown: configuration error: rights registry ")
+    with psycopg.connect(wh) as conn:
+        assert conn.execute("SELECT sources FROM ops.lineage WHERE dataset = 'fx_rates'").fetchall() == [([],)]
+
+
+# ---- the marts the pipeline builds (the session's shared marts warehouse) ----------------------------------
+@pytest.fixture(scope="module", params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The marts warehouse test_dbt_marts and test_bi_reads share (built once per flavour and session)."""
+    from wealth_pipeline_tests.integration.test_dbt_marts import build_marts_warehouse
+
+    server = request.getfixturevalue("pg_server_url" if request.param == "postgres" else "timescale_server_url")
+    return build_marts_warehouse(server, tmp_path_factory.mktemp(f"marts-{request.param}"))
+
+
+def test_exports_of_the_marts_the_pipeline_built(built, tmp_path: Path) -> None:
+    """security_daily traces through the dbt manifest to bars, indicators and exposures, all synthetic;
+    model_signals' predictions were written around the assets (no lineage): refused."""
+    from wealth_pipeline.defs.marts.project import dbt_project, prepare_manifest
+
+    url = built.warehouse_url
+    role, password = f"bi_rights_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    user = f"rights_{uuid.uuid4().hex[:6]}"
+    create_bi_user(url, user, role, password)
+    login = make_conninfo(url, user=role, password=password)
+    manifest = prepare_manifest(dbt_project)
+    try:
+        out = tmp_path / "aapl.parquet"
+        result = export.export_mart("security_daily", out, "parquet", read_url=login, audit_url=url, manifest=manifest,
+                                    where=["symbol=AAPL"], env=NO_ENV)
+        expected = built.query("SELECT count(*) FROM marts.security_daily WHERE symbol = 'AAPL'")[0][0]
+        assert expected > 10 and result.rows == expected
+        assert result.sources == ("synthetic",) and result.watermark is None
+        assert result.untracked_inputs == ("ref.securities",)
+        frame = pl.read_parquet(out)
+        assert set(frame["symbol"].to_list()) == {"AAPL"} and "watermark" not in frame.columns
+        assert json.loads(pq.read_schema(out).metadata[export.PARQUET_METADATA_KEY])["attributions"] == {
+            "synthetic": registry.load().providers["synthetic"].attribution}
+        with pytest.raises(export.ExportRefused, match="no source lineage recorded for predictions"):
+            export.export_mart("model_signals", tmp_path / "s.csv", "csv", read_url=login, audit_url=url,
+                               manifest=manifest, env=NO_ENV)
+        assert not (tmp_path / "s.csv").exists()
+    finally:
+        drop_bi_user(url, role)
+        with psycopg.connect(url) as conn:
+            conn.execute("DELETE FROM portfolio.users WHERE user_id = %s", (user,))
