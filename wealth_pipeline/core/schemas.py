@@ -46,6 +46,9 @@ BARS_SCHEMA: dict[str, pl.DataType] = {
 
 # action_type is "split" (ratio = new shares per old share, e.g. 4.0 for a 4-for-1) or
 # "dividend" (amount = cash per share in ``currency``, paid to holders before ex_date).
+# distribution_type tells several distributions of one ex-date apart (issue 14; MSFT 2004-11-15:
+# a 3.00 special and a 0.08 regular dividend): DISTRIBUTION_TYPES; a split is always "split".
+# Key: (symbol, ex_date, action_type, distribution_type).
 CORPORATE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(),
     "ex_date": pl.Date(),
@@ -53,6 +56,12 @@ CORPORATE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "ratio": pl.Float64(),
     "amount": pl.Float64(),
     "currency": pl.Utf8(),
+    "distribution_type": pl.Utf8(),  # optional in vendor files: regular (dividends) / split (splits)
+}
+# Valid distribution_type per action_type; the first is the default when a vendor sends none.
+DISTRIBUTION_TYPES: dict[str, tuple[str, ...]] = {
+    "dividend": ("regular", "special", "supplemental", "capital_gain", "return_of_capital"),
+    "split": ("split",),
 }
 
 # rate = units of quote_currency for one unit of base_currency (USD/CAD 1.35: 1 USD = 1.35 CAD).

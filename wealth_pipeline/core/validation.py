@@ -25,7 +25,12 @@ from typing import Any
 
 import polars as pl
 
-from wealth_pipeline.core.schemas import BARS_SCHEMA, CORPORATE_ACTIONS_SCHEMA, FX_RATES_SCHEMA
+from wealth_pipeline.core.schemas import (
+    BARS_SCHEMA,
+    CORPORATE_ACTIONS_SCHEMA,
+    DISTRIBUTION_TYPES,
+    FX_RATES_SCHEMA,
+)
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "row_number": pl.Int64(),
@@ -56,8 +61,11 @@ DEFAULT_FX_BOUNDS: tuple[float, float] = (1e-6, 1e6)
 
 # Unique key of each dataset: a second row with the same key is a duplicate.
 BARS_KEY: tuple[str, ...] = ("symbol", "session_date")
-CORPORATE_ACTIONS_KEY: tuple[str, ...] = ("symbol", "ex_date", "action_type")
+CORPORATE_ACTIONS_KEY: tuple[str, ...] = ("symbol", "ex_date", "action_type", "distribution_type")
 FX_RATES_KEY: tuple[str, ...] = ("session_date", "base_currency", "quote_currency")
+
+# Columns a frame or vendor file may leave out; the validator fills in their default per row.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"corporate_actions": ("distribution_type",)}
 
 _RN = "row_number"
 _CURRENCY_PATTERN = r"^[A-Z]{3}$"
@@ -359,9 +367,23 @@ def _run(
     key: tuple[str, ...],
     required: Mapping[str, pl.Expr],
     rules: Callable[[pl.DataFrame], tuple[list[_Check], list[str]]],
+    normalize: Mapping[str, pl.Expr] | None = None,
 ) -> ValidationResult:
-    """Type the frame, drop exact duplicates, evaluate every check, split good rows from rejects."""
+    """Type the frame, drop exact duplicates, evaluate every check, split good rows from rejects.
+
+    ``normalize`` (field -> expression over the typed columns) replaces a field's typed value where
+    it has no type error (defaults for empty values, canonical case), before duplicates are judged.
+    """
     work = _typed_frame(frame, schema)
+    if normalize:
+        work = work.with_columns(
+            pl.when(pl.col(_terr(name)).is_null())
+            .then(default)
+            .otherwise(pl.col(name))
+            .cast(schema[name])
+            .alias(name)
+            for name, default in normalize.items()
+        )
     work, warnings = _drop_exact_duplicates(work, schema)
     extra_checks, extra_warnings = rules(work)
     checks = _type_and_null_checks(schema, required) + extra_checks + _duplicate_checks(schema, key)
@@ -460,8 +482,13 @@ def validate_corporate_actions(
     Rules: symbol, ex_date, action_type present; action_type is "split" or "dividend"; a split has
     ratio > 0 (amount and currency may be empty); a dividend has amount >= 0 and a currency (ratio
     may be empty); a currency, when given, is 3 uppercase letters; symbol known and ex_date a session
-    of its exchange as for bars; (symbol, ex_date, action_type) unique.
+    of its exchange as for bars; distribution_type (case-insensitive; the column may be absent) one
+    of ``DISTRIBUTION_TYPES[action_type]``, empty meaning the first (regular for a dividend, split
+    for a split); (symbol, ex_date, action_type, distribution_type) unique, so a regular and a
+    special dividend may share an ex-date while two regular ones with different amounts conflict.
     """
+    if "distribution_type" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("distribution_type"))
     split = pl.col("action_type") == "split"
     dividend = pl.col("action_type") == "dividend"
     required = {
@@ -487,10 +514,36 @@ def validate_corporate_actions(
             _Check("amount", dividend & (pl.col("amount") < 0), pl.lit("dividend amount must be >= 0")),
             _currency_check("currency"),
         ]
+        for action, kinds in DISTRIBUTION_TYPES.items():
+            checks.append(
+                _Check(
+                    "distribution_type",
+                    (pl.col("action_type") == action) & ~pl.col("distribution_type").is_in(list(kinds)),
+                    pl.format(
+                        "distribution_type {} is not valid for a {}; expected one of {} (empty: {})",
+                        _text(pl.col(_raw("distribution_type"))),
+                        pl.lit(action),
+                        pl.lit(", ".join(kinds)),
+                        pl.lit(kinds[0]),
+                    ),
+                )
+            )
         symbol_checks, warnings = _symbol_checks(work, "ex_date", known_symbols, is_session)
         return checks + symbol_checks, warnings
 
-    return _run(frame, CORPORATE_ACTIONS_SCHEMA, CORPORATE_ACTIONS_KEY, required, rules)
+    kind = pl.col("distribution_type")
+    normalize = {
+        "distribution_type": pl.when(kind.is_null())
+        .then(
+            pl.col("action_type").replace_strict(
+                {action: kinds[0] for action, kinds in DISTRIBUTION_TYPES.items()},
+                default=None,
+                return_dtype=pl.Utf8,
+            )
+        )
+        .otherwise(kind.str.to_lowercase())
+    }
+    return _run(frame, CORPORATE_ACTIONS_SCHEMA, CORPORATE_ACTIONS_KEY, required, rules, normalize)
 
 
 def fx_bounds_table(

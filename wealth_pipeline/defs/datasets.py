@@ -53,6 +53,7 @@ COLUMN_DOCS: dict[str, str] = {
     "source": "Where the row came from (`raw`: the raw tier's current delivery).",
     "ex_date": "Ex-date of the corporate action: the first session that trades without it.",
     "action_type": "`split` (ratio = new shares per old share) or `dividend` (amount = cash per share).",
+    "distribution_type": "Which distribution of the ex-date: regular, special, supplemental, capital_gain, return_of_capital (dividends; several may share a day) or split.",
     "ratio": "Split ratio: new shares per old share (4.0 for a 4-for-1); null for dividends.",
     "amount": "Cash amount (per share for dividends, per transaction for portfolio rows) in `currency`.",
     "quote_currency": "ISO 4217 code of the quote currency.",
@@ -209,7 +210,7 @@ RAW = {
     name: Dataset(f"raw_{name}", "raw", None, date_column, keys, schema, lake_name=name)
     for name, schema, date_column, keys in (
         ("bars", schemas.BARS_SCHEMA, "session_date", _SESSION),
-        ("corporate_actions", schemas.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type")),
+        ("corporate_actions", schemas.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type", "distribution_type")),
         ("fx_rates", schemas.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date")),
         ("factor_returns", schemas.FACTOR_RETURNS_SCHEMA, "session_date", ("factor", "session_date")),
         ("benchmark_returns", schemas.BENCHMARK_RETURNS_SCHEMA, "session_date", ("benchmark", "session_date")),
@@ -244,10 +245,12 @@ ADJUSTMENT_FACTORS = Dataset("adjustment_factors", "processed", "market.adjustme
 
 REFERENCE = {
     d.name: d for d in (
-        Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type"),
+        Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type", "distribution_type"),
                 schemas.CORPORATE_ACTIONS_SCHEMA, checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeInSet(column="action_type", value_set=["split", "dividend"]),
+                        e.ExpectColumnValuesToBeInSet(column="distribution_type",
+                                                      value_set=sorted({k for v in schemas.DISTRIBUTION_TYPES.values() for k in v})),
                         e.ExpectColumnValuesToNotBeNull(column="symbol")])),)),
         Dataset("fx_rates", "processed", "market.fx_rates", "session_date", ("base_currency", "quote_currency", "session_date"),
                 schemas.FX_RATES_SCHEMA, checks=(quality.Check(

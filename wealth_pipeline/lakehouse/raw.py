@@ -78,6 +78,10 @@ def write_versions(
 SOURCE_COLUMNS: dict[str, pl.DataType] = {"source_file": pl.Utf8(), "source_row": pl.Int64()}
 
 
+# Columns added to a raw dataset's schema after versions without them were written.
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {"corporate_actions": ("distribution_type",)}  # issue 14
+
+
 def read_current(
     store: ObjectStore, dataset: str, start: dt.date, end: dt.date, schema: dict[str, pl.DataType],
     *, with_source: bool = False,
@@ -89,6 +93,9 @@ def read_current(
     """
     keys = [keys[-1] for day, keys in sorted(versions(store, dataset).items()) if start <= day <= end]
     columns = [pl.col(c).cast(t) for c, t in schema.items()]
+    # A column added to the dataset's schema after a version was written reads as null there
+    # (LATER_COLUMNS; the validators give it its default); any other missing column is an error.
+    widen = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c in LATER_COLUMNS.get(dataset, ())]
     if with_source:
         columns += [pl.col(c) for c in SOURCE_COLUMNS]
     if not keys:
@@ -96,6 +103,7 @@ def read_current(
     frames = []
     for key, data in zip(keys, store.get_many(keys), strict=True):
         frame = parquet_to_frame(data, source=store.uri(key))
+        frame = frame.with_columns(e for e in widen if e.meta.output_name() not in frame.columns)
         if with_source:
             frame = frame.with_columns(
                 pl.lit(store.uri(key)).alias("source_file"), pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("source_row")

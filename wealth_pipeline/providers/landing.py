@@ -25,7 +25,7 @@ from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, pa
 SYMBOL_MASTER_FOLDER = "symbol_master"
 _KEYS: dict[str, tuple[str, ...]] = {
     "bars": ("symbol", "session_date"),
-    "corporate_actions": ("symbol", "ex_date", "action_type"),
+    "corporate_actions": ("symbol", "ex_date", "action_type", "distribution_type"),
     "fx_rates": ("base_currency", "quote_currency", "session_date"),
 }
 _SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -62,7 +62,9 @@ class LandingZone:
         self.store = store
 
     @classmethod
-    def from_uri(cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1") -> LandingZone:
+    def from_uri(
+        cls, uri: str, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1"
+    ) -> LandingZone:
         return cls(open_store(uri, s3_endpoint_url, s3_region))
 
     def files(self, dataset: str) -> list[str]:
@@ -91,7 +93,9 @@ class VendorFileProvider:
 
     # ---- reference datasets ------------------------------------------------------------------
     def symbol_master(self) -> pl.DataFrame:
-        keys = sorted(k for k in self.landing.store.list_keys(SYMBOL_MASTER_FOLDER + "/") if k.lower().endswith(".csv"))
+        keys = sorted(
+            k for k in self.landing.store.list_keys(SYMBOL_MASTER_FOLDER + "/") if k.lower().endswith(".csv")
+        )
         if keys:
             return symbol_master_from_csv(self.landing.read(keys[-1]), self.landing.store.uri(keys[-1]))
         return self.reference.symbol_master()
@@ -100,13 +104,23 @@ class VendorFileProvider:
         """``index_membership/*.csv`` (all files, issue 21), else the reference provider's when the master is its too."""
         keys = self.landing.files(securities_file.MEMBERSHIP_FOLDER)
         if keys:
-            return pl.concat([securities_file.index_membership_from_csv(self.landing.read(k), self.landing.store.uri(k))
-                              for k in keys])
+            return pl.concat(
+                [
+                    securities_file.index_membership_from_csv(self.landing.read(k), self.landing.store.uri(k))
+                    for k in keys
+                ]
+            )
         masters = self.landing.store.list_keys(SYMBOL_MASTER_FOLDER + "/")
         reference = getattr(self.reference, "index_membership", None)
         if reference is None or any(k.lower().endswith(".csv") for k in masters):
-            return pl.DataFrame(schema={"index_name": pl.Utf8, "security_id": pl.Utf8, "valid_from": pl.Date,
-                                        "valid_to": pl.Date})
+            return pl.DataFrame(
+                schema={
+                    "index_name": pl.Utf8,
+                    "security_id": pl.Utf8,
+                    "valid_from": pl.Date,
+                    "valid_to": pl.Date,
+                }
+            )
         return reference()
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -144,25 +158,45 @@ class VendorFileProvider:
     def _parse(self, key: str, dataset: str, data: bytes, sha: str, listings: dict[str, str]) -> Delivery:
         uri = self.landing.store.uri(key)
         try:
-            parsed = parse_vendor_file(uri, data, dataset=dataset, known_symbols=listings, is_session=calendars.is_session)
+            parsed = parse_vendor_file(
+                uri, data, dataset=dataset, known_symbols=listings, is_session=calendars.is_session
+            )
         except VendorFileError as exc:
-            return Delivery(key, dataset, sha, data, pl.DataFrame(schema=_SCHEMAS[dataset]),
-                            pl.DataFrame(), (), error=str(exc))
+            return Delivery(
+                key,
+                dataset,
+                sha,
+                data,
+                pl.DataFrame(schema=_SCHEMAS[dataset]),
+                pl.DataFrame(),
+                (),
+                error=str(exc),
+            )
         return Delivery(key, dataset, sha, data, parsed.good, parsed.rejects, tuple(parsed.warnings))
 
     def merged(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Good rows of all deliveries, later files superseding earlier rows per key, and the supersessions."""
         keys = list(_KEYS[dataset])
-        frames = [d.good.with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
-                  for i, d in enumerate(self.deliveries(dataset)) if d.good.height]
+        frames = [
+            d.good.with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
+            for i, d in enumerate(self.deliveries(dataset))
+            if d.good.height
+        ]
         if not frames:
             return pl.DataFrame(schema=_SCHEMAS[dataset]), pl.DataFrame()
         stacked = pl.concat(frames)
         latest = stacked.sort("_delivery").unique(subset=keys, keep="last", maintain_order=True)
         value_cols = [c for c in _SCHEMAS[dataset] if c not in keys]
-        earlier = stacked.join(latest.select(*keys, pl.col("_delivery").alias("_winner"), pl.col("_file").alias("superseded_by")), on=keys)
+        earlier = stacked.join(
+            latest.select(
+                *keys, pl.col("_delivery").alias("_winner"), pl.col("_file").alias("superseded_by")
+            ),
+            on=keys,
+        )
         superseded = earlier.filter(pl.col("_delivery") != pl.col("_winner"))
-        changed = superseded.join(latest.select(*keys, *[pl.col(c).alias(f"{c}_new") for c in value_cols]), on=keys)
+        changed = superseded.join(
+            latest.select(*keys, *[pl.col(c).alias(f"{c}_new") for c in value_cols]), on=keys
+        )
         differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in value_cols])
         supersessions = changed.filter(differs).select(*keys, pl.col("_file").alias("file"), "superseded_by")
         return latest.select(list(_SCHEMAS[dataset])), supersessions

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from wealth_pipeline.core.validation import (
     DATASET_DATE_COLUMNS,
     DATASET_SCHEMAS,
+    OPTIONAL_COLUMNS,
     REJECT_SCHEMA,
     ROW_FIELD,
     ColumnTypeError,
@@ -127,22 +128,25 @@ def file_format(file_name: str) -> str:
 
 
 def _match_columns(
-    file_name: str, columns: list[str], schema: Mapping[str, pl.DataType]
+    file_name: str, columns: list[str], schema: Mapping[str, pl.DataType], optional: tuple[str, ...] = ()
 ) -> tuple[dict[str, str], list[str]]:
-    """Map file columns to schema names (trimmed, case-insensitive); also list the extra columns."""
+    """Map file columns to schema names (trimmed, case-insensitive); also list the extra columns.
+
+    Schema columns in ``optional`` may be absent (the validator fills in their default).
+    """
     seen: dict[str, str] = {}
     for column in columns:
         normal = column.strip().lower()
         if normal in seen:
             raise VendorFileError(file_name, f"duplicate column {column!r} in the header")
         seen[normal] = column
-    missing = [name for name in schema if name not in seen]
+    missing = [name for name in schema if name not in seen and name not in optional]
     if missing:
         names = ", ".join(repr(name) for name in missing)
         raise VendorFileError(
             file_name, f"missing required column(s) {names}; found {columns}, expected {list(schema)}"
         )
-    mapping = {seen[name]: name for name in schema}
+    mapping = {seen[name]: name for name in schema if name in seen}
     extras = [column for column in columns if column not in mapping]
     return mapping, extras
 
@@ -166,7 +170,7 @@ def _blank(record: list[str]) -> bool:
 
 
 def _read_csv(
-    file_name: str, data: bytes, schema: Mapping[str, pl.DataType]
+    file_name: str, data: bytes, schema: Mapping[str, pl.DataType], optional: tuple[str, ...] = ()
 ) -> tuple[pl.DataFrame, list[pl.DataFrame], list[str]]:
     """Text frame (schema columns + row_number = line), reject parts for malformed lines, warnings."""
     text = _decode(file_name, data)
@@ -205,11 +209,15 @@ def _read_csv(
             file_name,
             f"truncated: the last row (line {last[0]}) has {len(last[1])} of {len(header)} fields",
         )
-    mapping, extras = _match_columns(file_name, header, schema)
+    mapping, extras = _match_columns(file_name, header, schema, optional)
     positions = {name: header.index(column) for column, name in mapping.items()}
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     frame = pl.DataFrame(
-        {name: pl.Series(name, columns[positions[name]], dtype=pl.Utf8) for name in schema}
+        {
+            name: pl.Series(name, columns[positions[name]], dtype=pl.Utf8)
+            for name in schema
+            if name in positions
+        }
         | {"row_number": pl.Series("row_number", lines, dtype=pl.Int64)}
     )
     parts = []
@@ -235,7 +243,7 @@ def _read_csv(
 
 
 def _read_parquet(
-    file_name: str, data: bytes, schema: Mapping[str, pl.DataType]
+    file_name: str, data: bytes, schema: Mapping[str, pl.DataType], optional: tuple[str, ...] = ()
 ) -> tuple[pl.DataFrame, list[str]]:
     """Frame with the schema columns as stored (cast later) + row_number = 1-based row index."""
     if not data.startswith(_PARQUET_MAGIC):
@@ -250,7 +258,7 @@ def _read_parquet(
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise VendorFileError(file_name, f"unreadable parquet: {exc}") from None
     assert isinstance(frame, pl.DataFrame)
-    mapping, extras = _match_columns(file_name, frame.columns, schema)
+    mapping, extras = _match_columns(file_name, frame.columns, schema, optional)
     frame = frame.select(
         *[pl.col(column).alias(name) for column, name in mapping.items()],
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("row_number"),
@@ -291,11 +299,11 @@ def parse_vendor_file(
     fmt = file_format(file_name)
     if not data:
         raise VendorFileError(file_name, "empty file (0 bytes)")
-    schema = DATASET_SCHEMAS[dataset]
+    schema, optional = DATASET_SCHEMAS[dataset], OPTIONAL_COLUMNS.get(dataset, ())
     if fmt == "csv":
-        frame, parts, warnings = _read_csv(file_name, data, schema)
+        frame, parts, warnings = _read_csv(file_name, data, schema, optional)
     else:
-        (frame, warnings), parts = _read_parquet(file_name, data, schema), []
+        (frame, warnings), parts = _read_parquet(file_name, data, schema, optional), []
     try:
         result = validate(dataset, frame, known_symbols=known_symbols, is_session=is_session)
     except (MissingColumnsError, ColumnTypeError) as exc:  # a parquet column of a non-scalar type

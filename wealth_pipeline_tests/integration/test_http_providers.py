@@ -637,7 +637,8 @@ class _Supplement:
 
     def corporate_actions(self, start, end):
         return pl.DataFrame({"symbol": ["AAPL"], "ex_date": [D("2024-01-03")], "action_type": ["dividend"],
-                             "ratio": [None], "amount": [0.24], "currency": ["USD"]}, schema=CORPORATE_ACTIONS_SCHEMA)
+                             "ratio": [None], "amount": [0.24], "currency": ["USD"],
+                             "distribution_type": ["regular"]}, schema=CORPORATE_ACTIONS_SCHEMA)
 
     def fx_rates(self, start, end):
         return empty_frame(FX_RATES_SCHEMA)

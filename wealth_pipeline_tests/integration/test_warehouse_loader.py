@@ -378,3 +378,26 @@ def test_timescale_reload_into_compressed_chunks(ts_wh: str) -> None:
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT symbol, open FROM market.bars_monthly WHERE month_start = '2024-01-01'"
                             ).fetchall() == [("AAA", 320.5)]
+
+
+def test_corporate_actions_hold_several_distributions_per_ex_date(wh: str) -> None:
+    """0012 (issue 14): distribution_type is part of the key, and a split must say "split"."""
+    from wealth_pipeline.core.schemas import CORPORATE_ACTIONS_SCHEMA
+
+    day = dt.date(2004, 11, 15)
+    rows = [("MSFT", day, "dividend", None, 3.00, "USD", "special"), ("MSFT", day, "dividend", None, 0.08, "USD", "regular"),
+            ("MSFT", dt.date(2003, 2, 18), "split", 2.0, None, None, "split")]
+    frame = pl.DataFrame(rows, schema=CORPORATE_ACTIONS_SCHEMA, orient="row")
+    load_window(wh, "market.corporate_actions", frame, time_column="ex_date", window_start=dt.date(2003, 1, 1),
+                window_end=dt.date(2004, 12, 31), asset="corporate_actions", partition_key="2004-11-15", run_id="r")
+    with psycopg.connect(wh) as conn:
+        stored = conn.execute("SELECT symbol, ex_date, action_type, ratio, amount, currency, distribution_type "
+                              "FROM market.corporate_actions ORDER BY ex_date, amount DESC").fetchall()
+    assert stored == [rows[2], rows[0], rows[1]]
+    for bad in ([rows[0], rows[0]], [(*rows[2][:6], "regular")]):  # the same key twice; a "regular" split
+        with pytest.raises(LoadError):
+            load_window(wh, "market.corporate_actions", pl.DataFrame(bad, schema=CORPORATE_ACTIONS_SCHEMA, orient="row"),
+                        time_column="ex_date", window_start=dt.date(2003, 1, 1), window_end=dt.date(2004, 12, 31),
+                        asset="corporate_actions", partition_key="2004-11-15", run_id="r2")
+    with psycopg.connect(wh) as conn:  # a refused load leaves the previous window
+        assert conn.execute("SELECT count(*) FROM market.corporate_actions").fetchone() == (3,)

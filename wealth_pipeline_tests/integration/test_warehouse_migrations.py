@@ -117,7 +117,7 @@ def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tupl
             "WHERE contype = 'p' AND connamespace::regnamespace::text IN ('market', 'portfolio', 'ref')"
         ).fetchall())
     assert pks["market.bars_daily"] == "PRIMARY KEY (symbol, session_date)"
-    assert pks["market.corporate_actions"] == "PRIMARY KEY (symbol, ex_date, action_type)"
+    assert pks["market.corporate_actions"] == "PRIMARY KEY (symbol, ex_date, action_type, distribution_type)"
     assert pks["market.fx_rates"] == "PRIMARY KEY (base_currency, quote_currency, session_date)"
     assert pks["market.factor_returns"] == "PRIMARY KEY (factor, session_date)"
     assert pks["portfolio.transactions"] == "PRIMARY KEY (portfolio_id, transaction_id)"

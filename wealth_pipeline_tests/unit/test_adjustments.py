@@ -41,6 +41,7 @@ def _actions(rows: list[tuple[str, dt.date, str, float | None, float | None]]) -
             "ratio": [r[3] for r in rows],
             "amount": [r[4] for r in rows],
             "currency": ["USD"] * len(rows),
+            "distribution_type": ["split" if r[2] == "split" else "regular" for r in rows],
         },
         schema=CORPORATE_ACTIONS_SCHEMA,
     )

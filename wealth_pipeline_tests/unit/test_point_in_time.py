@@ -41,7 +41,7 @@ def _bars(
 
 def _actions(rows: list[tuple[str, dt.date, str, float | None, float | None]]) -> pl.DataFrame:
     return pl.DataFrame(
-        [(*r, "USD") for r in rows],
+        [(*r, "USD", "split" if r[2] == "split" else "regular") for r in rows],
         schema=CORPORATE_ACTIONS_SCHEMA,
         orient="row",
     )

@@ -168,12 +168,14 @@ def test_corporate_actions_rules() -> None:
             ("ZZZ", D(2024, 1, 10), "split", 2.0, None, None),
             ("TD.TO", D(2024, 7, 1), "dividend", None, 1.0, "CAD"),  # Canada Day
         ],
-        schema=CORPORATE_ACTIONS_SCHEMA,
+        schema={k: v for k, v in CORPORATE_ACTIONS_SCHEMA.items() if k != "distribution_type"},
         orient="row",
     )
     result = validate_corporate_actions(frame, known_symbols=KNOWN, is_session=calendars.is_session)
     assert result.good.schema == pl.Schema(CORPORATE_ACTIONS_SCHEMA)
-    assert_frame_equal(result.good, frame.head(3))
+    # No distribution_type column: each row gets its action's default.
+    expected = frame.head(3).with_columns(distribution_type=pl.Series(["split", "regular", "regular"]))
+    assert_frame_equal(result.good, expected)
     reasons = {(r["row_number"], r["field"]): r["reason"] for r in result.rejects.iter_rows(named=True)}
     assert reasons == {
         (4, "ratio"): "split ratio must be > 0",
@@ -185,6 +187,87 @@ def test_corporate_actions_rules() -> None:
         (9, "symbol"): "unknown symbol ZZZ (not in the symbol master)",
         (10, "ex_date"): "not a trading session on TSX",
     }
+
+
+def _actions(rows: list[tuple]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=CORPORATE_ACTIONS_SCHEMA, orient="row")
+
+
+def test_several_distributions_on_one_ex_date_are_kept_by_distribution_type() -> None:
+    # MSFT 2004-11-15 (issue 14): a 3.00 special and the 0.08 regular quarterly dividend.
+    frame = _actions(
+        [
+            ("MSFT", D(2004, 11, 15), "dividend", None, 3.00, "USD", "special"),
+            ("MSFT", D(2004, 11, 15), "dividend", None, 0.08, "USD", "regular"),
+            ("AAPL", D(2005, 2, 28), "split", 2.0, None, None, None),  # empty: split
+            ("AAPL", D(2012, 8, 9), "dividend", None, 2.65, "USD", " Regular "),  # trimmed, any case
+        ]
+    )
+    result = validate_corporate_actions(frame, known_symbols=KNOWN, is_session=calendars.is_session)
+    assert result.rejects.is_empty()
+    assert result.warnings == []
+    assert result.good["distribution_type"].to_list() == ["special", "regular", "split", "regular"]
+    assert result.good["amount"].to_list()[:2] == [3.00, 0.08]
+
+
+def test_same_distribution_twice_is_still_a_duplicate_or_a_conflict() -> None:
+    rows = [
+        ("MSFT", D(2004, 11, 15), "dividend", None, 3.00, "USD", "special"),
+        ("MSFT", D(2004, 11, 15), "dividend", None, 3.0, "USD", "SPECIAL"),  # the same row again
+        ("MSFT", D(2004, 11, 15), "dividend", None, 0.08, "USD", None),  # regular (default)
+    ]
+    true_duplicate = validate_corporate_actions(_actions(rows))
+    assert true_duplicate.good.height == 2
+    assert true_duplicate.rejects.is_empty()
+    assert true_duplicate.warnings == [
+        "dropped 1 exact duplicate row(s) (row_number 2); the first occurrence of each is kept"
+    ]
+    # The vendor that sends both distributions without telling them apart: both default to regular,
+    # so they share a key with different amounts, and neither is trusted.
+    untyped = validate_corporate_actions(_actions([(*rows[0][:6], None), rows[2]]))
+    assert untyped.good.is_empty()
+    assert untyped.rejects.select("row_number", "field", "reason").rows() == [
+        (
+            1,
+            "amount",
+            "conflicting duplicate: rows 1, 2 share key (MSFT, 2004-11-15, dividend, regular) with different amount",
+        ),
+        (
+            2,
+            "amount",
+            "conflicting duplicate: rows 1, 2 share key (MSFT, 2004-11-15, dividend, regular) with different amount",
+        ),
+    ]
+    two_specials = validate_corporate_actions(_actions([rows[0], (*rows[2][:6], "special")]))
+    assert two_specials.good.is_empty()
+    assert set(two_specials.rejects["field"]) == {"amount"}
+
+
+def test_distribution_type_must_fit_the_action() -> None:
+    frame = _actions(
+        [
+            ("MSFT", D(2004, 11, 15), "dividend", None, 3.00, "USD", "bonus"),
+            ("AAPL", D(2005, 2, 28), "split", 2.0, None, None, "special"),
+            ("AAPL", D(2014, 6, 9), "split", 7.0, None, None, "Split"),  # good
+        ]
+    )
+    result = validate_corporate_actions(frame)
+    assert result.good.select("symbol", "distribution_type").rows() == [("AAPL", "split")]
+    assert result.rejects.select("row_number", "field", "value", "reason").rows() == [
+        (
+            1,
+            "distribution_type",
+            "bonus",
+            "distribution_type bonus is not valid for a dividend; expected one of "
+            "regular, special, supplemental, capital_gain, return_of_capital (empty: regular)",
+        ),
+        (
+            2,
+            "distribution_type",
+            "special",
+            "distribution_type special is not valid for a split; expected one of split (empty: split)",
+        ),
+    ]
 
 
 def test_fx_rules_bounds_and_weekdays() -> None:

@@ -94,8 +94,8 @@ def test_corporate_actions_and_fx_files_parse() -> None:
     actions = _parse("corporate_actions/x.csv", _csv(CA_HEADER, GOOD_CA, "AAPL,2020-08-31,split,4,,"))
     assert actions.good.schema == pl.Schema(CORPORATE_ACTIONS_SCHEMA)
     assert actions.good.rows() == [
-        ("MSFT", D(2024, 2, 14), "dividend", None, 0.75, "USD"),
-        ("AAPL", D(2020, 8, 31), "split", 4.0, None, None),
+        ("MSFT", D(2024, 2, 14), "dividend", None, 0.75, "USD", "regular"),  # no distribution_type column:
+        ("AAPL", D(2020, 8, 31), "split", 4.0, None, None, "split"),  # each action's default
     ]
     assert actions.dates() == [D(2020, 8, 31), D(2024, 2, 14)]
     fx = _parse("fx_rates/x.csv", _csv(FX_HEADER, GOOD_FX, "2024-07-04,USD,CAD,1.36"))
@@ -518,3 +518,51 @@ def test_malformed_quoting_is_a_file_error_naming_the_line() -> None:
     data = _csv(BARS_HEADER, GOOD_BAR, 'MSFT,2024-01-05,1,2,0.5,1,5,"US"D')
     with pytest.raises(VendorFileError, match="malformed CSV in the row starting at line 3"):
         _parse("bars/quotes.csv", data)
+
+
+# --- several distributions on one ex-date (issue 14) ----------------------------------------------
+
+
+def test_two_distributions_on_one_ex_date_reach_the_adjustment_factor(tmp_path) -> None:
+    """MSFT 2004-11-15: a 3.00 special and a 0.08 regular dividend, through landing zone and factors."""
+    from wealth_pipeline.core import adjustments
+    from wealth_pipeline.providers.landing import LandingZone, VendorFileProvider
+
+    data = _csv(
+        CA_HEADER + ",distribution_type",
+        "MSFT,2004-11-15,dividend,,3.00,USD,special",
+        "MSFT,2004-11-15,dividend,,0.08,USD,regular",
+    )
+    parsed = _parse("corporate_actions/msft.csv", data, known_symbols={"MSFT": "NASDAQ"})
+    assert parsed.rejects.is_empty()
+    assert parsed.good.select("distribution_type", "amount").rows() == [("special", 3.00), ("regular", 0.08)]
+    # Without distribution_type both are "regular": a conflict, nothing usable (the issue's symptom).
+    untyped = _csv(CA_HEADER, "MSFT,2004-11-15,dividend,,3.00,USD", "MSFT,2004-11-15,dividend,,0.08,USD")
+    same_without_type = _parse("corporate_actions/msft.csv", untyped)
+    assert same_without_type.good.is_empty()
+    assert set(same_without_type.rejects["reason"]) == {
+        "conflicting duplicate: rows 2, 3 share key (MSFT, 2004-11-15, dividend, regular) with different amount"
+    }
+
+    # The landing zone keeps both (its supersession key includes distribution_type) ...
+    (tmp_path / "corporate_actions").mkdir()
+    (tmp_path / "corporate_actions" / "2004-11-15-msft.csv").write_bytes(data)
+
+    class Reference:  # the symbol master only: the other reference datasets are not read here
+        def symbol_master(self) -> pl.DataFrame:
+            return pl.DataFrame({"symbol": ["MSFT"], "exchange": ["NASDAQ"]})
+
+    provider = VendorFileProvider(LandingZone.from_uri(str(tmp_path)), Reference())
+    rows = provider.corporate_actions(D(2004, 11, 15), D(2004, 11, 15))
+    assert_frame_equal(rows, parsed.good)
+    # ... and the day's factor combines them: 1 - (3.00 + 0.08) / the previous close (29.97, by hand).
+    bars = pl.DataFrame(
+        {
+            "symbol": ["MSFT", "MSFT"],
+            "session_date": [D(2004, 11, 12), D(2004, 11, 15)],
+            "close": [29.97, 27.39],
+        }
+    )
+    factors = adjustments.action_factors(bars, rows)
+    assert factors.select("symbol", "ex_date").rows() == [("MSFT", D(2004, 11, 15))]
+    assert factors["factor"][0] == pytest.approx(1 - 3.08 / 29.97, abs=1e-12)

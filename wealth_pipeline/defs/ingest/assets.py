@@ -41,7 +41,7 @@ class RawDataset:
 RAW_DATASETS: tuple[RawDataset, ...] = (
     RawDataset("bars", base.BARS_SCHEMA, "session_date", ("symbol", "session_date"),
                lambda p, s, e: p.bars(s, e), "Daily OHLCV bars exactly as the provider delivered them."),
-    RawDataset("corporate_actions", base.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type"),
+    RawDataset("corporate_actions", base.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type", "distribution_type"),
                lambda p, s, e: p.corporate_actions(s, e), "Splits and cash dividends, partitioned by ex-date."),
     RawDataset("fx_rates", base.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date"),
                lambda p, s, e: p.fx_rates(s, e), "Daily FX rates (units of quote currency per base currency)."),
