@@ -210,3 +210,31 @@ def index_members(
 def symbol_security_ids(universe: pl.DataFrame) -> pl.DataFrame:
     """symbol -> security_id of a symbol master (for joining facts keyed by symbol)."""
     return listing_columns(universe).select("symbol", "security_id")
+
+
+def point_in_time(
+    frame: pl.DataFrame,
+    master: pl.DataFrame,
+    membership: pl.DataFrame | None = None,
+    index: str | None = None,
+    date_column: str = "session_date",
+) -> pl.DataFrame:
+    """The rows of a (symbol, date) frame whose security was in the universe on that date.
+
+    In the universe means listed then (its symbol's interval), and, when ``index`` is given, a
+    member of it that day: a security that joins later never appears in earlier rows, one that
+    left or was delisted not after. This is what the model's training set is filtered with, so a
+    backtest on 2019 uses 2019's members (not today's constituents: no survivorship bias).
+    """
+    if frame.is_empty():
+        return frame
+    kept = frame.filter(listed(frame, master, date_column))
+    if index is None:
+        return kept
+    if membership is None or membership.filter(pl.col("index_name") == index).is_empty():
+        raise ValueError(
+            f"point-in-time universe of index {index!r}: no membership rows for it (ref.index_membership)"
+        )
+    with_ids = kept.join(symbol_security_ids(master), on="symbol", how="left")
+    members = index_members(with_ids, membership, index, date_column)
+    return kept.filter(members)

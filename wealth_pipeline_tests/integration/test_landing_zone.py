@@ -120,3 +120,22 @@ def test_a_symbol_master_with_a_duplicate_symbol_fails_once_unretried(landing: t
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "symbol_unique" in failure.step_failure_data.user_failure_data.description
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["symbol_unique"] is False
+
+
+def test_a_vendor_symbol_master_with_a_bad_isin_check_digit_fails_once_naming_file_row_and_field(
+        landing: tuple[Pipeline, object]) -> None:
+    """Issue 21: identifier check digits are validated like any vendor input; nothing is published."""
+    import dagster as dg
+
+    pipeline, drop = landing
+    drop.put_bytes("symbol_master/master.csv", b"symbol,name,exchange,currency,asset_class,sector,isin\n"
+                   b"AAPL,Apple Inc.,NASDAQ,USD,equity,Technology,US0378331005\n"
+                   b"MSFT,Microsoft,NASDAQ,USD,equity,Technology,US5949181046\n")
+    (run,) = pipeline.run("2024-07-01", selection="symbol_master", raise_on_error=False)
+    assert not run["success"]
+    events = run["result"].all_events
+    assert len([e for e in events if e.event_type == dg.DagsterEventType.STEP_START]) == 1
+    [failure] = [e for e in events if e.is_step_failure]
+    message = failure.step_failure_data.user_failure_data.description
+    assert "master.csv" in message and "row 2, field isin: 'US5949181046'" in message and "check digit" in message
+    assert pipeline.query("SELECT count(*) FROM ref.securities")[0][0] == 0

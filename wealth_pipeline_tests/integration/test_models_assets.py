@@ -170,3 +170,22 @@ def test_retrain_sensor_counts_sessions_landed_since_the_last_model(modeled: dic
     assert isinstance(ready, dg.RunRequest) and ready.run_key == "retrain-through-2024-02-29"
     waiting = automation.build_retrain_sensor(min_new_sessions=15)(dg.build_sensor_context(instance=instance))
     assert isinstance(waiting, dg.SkipReason) and "14 new session(s)" in waiting.skip_message
+
+
+def test_training_on_an_index_uses_its_members_as_of_each_session_only(modeled: dict[str, Any]) -> None:
+    """universe_index (issue 21): the training rows are the index's point-in-time members; TSX names are in no index."""
+    from wealth_pipeline.defs.models import store as model_store
+
+    p: Pipeline = modeled["p"]
+    result = train(p, as_of=SECOND_AS_OF, universe_index="S&P 500")
+    assert result.success
+    model_id = result.asset_materializations_for_node("model")[0].metadata["model_id"].value
+    oos = p.lake.read_dataset("models", f"{model_store.MODEL_DATASET}/{model_id}/{model_store.OOS_TABLE}")
+    master = p.lake.read_dataset("processed", "symbol_master")
+    membership = p.lake.read_dataset("processed", "index_membership")
+    members = set(master.join(membership.filter(pl.col("index_name") == "S&P 500"), on="security_id")["symbol"])
+    assert set(oos["symbol"]) == members and "TD.TO" not in members and {"AAPL", "MSFT", "GOOGL"} <= members
+    failed = train(p, as_of=SECOND_AS_OF, universe_index="NASDAQ 100")
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.is_step_failure]
+    assert "universe_index" in failure.step_failure_data.user_failure_data.description

@@ -208,3 +208,32 @@ def test_bars_after_a_delisting_are_rejected_with_row_field_and_reason(market: S
     assert expected.filter((pl.col("symbol") == gone) & (pl.col("session_date") >= D(2024, 3, 15))).is_empty()
     complete, details = bar_compute.completeness(built.frame, expected)
     assert complete, details  # a security listed mid-window is not counted as missing bars
+
+
+def test_a_security_that_joins_later_never_appears_in_earlier_training_rows(market: SyntheticMarket) -> None:
+    """The model's training set filter: rows only while listed and, with an index, while a member."""
+    master = market.symbol_master()
+    membership = market.index_membership()
+    days = [D(2023, 5, 31), D(2023, 6, 1), D(2023, 12, 15), D(2023, 12, 18), D(2024, 3, 14), D(2024, 3, 15)]
+    symbols = master.filter(pl.col("valid_to").is_null() | (pl.col("valid_to") > D(2023, 10, 2)))["symbol"]
+    training = pl.DataFrame({"symbol": symbols}).join(pl.DataFrame({"session_date": days}), how="cross")
+    id_of = dict(master.select("symbol", "security_id").iter_rows())
+    joiner = membership.filter(pl.col("valid_from") == D(2024, 3, 18))["security_id"][0]
+    ipo = master.filter(pl.col("valid_from") == D(2023, 6, 1))["symbol"][0]
+    leaver = membership.filter(pl.col("valid_to") == D(2023, 12, 18))["security_id"][0]
+    gone = master.filter(pl.col("valid_to") == D(2024, 3, 15))["symbol"][0]
+
+    listed_rows = universe.point_in_time(training, master)
+    got = {(id_of[s], d) for s, d in listed_rows.select("symbol", "session_date").iter_rows()}
+    assert (id_of[ipo], D(2023, 5, 31)) not in got and (id_of[ipo], D(2023, 6, 1)) in got
+    assert (id_of[gone], D(2024, 3, 14)) in got and (id_of[gone], D(2024, 3, 15)) not in got
+    assert (joiner, D(2023, 5, 31)) in got  # listed all along: only the index filter drops it
+
+    members = universe.point_in_time(training, master, membership, "S&P 500")
+    got = {(id_of[s], d) for s, d in members.select("symbol", "session_date").iter_rows()}
+    assert not {d for i, d in got if i == joiner}  # joins 2024-03-18: after every training day here
+    assert {d for i, d in got if i == id_of[ipo]} == {D(2023, 12, 18), D(2024, 3, 14), D(2024, 3, 15)}
+    assert {d for i, d in got if i == leaver} == {D(2023, 5, 31), D(2023, 6, 1), D(2023, 12, 15)}
+    assert not {s for s, _ in members.select("symbol", "session_date").iter_rows() if s.endswith(".TO")}
+    with pytest.raises(ValueError, match="no membership rows"):
+        universe.point_in_time(training, master, membership, "NASDAQ 100")

@@ -22,6 +22,7 @@ from wealth_pipeline.providers.base import MarketDataProvider
 from wealth_pipeline.providers.http import CircuitOpenError, request_counts
 from wealth_pipeline.providers.http_adapters import HttpMarketData, ProviderConfigError
 from wealth_pipeline.providers.landing import VendorFileProvider
+from wealth_pipeline.providers.vendor_files import VendorFileError
 
 OWNERS = ["team:market-data"]
 
@@ -325,7 +326,11 @@ def symbol_master(
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     provider = get_provider(market_data)
-    frame = base.conform(provider.symbol_master(), base.SYMBOL_MASTER_SCHEMA).sort("symbol")
+    try:
+        delivered = provider.symbol_master()
+    except VendorFileError as exc:  # a bad vendor master fails the same way every time (issue 21)
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    frame = base.conform(delivered, base.SYMBOL_MASTER_SCHEMA).sort("symbol")
     outcomes = quality.evaluate(frame, _SYMBOL_MASTER_CHECKS, "symbol_master")
     yield from quality.gate(outcomes, context.asset_key)
     if quality.blocking_failures(outcomes):

@@ -21,7 +21,7 @@ import polars as pl
 import pydantic
 from pydantic import Field
 
-from wealth_pipeline.core import features, modeling
+from wealth_pipeline.core import features, modeling, universe
 from wealth_pipeline.defs import datasets, publish, quality
 from wealth_pipeline.defs.charts import markdown_chart
 from wealth_pipeline.defs.models import store
@@ -61,6 +61,8 @@ class ModelConfig(_TrainingConfig):
                               "default: the latest session materialized for bars, indicators and factor_exposures.")
     min_labeled_sessions: int = Field(default=60, description="Fewer labeled sessions: no model is trained (not an error).")
     ic_floor: float = Field(default=0.02, description="A warning check fires when the out-of-sample rank IC is below this.")
+    universe_index: str | None = Field(default=None, description="Train only on this index's members as of each session "
+                                       "(ref.index_membership, e.g. 'S&P 500'); default: every security listed that session.")
 
     def training_params(self) -> modeling.TrainingParams:
         return modeling.TrainingParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(modeling.TrainingParams)})
@@ -96,6 +98,19 @@ def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _point_in_time(lake: Lakehouse, training: pl.DataFrame, index: str | None) -> pl.DataFrame:
+    """Training rows of securities listed (and, with ``index``, index members) on their session (``core.universe``)."""
+    master = datasets.SYMBOL_MASTER
+    if not lake.exists(master.tier, master.lake_dataset):
+        return training
+    members = datasets.INDEX_MEMBERSHIP
+    membership = lake.read_dataset(members.tier, members.lake_dataset) if lake.exists(members.tier, members.lake_dataset) else None
+    try:
+        return universe.point_in_time(training, lake.read_dataset(master.tier, master.lake_dataset), membership, index)
+    except ValueError as exc:
+        raise dg.Failure(f"model config universe_index: {exc}", allow_retries=False) from exc
 
 
 def _json_safe(value: Any) -> Any:
@@ -168,6 +183,7 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig, lakehouse: Lak
     training = features.build_training_set(reads["bars"].frame, reads["indicators"].frame,
                                            reads["factor_exposures"].frame, horizon=params.horizon,
                                            start=feature_start, end=as_of)
+    training = _point_in_time(lake, training, config.universe_index)  # issue 21: the universe as of each session
     labeled_sessions = training.filter(pl.col("label_available"))["session_date"].n_unique()
     if labeled_sessions < max(config.min_labeled_sessions, 2 * (params.n_folds + 1)):
         yield from _skipped(context, f"{labeled_sessions} labeled sessions up to {as_of} (need {config.min_labeled_sessions})")
