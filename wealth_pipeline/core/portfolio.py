@@ -200,7 +200,9 @@ def compute_portfolio(
     prev: dict | None = None  # previous close: {"value", "positions": {sym: (q, price, fxr)}, "cash": {c: (bal, fxr)}}
     for day in days:
         split_today = dict(splits.get(day, []))
-        div_today = dict(dividends.get(day, []))
+        div_today: dict[str, float] = defaultdict(float)
+        for symbol, per_share in dividends.get(day, []):  # several distributions of a day add up (issue 14)
+            div_today[symbol] += per_share
         for symbol, ratio in split_today.items():
             for lot in lots.get(symbol, ()):
                 lot.quantity *= ratio

@@ -136,6 +136,20 @@ def test_fifo_lots_realized_pnl_split_and_dividend() -> None:
     assert val["total_value_base"] == pytest.approx(cash[D(2024, 1, 5)] + 10 * 72.0)
 
 
+def test_two_distributions_on_one_ex_date_are_both_credited() -> None:
+    # MSFT 2004-11-15 (issue 14): a 3.00 special and the 0.08 regular dividend on 10 shares.
+    ref = _reference("p,1,2024-01-01,deposit,,,,1000,USD\np,2,2024-01-01,buy,AAA,10,100,,USD\n", base="USD")
+    bars, fx = _market({"AAA": [100.0] * 5}, [1.3] * 5, DAYS)
+    actions = pl.DataFrame({"symbol": ["AAA", "AAA"], "ex_date": [D(2024, 1, 3)] * 2, "action_type": ["dividend"] * 2,
+                            "ratio": [None, None], "amount": [3.00, 0.08], "currency": ["USD", "USD"],
+                            "distribution_type": ["special", "regular"]})
+    result = _run(ref, bars, fx, actions)
+    assert not result.errors
+    cash = {r["session_date"]: r["balance"] for r in result.cash_balances.iter_rows(named=True)}
+    assert cash[D(2024, 1, 2)] == pytest.approx(0.0)
+    assert cash[D(2024, 1, 3)] == pytest.approx(10 * 3.08, abs=1e-12)
+
+
 def test_a_sell_larger_than_the_holding_names_the_row_unless_shorts_are_allowed() -> None:
     rows = "p,1,2024-01-01,deposit,,,,1000,USD\np,2,2024-01-02,buy,AAA,5,100,,USD\np,3,2024-01-03,sell,AAA,6,100,,USD\n"
     bars, fx = _market({"AAA": [100.0] * 5}, [1.3] * 5, DAYS)
