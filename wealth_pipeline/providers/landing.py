@@ -3,22 +3,24 @@
 Files are ``<dataset>/<name>.csv|.parquet`` (layouts in ``docs/vendor-file-layouts.md``) and are
 applied in lexicographic order of their path: name deliveries with a sortable timestamp
 (``bars/2024-07-09T2200Z-vendorx.csv``). A later file's row for a key already delivered supersedes the
-earlier row; every supersession is reported. Datasets vendors do not send here (factor and benchmark
-returns, and the symbol master unless ``symbol_master/*.csv`` is dropped too) come from a reference
-provider.
+earlier row; every supersession is reported. Factor returns, the risk-free rate and benchmark returns
+come from ``factor_returns/``, ``risk_free/`` and ``benchmark_returns/`` CSV files when there are any
+(``reference_files.py``), the symbol master from ``symbol_master/*.csv``; otherwise all of them come
+from a reference provider.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from wealth_pipeline.core import calendars
 from wealth_pipeline.lakehouse.store import ObjectStore, open_store
-from wealth_pipeline.providers import base, securities_file
+from wealth_pipeline.providers import base, reference_files, securities_file
 from wealth_pipeline.providers.base import MarketDataProvider
 from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, parse_vendor_file
 
@@ -124,10 +126,28 @@ class VendorFileProvider:
         return reference()
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
-        return self.reference.factor_returns(start, end)
+        """``factor_returns/`` and ``risk_free/`` files when the landing zone has any (issue 21), else the reference's."""
+        factors = self._reference_files(reference_files.FACTOR_FOLDER, reference_files.factor_returns_from_csv)
+        risk_free = self._reference_files(reference_files.RISK_FREE_FOLDER, reference_files.risk_free_from_csv)
+        if not factors and not risk_free:
+            return self.reference.factor_returns(start, end)
+        keys = ["session_date", "factor"]
+        merged = reference_files.merge(factors, keys, base.FACTOR_RETURNS_SCHEMA)
+        rf = reference_files.merge(risk_free, keys, base.FACTOR_RETURNS_SCHEMA)  # a T-bill series replaces rf rows
+        merged = pl.concat([merged.join(rf.select(keys), on=keys, how="anti"), rf]).sort(keys)
+        return merged.filter(pl.col("session_date").is_between(start, end))
 
     def benchmark_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
-        return self.reference.benchmark_returns(start, end)
+        """``benchmark_returns/`` files when the landing zone has any (issue 21), else the reference's."""
+        files = self._reference_files(reference_files.BENCHMARK_FOLDER, reference_files.benchmark_returns_from_csv)
+        if not files:
+            return self.reference.benchmark_returns(start, end)
+        merged = reference_files.merge(files, ["session_date", "benchmark"], base.BENCHMARK_RETURNS_SCHEMA)
+        return merged.filter(pl.col("session_date").is_between(start, end))
+
+    def _reference_files(self, folder: str, parse: Callable[[bytes, str], pl.DataFrame]) -> list[pl.DataFrame]:
+        keys = [k for k in self.landing.store.list_keys(folder + "/") if k.lower().endswith(".csv")]
+        return [parse(self.landing.read(k), self.landing.store.uri(k)) for k in sorted(keys)]
 
     # ---- vendor datasets -----------------------------------------------------------------------
     def bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:

@@ -209,6 +209,8 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
                                      "is kept); the next run probes the vendor once.", allow_retries=False) from None
                 except ProviderConfigError as exc:
                     raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
+                except VendorFileError as exc:  # a factor/benchmark/risk-free file refused whole (issue 21)
+                    raise dg.Failure(description=f"{asset_name}: {exc}", allow_retries=False) from None
                 if dataset.name == "bars":
                     http_outcome = quality.CheckOutcome(HTTP_COMPLETE_CHECK, True, True,
                                                         f"Not an HTTP provider ({provider.name}).", {})
