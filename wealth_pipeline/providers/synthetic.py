@@ -1,5 +1,12 @@
 """The embedded default data source: a deterministic synthetic market (every row flagged synthetic).
 
+Universe (issue 21): real listings, synthetic prices. The first ``universe_size`` of
+``reference_order()`` (the demo holdings, the TSX names, then the S&P 500 constituents that
+``pytickersymbols`` ships, by security_id; see ``reference_data``), with their real names, ISINs,
+CUSIPs, MICs and sectors; past those 508, generated ``SYN0001``... names. ``lifecycle=True`` plants an
+IPO (2023-06-01), a delisting (2024-03-15), a ticker change (2023-10-02, former symbol + ``OLD``) and
+S&P 500 joins/leaves (``index_membership``) on the first S&P names after the TSX ones.
+
 Model (all returns simple and daily; the "grid" is every weekday from ``epoch``):
 
 * Factors, on NYSE sessions only: ``market`` (excess return, mean 3 bp, vol 1%), ``size`` (vol 0.5%),
