@@ -114,7 +114,8 @@ def record(
 ) -> dict[str, Any]:
     """The publish step's lineage: ``ops.lineage`` rows of the window, per-partition ``sources`` metadata."""
     days = calendars.weekdays(start, end)
-    deps = context.assets_def.asset_deps.get(dataset.key, set())
+    # Its own earlier partitions (a self-dependency, e.g. OBV's running sum) add no provider of their own.
+    deps = {k for k in context.assets_def.asset_deps.get(dataset.key, set()) if k != dataset.key}
     raw_inputs = [k for k in deps if k.to_user_string() in {d.name for d in datasets.RAW.values()}]
     published = [
         k.to_user_string()

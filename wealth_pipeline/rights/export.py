@@ -279,6 +279,7 @@ def export_mart(
 
         row_sources: dict[Any, tuple[str, ...]] = {}
         missing_lineage: dict[str, list[dt.date]] = {}
+        unknown_inputs: dict[str, list[dt.date]] = {}
         if tracked:
             if DATE_COLUMN not in frame.columns:
                 raise refuse(
@@ -294,15 +295,26 @@ def export_mart(
                         missing_lineage.setdefault(name, []).append(day)
                         sources.add(UNKNOWN)
                     else:
+                        if UNKNOWN in found:
+                            unknown_inputs.setdefault(name, []).append(day)
                         sources.update(found)
                 row_sources[day] = tuple(sorted(sources))
-        if missing_lineage:
-            detail = "; ".join(
-                f"{name} on {len(d)} session(s) from {d[0]} to {d[-1]}"
-                for name, d in sorted(missing_lineage.items())
+
+        def sessions(found: dict[str, list[dt.date]]) -> str:
+            return "; ".join(
+                f"{name} on {len(d)} session(s) from {d[0]} to {d[-1]}" for name, d in sorted(found.items())
             )
+
+        if missing_lineage:
             raise refuse(
-                f"no source lineage recorded for {detail} (materialize those partitions again)", [UNKNOWN]
+                f"no source lineage recorded for {sessions(missing_lineage)} (materialize those partitions again)",
+                [UNKNOWN],
+            )
+        if unknown_inputs:
+            raise refuse(
+                f"the lineage of {sessions(unknown_inputs)} has an input whose sources were never recorded "
+                "(provider `unknown`: materialize its inputs, then those partitions, again)",
+                [UNKNOWN],
             )
         all_sources = sorted({s for v in row_sources.values() for s in v})
         excluded_sources = registry.excluded_providers(rights, all_sources, export_type)
