@@ -67,12 +67,22 @@ class MarketDataGap(ValueError):
     """A price or FX rate the accounting needs is not in the market data read."""
 
 
+class MissingFxRate(MarketDataGap):
+    """A conversion the accounting needs (currency != base) has no rate on or before the session."""
+
+
 class FxTable:
-    """Base-per-unit conversion rates from ``FX_RATES_SCHEMA`` rows, last rate carried forward."""
+    """Base-per-unit conversion rates from ``FX_RATES_SCHEMA`` rows, last rate carried forward.
+
+    Same-currency conversion is the identity and needs no rows: a portfolio whose holdings and cash
+    are all in its base currency values without any FX data (issue 14). ``fx_rates`` may be empty,
+    even without columns (nothing materialized).
+    """
 
     def __init__(self, fx_rates: pl.DataFrame) -> None:
         series: dict[tuple[str, str], dict[dt.date, float]] = defaultdict(dict)
-        for day, base, quote, rate in fx_rates.select("session_date", "base_currency", "quote_currency", "rate").iter_rows():
+        rows = fx_rates.select("session_date", "base_currency", "quote_currency", "rate").iter_rows() if fx_rates.height else ()
+        for day, base, quote, rate in rows:
             series[(base, quote)][day] = rate  # 1 base = rate quote
             series[(quote, base)].setdefault(day, 1.0 / rate)
         self._dates = {k: sorted(v) for k, v in series.items()}
@@ -86,10 +96,12 @@ class FxTable:
         key = (currency, base)
         dates = self._dates.get(key)
         if not dates:
-            raise MarketDataGap(f"no FX rate between {currency} and {base} in the market data")
+            raise MissingFxRate(f"no {currency}/{base} FX rate on or before {day}: the processed fx_rates hold none "
+                                f"for the pair; deliver and materialize {currency}/{base} (or {base}/{currency}) rates")
         i = bisect.bisect_right(dates, day) - 1
         if i < 0:
-            raise MarketDataGap(f"no {currency}/{base} FX rate on or before {day} (first is {dates[0]})")
+            raise MissingFxRate(f"no {currency}/{base} FX rate on or before {day}: the first is on {dates[0]}; "
+                                f"materialize fx_rates from {day} on")
         if dates[i] != day:
             self.carried.add((currency, base, day))
         return self._rates[key][i]

@@ -56,16 +56,22 @@ def compute_all(reference: ReferenceData, master: pl.DataFrame, market: dict[str
     """Every table's rows for [start, end], the portfolios skipped (id -> error), the FX carry count
     and the whole accounting since inception.
 
-    Raises ``MissingMarketData`` when bars or FX rates up to ``end`` are missing.
+    Raises ``MissingMarketData`` when bars up to ``end`` are missing, or a conversion a portfolio
+    needs has no FX rate (naming the portfolio, the currency pair and the session). FX rates are
+    needed only across currencies: same-currency conversion is the identity (issue 14).
     """
-    for name in ("bars", "fx_rates"):
-        if market[name].is_empty():
-            raise MissingMarketData(f"no processed {name} up to {end}: materialize the market data assets for the portfolios' range")
+    if market["bars"].is_empty():
+        raise MissingMarketData(f"no processed bars up to {end}: materialize the market data assets for the portfolios' range")
     actions = market["corporate_actions"]
     if actions.is_empty():
         actions = pl.DataFrame(schema=CORPORATE_ACTIONS_SCHEMA)
     result = accounting.compute_portfolios(reference.portfolios, reference.transactions.filter(pl.col("trade_date") <= end),
                                            master, market["bars"], market["fx_rates"], actions, end, calendars.is_session)
+    missing_fx = {pid: exc for pid, exc in result.errors.items() if isinstance(exc, accounting.MissingFxRate)}
+    if missing_fx:  # the pipeline's market data, not the portfolio's input: fail, do not skip it
+        pid, exc = sorted(missing_fx.items())[0]
+        more = f" (and {len(missing_fx) - 1} more portfolio(s))" if len(missing_fx) > 1 else ""
+        raise MissingMarketData(f"portfolio {pid}: {exc}{more}")
     skipped = {**reference.skipped, **{k: str(v) for k, v in result.errors.items()}}
     valuations = result.valuations
     fx = accounting.FxTable(market["fx_rates"])

@@ -39,11 +39,11 @@ DAILY = ("portfolio_positions portfolio_cash_balances portfolio_valuations portf
 SELECTION = f"portfolio_reference {DAILY}"
 
 
-def seed_processed(lake_uri: str, start: dt.date, end: dt.date) -> SyntheticMarket:
+def seed_processed(lake_uri: str, start: dt.date, end: dt.date, fx: bool = True) -> SyntheticMarket:
     """Write the processed-tier market datasets the portfolio assets read, straight from the synthetic market.
 
     Factor exposures come from the analytics asset's own function (``exposures_for_window``) over
-    the seeded history, as the ``factor_exposures`` asset would store them.
+    the seeded history, as the ``factor_exposures`` asset would store them. ``fx=False``: no fx_rates.
     """
     from wealth_pipeline.core.analytics import exposures_for_window
 
@@ -57,7 +57,7 @@ def seed_processed(lake_uri: str, start: dt.date, end: dt.date) -> SyntheticMark
     factors = market.factor_returns(start, end)
     exposures = exposures_for_window(bars, factors, start, end)
     for name, frame, column in (("bars", bars, "session_date"), ("corporate_actions", actions, "ex_date"),
-                                ("fx_rates", market.fx_rates(start, end), "session_date"),
+                                *([("fx_rates", market.fx_rates(start, end), "session_date")] if fx else []),
                                 ("factor_returns", factors, "session_date"),
                                 ("factor_exposures", exposures, "session_date"),
                                 ("benchmark_returns", market.benchmark_returns(start, end), "session_date")):
@@ -255,6 +255,49 @@ def test_bad_rows_skip_only_their_portfolio_with_file_line_and_field(pg_server_u
     assert skipped["dupe"].startswith(f"{source} line 14 field 'transaction_id': duplicate transaction id 'D1'")
     quarantined = p.lake.read("quarantine", "portfolio_transactions")
     assert quarantined.height
+
+
+def test_a_single_currency_portfolio_runs_without_fx_data_and_a_needed_cross_rate_fails_once(
+        pg_server_url: str, tmp_path: Path) -> None:
+    """Issue 14: USD holdings in a USD portfolio need no FX file; a CAD holding names CAD/USD and the day."""
+    lake_uri = str(tmp_path / "lake")
+    seed_processed(lake_uri, dt.date(2024, 5, 1), dt.date(2024, 6, 28), fx=False)
+    assert not Lakehouse.from_uri(lake_uri).read_partitions("processed", "fx_rates", None, None).height
+
+    def landing(name: str, transactions: str) -> str:
+        root = tmp_path / name
+        (root / "portfolio" / "transactions").mkdir(parents=True)
+        (root / "portfolio" / "users.csv").write_text("user_id,display_name\nu1,User One\n")
+        (root / "portfolio" / "portfolios.csv").write_text(
+            "portfolio_id,owner_id,name,base_currency,benchmark\nusd,u1,usd,USD,SYNTH500\n")
+        (root / "portfolio" / "transactions" / "t.csv").write_text(
+            "portfolio_id,transaction_id,trade_date,type,symbol,quantity,price,amount,currency\n" + transactions)
+        return str(root)
+
+    usd_only = landing("usd", "usd,1,2024-06-03,deposit,,,,10000,USD\nusd,2,2024-06-03,buy,AAPL,10,150,,USD\n")
+    p = Pipeline(_new_database(pg_server_url), lake_uri, None, synthetic_universe=UNIVERSE, landing_uri=usd_only)
+    runs = p.run("2024-06-03", "2024-06-28", selection=SELECTION)
+    assert all(r["success"] for r in runs)
+    lake_bars = Lakehouse.from_uri(lake_uri).read_partitions("processed", "bars", dt.date(2024, 6, 3), dt.date(2024, 6, 28))
+    closes = dict(lake_bars.filter(pl.col("symbol") == "AAPL").select("session_date", "close").iter_rows())
+    values = p.query("SELECT session_date, total_value_base FROM portfolio.valuations WHERE portfolio_id = 'usd' ORDER BY 1")
+    assert [d for d, _ in values] == _valuation_days(dt.date(2024, 6, 3), dt.date(2024, 6, 28))
+    for day, value in values:  # 8500 USD cash + 10 AAPL at the last close (Juneteenth: TSX trades), no conversion
+        close = closes[max(d for d in closes if d <= day)]
+        assert value == pytest.approx(8500.0 + 10 * close, rel=1e-12)
+
+    cad_holding = landing("cad", "usd,1,2024-06-03,deposit,,,,10000,USD\nusd,2,2024-06-04,buy,TD.TO,10,80,,CAD\n")
+    p = Pipeline(_new_database(pg_server_url), lake_uri, None, synthetic_universe=UNIVERSE, landing_uri=cad_holding)
+    runs = p.run("2024-06-03", "2024-06-28", selection=SELECTION, raise_on_error=False)
+    result = runs[-1]["result"]
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    message = failures[0].event_specific_data.error.message.strip()
+    assert message.endswith("portfolio usd: no CAD/USD FX rate on or before 2024-06-04: the processed fx_rates hold "
+                            "none for the pair; deliver and materialize CAD/USD (or USD/CAD) rates")
+    assert "\n" not in message
+    assert p.query("SELECT count(*) FROM portfolio.valuations") == [(0,)]
 
 
 @pytest.mark.timescale

@@ -93,6 +93,7 @@ def _market(closes: dict[str, list[float]], fx: list[float], days: list[dt.date]
     return bars, rates
 
 
+FX_SCHEMA = {"session_date": pl.Date, "base_currency": pl.Utf8, "quote_currency": pl.Utf8, "rate": pl.Float64}
 NO_ACTIONS = pl.DataFrame(schema={"symbol": pl.Utf8, "ex_date": pl.Date, "action_type": pl.Utf8, "ratio": pl.Float64,
                                   "amount": pl.Float64, "currency": pl.Utf8})
 
@@ -148,6 +149,30 @@ def test_two_distributions_on_one_ex_date_are_both_credited() -> None:
     cash = {r["session_date"]: r["balance"] for r in result.cash_balances.iter_rows(named=True)}
     assert cash[D(2024, 1, 2)] == pytest.approx(0.0)
     assert cash[D(2024, 1, 3)] == pytest.approx(10 * 3.08, abs=1e-12)
+
+
+def test_a_single_currency_portfolio_needs_no_fx_rates() -> None:
+    rows = "p,1,2024-01-01,deposit,,,,1000,USD\np,2,2024-01-02,buy,AAA,5,100,,USD\n"
+    bars, _ = _market({"AAA": [100.0, 100.0, 110.0, 110.0, 120.0]}, [1.3] * 5, DAYS)
+    for no_fx in (pl.DataFrame(), pl.DataFrame(schema=FX_SCHEMA)):  # nothing materialized / no rows
+        result = _run(_reference(rows, base="USD"), bars, no_fx)
+        assert not result.errors
+        values = result.valuations["total_value_base"].to_list()
+        assert values == pytest.approx([1000.0, 1000.0, 1050.0, 1050.0, 1100.0])  # 500 cash + 5 x close
+        assert result.fx_carried == 0
+
+
+def test_a_needed_cross_rate_that_is_missing_names_the_pair_and_the_session() -> None:
+    rows = "p,1,2024-01-01,deposit,,,,1000,USD\np,2,2024-01-03,buy,CCC,5,100,,CAD\n"
+    bars, fx = _market({"AAA": [100.0] * 5, "CCC": [100.0] * 5}, [1.3] * 5, DAYS)
+    result = _run(_reference(rows, base="USD"), bars, pl.DataFrame(schema=FX_SCHEMA))
+    error = result.errors["p"]
+    assert isinstance(error, accounting.MissingFxRate)
+    assert str(error) == ("no CAD/USD FX rate on or before 2024-01-03: the processed fx_rates hold none for the "
+                          "pair; deliver and materialize CAD/USD (or USD/CAD) rates")
+    late = _run(_reference(rows, base="USD"), bars, fx.filter(pl.col("session_date") >= D(2024, 1, 4))).errors["p"]
+    assert str(late) == ("no CAD/USD FX rate on or before 2024-01-03: the first is on 2024-01-04; "
+                         "materialize fx_rates from 2024-01-03 on")
 
 
 def test_a_sell_larger_than_the_holding_names_the_row_unless_shorts_are_allowed() -> None:
