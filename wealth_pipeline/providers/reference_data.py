@@ -10,7 +10,8 @@ venue (Google/Yahoo codes with a currency). What the pipeline takes from it, and
   (six names ship neither); CBOE (listed on Cboe BZX, a venue with no calendar here) is left out.
 * ``isin``: the one ISIN when the package lists exactly one with a valid check digit; share classes
   and re-domiciled issuers that list several are resolved by ``_ISIN_OVERRIDES`` (each checked
-  against its CUSIP and check digit); otherwise null. ``cusip`` is derived from US/CA ISINs.
+  against its CUSIP and check digit), as is AIZ (Assurant), which the package ships under Arthur J.
+  Gallagher's name and ISIN; otherwise null. Two symbols sharing an ISIN stop the load. ``cusip`` is derived from US/CA ISINs.
 * ``sector``: the GICS sector name among its industries (ties: ``_SECTOR_PREFERENCE``);
   ``industry``: the alphabetically first non-sector industry; ``country``: the ISIN's prefix.
 * ``currency``/``dividend_currency``: USD; ``security_type``: STOCK; ``mic``: XNYS/XNAS/XTSE.
@@ -76,7 +77,9 @@ _ISIN_OVERRIDES = {
     "BLK": "US09290D1019",
     "STE": "IE00BFY8C754",
     "CCL": "PA1436583006",
+    "AIZ": "US04621X1081",  # 1.17.10 gives Assurant Arthur J. Gallagher's name and ISIN (AJG's)
 }
+_NAME_OVERRIDES = {"AIZ": "Assurant"}
 # symbol, name, sector, industry, isin
 _TSX: tuple[tuple[str, str, str, str, str], ...] = (
     ("TD.TO", "Toronto-Dominion Bank", "Financials", "Banks", "CA8911605092"),
@@ -161,7 +164,7 @@ def listings() -> pl.DataFrame:
         rows.append(
             {
                 "symbol": symbol,
-                "name": stock["name"],
+                "name": _NAME_OVERRIDES.get(symbol, stock["name"]),
                 "exchange": exchange,
                 "currency": "USD",
                 "sector": _sector(industries),
@@ -191,6 +194,12 @@ def listings() -> pl.DataFrame:
         pl.lit("STOCK").alias("security_type"),
         pl.col("currency").alias("dividend_currency"),
     )
+    shared = frame.filter(pl.col("isin").is_not_null() & pl.col("isin").is_duplicated())
+    if shared.height:  # one ISIN is one security: a shared one is a data error of the package
+        raise RuntimeError(
+            f"pytickersymbols {version()}: symbols {shared['symbol'].to_list()} share an ISIN; "
+            "resolve them in _ISIN_OVERRIDES (providers/reference_data.py)"
+        )
     if frame["symbol"].is_duplicated().any():
         raise RuntimeError(
             f"pytickersymbols {version()} repeats symbols: {frame.filter(pl.col('symbol').is_duplicated())['symbol'].to_list()}"

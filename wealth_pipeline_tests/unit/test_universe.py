@@ -237,3 +237,18 @@ def test_a_security_that_joins_later_never_appears_in_earlier_training_rows(mark
     assert not {s for s, _ in members.select("symbol", "session_date").iter_rows() if s.endswith(".TO")}
     with pytest.raises(ValueError, match="no membership rows"):
         universe.point_in_time(training, master, membership, "NASDAQ 100")
+
+
+def test_the_whole_reference_list_at_508_and_generated_names_after_it() -> None:
+    """WEALTH_SYNTHETIC_UNIVERSE=508 is every real listing (502 S&P 500 constituents + 6 TSX); more adds SYN names."""
+    from pytickersymbols import PyTickerSymbols
+
+    shipped = {s["symbol"] for s in PyTickerSymbols().get_stocks_by_index("S&P 500")}
+    master = SyntheticMarket(universe_size=510).symbol_master()
+    real = master.filter(~pl.col("symbol").str.starts_with("SYN"))
+    assert real.height == 508 and master.height == 510
+    assert set(real.filter(pl.col("exchange") != "TSX")["symbol"]) == shipped - {"CBOE"}
+    assert real.filter(pl.col("exchange") == "TSX").height == 6
+    assert real["isin"].drop_nulls().len() == 454 and real["security_id"].n_unique() == 508
+    head = SyntheticMarket(universe_size=500).symbol_master()
+    assert head.height == 500 and set(head["symbol"]) <= set(real["symbol"])  # a prefix of the same order
