@@ -386,6 +386,27 @@ def test_the_real_market_assets_record_their_provider_per_session(pg_url: str, t
     assert bars[0].asset_materialization.metadata["licence_status"].value == {"synthetic": "allowed"}
 
 
+def test_an_assets_own_earlier_partitions_add_no_unknown_source(wh: str) -> None:
+    provider = SyntheticMarket(universe_size=5)
+
+    @dg.asset(name="raw_bars", partitions_def=trading_sessions)
+    def raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        return dg.MaterializeResult(metadata=lineage_hook.raw_sources(context, provider, "bars", day, day))
+
+    own_history = dg.AssetDep("indicators", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))
+
+    @dg.asset(name="indicators", partitions_def=trading_sessions, deps=["raw_bars", own_history])
+    def indicators(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        return dg.MaterializeResult(metadata=lineage_hook.record(context, datasets.get("indicators"), day, day, warehouse))
+
+    assert dg.materialize([raw, indicators], partition_key="2024-01-03",
+                          resources={"warehouse": WarehouseResource(url=wh)}).success
+    with psycopg.connect(wh) as conn:
+        assert conn.execute("SELECT sources FROM ops.lineage WHERE dataset = 'indicators'").fetchall() == [(["synthetic"],)]
+
+
 def test_a_bad_registry_fails_a_raw_asset_once_and_is_reported_after_a_load(
         wh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "rights.yaml"
