@@ -68,6 +68,10 @@ FX_RATES_KEY: tuple[str, ...] = ("session_date", "base_currency", "quote_currenc
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"corporate_actions": ("distribution_type",)}
 
 _RN = "row_number"
+# Integers written with a decimal point or an exponent are exact below 2**53; as digits, the whole
+# 64-bit range is read exactly.
+_EXACT_FLOAT_INT = 2.0**53
+INTEGER_RANGE_REASON = f"out of range: a whole number of at most {2**63 - 1} in digits, or {2**53} with a decimal point or exponent"
 _CURRENCY_PATTERN = r"^[A-Z]{3}$"
 _ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 _MAX_LISTED = 10  # row numbers listed in one message
@@ -197,10 +201,14 @@ def _coerce(raw: pl.Expr, source: pl.DataType, target: pl.DataType) -> tuple[pl.
             text, as_int, as_float = raw, _none(pl.Int64()), raw.cast(pl.Float64, strict=False)
         else:
             return _none(target), pl.when(present).then(pl.lit(f"not an integer ({source})"))
-        whole = as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 2.0**53)
+        whole = as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < _EXACT_FLOAT_INT)
         value = pl.coalesce(as_int, pl.when(whole).then(as_float.cast(pl.Int64, strict=False)))
         reason = pl.when(text.is_not_null() & value.is_null()).then(
-            pl.when(as_float.is_not_null())
+            pl.when(as_float.is_nan() | as_float.is_infinite())
+            .then(pl.lit("not a finite number"))
+            .when(as_float.abs() >= _EXACT_FLOAT_INT)
+            .then(pl.lit(INTEGER_RANGE_REASON))
+            .when(as_float.is_not_null())
             .then(pl.lit("not a whole number"))
             .otherwise(pl.lit("not an integer"))
         )

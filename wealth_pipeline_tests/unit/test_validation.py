@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 from wealth_pipeline.core import calendars
 from wealth_pipeline.core.validation import (
     FX_RATE_BOUNDS,
+    INTEGER_RANGE_REASON,
     REJECT_SCHEMA,
     MissingColumnsError,
     fx_bounds_table,
@@ -107,6 +108,44 @@ def test_typed_inputs_non_finite_fractional_volume_and_datetimes() -> None:
     }
     assert result.good.schema == pl.Schema(BARS_SCHEMA)
     assert result.good.rows() == [("AAPL", D(2024, 1, 2), 10.0, 11.0, 9.0, 10.0, 100, "USD")]
+
+
+def test_a_volume_beyond_the_integer_range_is_out_of_range_not_fractional() -> None:
+    # Issue 14: 1e30 was "not a whole number". Digits are exact over the whole 64-bit range; a
+    # decimal point or exponent only up to 2**53, so 1e16 (whole, but past 2**53) is out of range too.
+    volumes = [
+        "1e30",
+        "-1e30",
+        "9223372036854775807",
+        "9223372036854775808",
+        "1e16",
+        "9007199254740991.0",
+        "1.5e3",
+    ]
+    frame = pl.DataFrame(
+        {
+            name: [str(v)] * len(volumes)
+            for name, v in zip(BARS_SCHEMA, ["AAPL", "2024-01-05", 10, 11, 9, 10, 0, "USD"], strict=True)
+        }
+    ).with_columns(volume=pl.Series(volumes), symbol=pl.Series([f"S{i}" for i in range(len(volumes))]))
+    result = validate_bars(frame)
+    assert INTEGER_RANGE_REASON == (
+        "out of range: a whole number of at most 9223372036854775807 in digits, or 9007199254740992 with a decimal "
+        "point or exponent"
+    )
+    assert result.rejects.select("row_number", "field", "value", "reason").rows() == [
+        (1, "volume", "1e30", INTEGER_RANGE_REASON),
+        (2, "volume", "-1e30", INTEGER_RANGE_REASON),
+        (4, "volume", "9223372036854775808", INTEGER_RANGE_REASON),
+        (5, "volume", "1e16", INTEGER_RANGE_REASON),
+    ]
+    assert result.good["volume"].to_list() == [9223372036854775807, 9007199254740991, 1500]
+    typed = validate_bars(
+        _bars([("AAPL", D(2024, 1, 5), 10.0, 11.0, 9.0, 10.0, 0, "USD")]).with_columns(
+            volume=pl.Series([1e30])
+        )
+    )  # a float parquet column
+    assert typed.rejects.select("field", "reason").rows() == [("volume", INTEGER_RANGE_REASON)]
 
 
 def test_several_rules_on_one_field_give_one_reject_with_joined_reasons() -> None:

@@ -17,6 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from wealth_pipeline.core import calendars
+from wealth_pipeline.core.validation import INTEGER_RANGE_REASON
 from wealth_pipeline.providers.base import BARS_SCHEMA, CORPORATE_ACTIONS_SCHEMA, FX_RATES_SCHEMA
 from wealth_pipeline.providers.vendor_files import (
     VENDOR_REJECT_SCHEMA,
@@ -235,6 +236,12 @@ def test_truncated_and_unreadable_parquet() -> None:
         ("AAPL,2024-01-08,10,11,9.5,10.5,,USD", {"volume": ("", "required field is empty")}),
         (",2024-01-08,10,11,9.5,10.5,1000,USD", {"symbol": ("", "required field is empty")}),
         ("AAPL,2024-01-08,10,11,9.5,10.5,12.5,USD", {"volume": ("12.5", "not a whole number")}),
+        ("AAPL,2024-01-08,10,11,9.5,10.5,1e30,USD", {"volume": ("1e30", INTEGER_RANGE_REASON)}),
+        (
+            "AAPL,2024-01-08,10,11,9.5,10.5,9223372036854775808,USD",
+            {"volume": ("9223372036854775808", INTEGER_RANGE_REASON)},
+        ),
+        ("AAPL,2024-01-08,10,11,9.5,10.5,inf,USD", {"volume": ("inf", "not a finite number")}),
         ("AAPL,2024-01-08,10,11,9.5,10.5,-5,USD", {"volume": ("-5", "volume must be >= 0")}),
         ("AAPL,2024-01-08,10,11,0,10.5,1000,USD", {"low": ("0", "price must be > 0")}),
         (
