@@ -11,7 +11,9 @@ writes such a batch the way the materialization batch is written: one ``INSERT .
 one index transaction updating each asset's row with its last planned event (what the per-event path
 leaves there too). Per-partition planned events are kept (rather than
 ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), so failed and in-progress partitions still show
-in the UI. Anything else still goes through dagster-postgres unchanged.
+in the UI. A planned asset check of a ranged run (one event, one row per partition) is written with
+the event serialized once and one executemany (``_store_asset_check_evaluation_planned``). Anything
+else still goes through dagster-postgres unchanged.
 
 It also keeps a small connection pool (dagster-postgres opens a new connection, i.e. a new server
 process, for every event: about 5 ms each on a loaded 2-core machine, for the ~14,000 step, log and
@@ -26,7 +28,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dagster import DagsterEventType
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._serdes import serialize_value
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
@@ -75,6 +79,30 @@ class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
             self.store_event(planned[0])
         if others:
             super().store_event_batch(others)
+
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """One ``asset_check_executions`` row per planned partition, as dagster-postgres writes them,
+        but the event serialized once and the rows sent as one executemany.
+
+        Measured reason (issue 23): Dagster plans each check of a ranged run as one event whose
+        partitions each get a row carrying the serialized event; the parent serializes the event
+        again for every row and compiles one multi-VALUES statement with 8 bind parameters per row.
+        Planning a 2,608-session run of the daily graph (about 100 checks) spent more than 30 min
+        there on the loaded 2-core box (py-spy: ``SQLCompiler.visit_bindparam`` under
+        ``_store_asset_check_evaluation_planned``).
+        """
+        planned = event.get_dagster_event().event_specific_data
+        partitions = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        common = {
+            "asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "run_id": event.run_id,
+            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "evaluation_event": serialize_value(event),
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event_storage_id": event_id,
+        }
+        rows = [{**common, "partition": partition} for partition in partitions]
+        with self.index_connection() as conn:
+            conn.execute(AssetCheckExecutionsTable.insert(), rows)
 
     def _store_planned_batch(self, events: Sequence[EventLogEntry]) -> None:
         statement = self.prepare_insert_event_batch(events).returning(SqlEventLogStorageTable.c.id)
