@@ -23,6 +23,8 @@ import datetime as dt
 
 import polars as pl
 
+from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA, conform
+
 SECURITIES_HISTORY_SCHEMA: dict[str, pl.DataType] = {
     "security_id": pl.Utf8(),
     "valid_from": pl.Date(),
@@ -238,3 +240,29 @@ def point_in_time(
     with_ids = kept.join(symbol_security_ids(master), on="symbol", how="left")
     members = index_members(with_ids, membership, index, date_column)
     return kept.filter(members)
+
+
+IDENTITY_COLUMNS = (
+    "security_id",
+    "isin",
+    "cusip",
+    "figi",
+    "mic",
+    "country",
+    "security_type",
+    "industry",
+    "dividend_currency",
+    "valid_from",
+    "valid_to",
+)
+
+
+def complete_master(frame: pl.DataFrame) -> pl.DataFrame:
+    """A symbol master with the identity columns it lacks added as nulls (a provider that has none,
+    e.g. a master built before issue 21); every other ``SYMBOL_MASTER_SCHEMA`` column must be there."""
+    missing = [
+        pl.lit(None, dtype=SYMBOL_MASTER_SCHEMA[c]).alias(c)
+        for c in IDENTITY_COLUMNS
+        if c not in frame.columns
+    ]
+    return conform(frame.with_columns(missing), SYMBOL_MASTER_SCHEMA)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from wealth_pipeline.core.universe import complete_master
 from wealth_pipeline.providers.base import (
     BARS_SCHEMA,
     BENCHMARK_RETURNS_SCHEMA,
@@ -53,7 +54,6 @@ from wealth_pipeline.providers.base import (
     FACTOR_RETURNS_SCHEMA,
     FX_RATES_SCHEMA,
     RISK_FREE_FACTOR,
-    SYMBOL_MASTER_SCHEMA,
     MarketDataProvider,
     conform,
     empty_frame,
@@ -607,7 +607,7 @@ class HttpMarketData:
     ) -> None:
         self.bars_adapter = bars_adapter
         self.fx_adapter = fx_adapter
-        self._symbol_master = conform(symbol_master, SYMBOL_MASTER_SCHEMA)
+        self._symbol_master = complete_master(symbol_master)  # identity columns optional (issue 21)
         self.supplement = supplement
         if benchmark_symbol is not None and benchmark_symbol not in bars_adapter.currencies:
             raise ProviderConfigError(f"{self.name}: benchmark symbol {benchmark_symbol!r} is not in the symbol master")

@@ -25,12 +25,13 @@ from polars.testing import assert_frame_equal
 
 from wealth_pipeline.cli import materialize_range
 from wealth_pipeline.core import calendars
+from wealth_pipeline.core.universe import complete_master
 from wealth_pipeline.definitions import build_definitions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import Lakehouse
-from wealth_pipeline.providers.base import BARS_SCHEMA, SYMBOL_MASTER_SCHEMA
+from wealth_pipeline.providers.base import BARS_SCHEMA
 from wealth_pipeline.providers.http import HttpClient, ProviderTransportError, reset_vendor_registry
 from wealth_pipeline.providers.http_adapters import AlphaVantageDailyBars
 from wealth_pipeline_tests.fake_vendor_server import (
@@ -55,12 +56,11 @@ Series = dict[str, dict[str, tuple[float, float, float, float, int]]]
 def universe(n: int, exchanges: tuple[tuple[str, str], ...] = EXCHANGES) -> pl.DataFrame:
     """``n`` real (non-synthetic) listings spread over the exchanges."""
     rows = [(f"S{i:03d}", exchanges[i % len(exchanges)]) for i in range(n)]
-    return pl.DataFrame(
+    return complete_master(pl.DataFrame(
         {"symbol": [s for s, _ in rows], "name": [f"Security {s}" for s, _ in rows],
          "exchange": [e for _, (e, _) in rows], "currency": [c for _, (_, c) in rows],
          "asset_class": ["equity"] * n, "sector": ["Industrials"] * n, "is_synthetic": [False] * n},
-        schema=SYMBOL_MASTER_SCHEMA,
-    )
+    ))
 
 
 def vendor_series(master: pl.DataFrame, start: dt.date, end: dt.date, seed: int = 3) -> Series:

@@ -19,13 +19,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from wealth_pipeline.core.universe import complete_master
 from wealth_pipeline.providers.base import (
     BARS_SCHEMA,
     BENCHMARK_RETURNS_SCHEMA,
     CORPORATE_ACTIONS_SCHEMA,
     FACTOR_RETURNS_SCHEMA,
     FX_RATES_SCHEMA,
-    SYMBOL_MASTER_SCHEMA,
     MarketDataProvider,
     empty_frame,
 )
@@ -101,7 +101,7 @@ FRED_DATA = {
 
 
 def _master() -> pl.DataFrame:
-    return pl.DataFrame(
+    return complete_master(pl.DataFrame(
         {
             "symbol": ["AAPL", "TD.TO", "SPY", "SYN1", "SPX"],
             "name": ["Apple", "Toronto-Dominion", "SPDR S&P 500", "Synthetic 1", "S&P 500 index"],
@@ -111,8 +111,7 @@ def _master() -> pl.DataFrame:
             "sector": ["Technology", "Financials", "Fund", "Industrials", "Index"],
             "is_synthetic": [False, False, False, True, False],
         },
-        schema=SYMBOL_MASTER_SCHEMA,
-    )
+    ))
 
 
 class FakeTime:
@@ -465,9 +464,9 @@ def test_alphavantage_default_symbols_skip_synthetic_and_index():
 
 
 def test_alphavantage_unknown_symbol_is_a_vendor_error(server, fake_time):
-    master = _master().vstack(pl.DataFrame(
+    master = _master().vstack(complete_master(pl.DataFrame(
         {"symbol": ["ZZZZ"], "name": ["?"], "exchange": ["NYSE"], "currency": ["USD"],
-         "asset_class": ["equity"], "sector": ["?"], "is_synthetic": [False]}, schema=SYMBOL_MASTER_SCHEMA))
+         "asset_class": ["equity"], "sector": ["?"], "is_synthetic": [False]})))
     client = _client(server, fake_time, api_key=AV_KEY, name="alphavantage", breaker_failures=1)
     adapter = AlphaVantageDailyBars(client, master, ["ZZZZ", "AAPL"])
     with pytest.raises(ProviderVendorError, match=r"alphavantage: vendor rejected the request for symbol ZZZZ: Invalid API call"):
