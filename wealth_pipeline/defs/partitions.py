@@ -54,8 +54,6 @@ single_run = daily_backfill_policy()
 MAX_WEEKDAY_HOLIDAYS_PER_YEAR = 15
 # core.analytics.calendar_days_before reads this many calendar days before the earliest session.
 CALENDAR_MARGIN_DAYS = 7
-# A warm-up from the first partition (a cumulative factor, a portfolio since inception).
-ALL_HISTORY = "all history"
 
 
 def partitions_for_sessions(sessions: int) -> int:
@@ -69,22 +67,17 @@ def partitions_for_days(days: int) -> int:
     return -(-days * 5 // 7) + 1
 
 
-def warmup_mapping(partitions: int | str, self_dependency: bool = False) -> dg.PartitionMapping:
+def warmup_mapping(partitions: int, self_dependency: bool = False) -> dg.PartitionMapping:
     """The partition mapping of a dependency read ``partitions`` partitions before the window.
 
     ``TimeWindowPartitionMapping(start_offset=-N)``: the window's own partitions and the N before
     (``self_dependency``: only the N before, ``end_offset=-1``, an asset reading its own earlier
     output). Upstream partitions before the first one do not exist: allowed, the reads find
-    nothing there. ``ALL_HISTORY`` is Dagster's ``AllPartitionMapping``: Dagster has no mapping "every
-    earlier partition", and an offset as long as the partition set costs 0.1-1.3 s per mapping
-    evaluation (measured for 3,000-30,000 partitions; the daemon evaluates them every tick). It
-    also declares the later partitions, which only orders a backfill: these children run after the
-    whole upstream range of the backfill.
+    nothing there. The other direction counts too: a backfill of a range targets the N child
+    partitions after it as well (they read the range), up to the last partition.
     """
-    if partitions == ALL_HISTORY:
-        return dg.AllPartitionMapping()
     if not isinstance(partitions, int) or partitions < 1:
-        raise ValueError(f"warm-up of {partitions!r} partitions: expected a positive int or ALL_HISTORY")
+        raise ValueError(f"warm-up of {partitions!r} partitions: expected a positive int")
     return dg.TimeWindowPartitionMapping(start_offset=-partitions, end_offset=-1 if self_dependency else 0,
                                          allow_nonexistent_upstream_partitions=True)
 

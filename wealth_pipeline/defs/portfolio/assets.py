@@ -115,8 +115,7 @@ _DESCRIPTIONS = {
     "currency_attribution": "Local, FX and interaction terms of each position's and the portfolio's base return (symbol __portfolio__). `portfolio.currency_attribution`.",
     "portfolio_factor_exposures": "Value-weighted factor exposures of the invested holdings (latest security estimates on or before the day). `portfolio.factor_exposures`.",
 }
-# The market history from inception: declared with its partition mapping (datasets.warmup).
-_MARKET_DEPS = datasets.asset_deps("portfolio_daily", [*(datasets.get(n) for n in daily.MARKET_INPUTS), "portfolio_reference"])
+_MARKET_DEPS = [*datasets.keys(*(datasets.get(n) for n in daily.MARKET_INPUTS)), dg.AssetKey("portfolio_reference")]
 
 
 def _twr_metadata(metrics: pl.DataFrame) -> dict[str, Any]:
