@@ -332,3 +332,59 @@ def get(name: str) -> Dataset:
 def keys(*datasets: Dataset) -> list[dg.AssetKey]:
     """Asset keys for ``deps=``: the same declaration the reads use."""
     return [d.key for d in datasets]
+
+
+# ---- warm-up: the earlier partitions each dataset reads (declared to Dagster as partition mappings) --
+def _warmup() -> dict[str, dict[str, int]]:
+    """downstream asset -> upstream asset -> weekday partitions read before the window.
+
+    Derived from the lookback constants the computations read with, so a backfill in chunks
+    (``WEALTH_BACKFILL_CHUNK_SESSIONS``) runs a chunk only after the partitions its warm-up reads:
+    the daemon waits for them instead of a later chunk reading history an earlier one has not
+    written. An upstream not listed is declared for the window only (identity), also where more is
+    read: history since the first partition (every corporate action before ``bars``' window, the
+    portfolio accounting since inception) has no Dagster mapping but ``AllPartitionMapping``, and
+    with it a backfill of a range targets every partition of the child (Dagster's asset backfill
+    takes the target as the roots' range and everything downstream of it through the mappings;
+    seen: 1,023 ``bars`` partitions for a 43-session backfill). Those reads are ordered anyway: the
+    reference data are materialized in the runs that hold the raw bars, which ``bars`` waits for.
+    """
+    from wealth_pipeline.core import features, indicators
+    from wealth_pipeline.defs import partitions as p
+
+    exposures = p.partitions_for_sessions(analytics.EXPOSURE_WINDOW + 1)
+    return {
+        # raw history for the close before an ex-date and a spike's neighbours
+        BARS.name: {RAW["bars"].name: p.partitions_for_days(bar_compute.LOOKBACK_DAYS)},
+        INDICATORS.name: {BARS.name: p.partitions_for_sessions(indicators.WARMUP_SESSIONS),
+                          # OBV continues from the stored value of the session before the window
+                          INDICATORS.name: p.partitions_for_days(OBV_ANCHOR_DAYS)},
+        FACTOR_EXPOSURES.name: {BARS.name: exposures, "factor_returns": exposures},
+        PREDICTIONS.name: {BARS.name: p.partitions_for_days(features.RETURN_HISTORY_DAYS)},
+    }
+
+
+# Calendar days of stored indicators the OBV anchor is looked for in before a window.
+OBV_ANCHOR_DAYS = 14
+
+
+@cache
+def warmup() -> dict[str, dict[str, int]]:
+    """The warm-up table (``_warmup``), computed once."""
+    return _warmup()
+
+
+def asset_deps(downstream: str, declared: list[Dataset | str | dg.AssetKey]) -> list[dg.AssetDep]:
+    """``deps=`` of ``downstream``: each declared upstream, with its warm-up partition mapping, plus a
+    dependency on itself when the asset reads its own earlier partitions."""
+    from wealth_pipeline.defs.partitions import warmup_mapping
+
+    table = warmup().get(downstream, {})
+    out: list[dg.AssetDep] = []
+    for item in declared:
+        key = item.key if isinstance(item, Dataset) else dg.AssetKey(item) if isinstance(item, str) else item
+        name = key.to_user_string()
+        out.append(dg.AssetDep(key, partition_mapping=warmup_mapping(table[name])) if name in table else dg.AssetDep(key))
+    if downstream in table:
+        out.append(dg.AssetDep(downstream, partition_mapping=warmup_mapping(table[downstream], self_dependency=True)))
+    return out
