@@ -1,6 +1,7 @@
 """Vendor files in a landing zone (a folder or an S3 prefix) as a market data provider.
 
-Files are ``<dataset>/<name>.csv|.parquet`` (layouts in ``docs/vendor-file-layouts.md``) and are
+Files are ``<dataset>/<name>.csv|.csv.gz|.parquet`` (layouts in ``docs/vendor-file-layouts.md``;
+any other file there is a file error, kept and reported) and are
 applied in lexicographic order of their path: name deliveries with a sortable timestamp
 (``bars/2024-07-09T2200Z-vendorx.csv``). A later file's row for a key already delivered supersedes the
 earlier row; every supersession is reported. Factor returns, the risk-free rate and benchmark returns
@@ -57,6 +58,11 @@ class Delivery:
         return sorted(self.good[_DATE_COLUMNS[self.dataset]].unique().to_list())
 
 
+def landing_files(store: ObjectStore, dataset: str) -> list[str]:
+    """Every object under ``<dataset>/`` (folder placeholders ending in "/" aside), sorted."""
+    return sorted(k for k in store.list_keys(dataset + "/") if not k.endswith("/"))
+
+
 class LandingZone:
     """The files waiting in the landing zone."""
 
@@ -70,9 +76,12 @@ class LandingZone:
         return cls(open_store(uri, s3_endpoint_url, s3_region))
 
     def files(self, dataset: str) -> list[str]:
-        """Keys of the dataset's files, in delivery (lexicographic) order."""
-        suffixes = (".csv", ".parquet")
-        return sorted(k for k in self.store.list_keys(dataset + "/") if k.lower().endswith(suffixes))
+        """Keys of every file under the dataset's folder, in delivery (lexicographic) order.
+
+        Whatever the extension: ``.csv``, ``.csv.gz`` and ``.parquet`` are parsed; any other file is a
+        delivery refused whole with a one-line error (kept in raw and reported, never skipped unseen).
+        """
+        return landing_files(self.store, dataset)
 
     def read(self, key: str) -> bytes:
         return self.store.get_bytes(key)
@@ -127,25 +136,35 @@ class VendorFileProvider:
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """``factor_returns/`` and ``risk_free/`` files when the landing zone has any (issue 21), else the reference's."""
-        factors = self._reference_files(reference_files.FACTOR_FOLDER, reference_files.factor_returns_from_csv)
-        risk_free = self._reference_files(reference_files.RISK_FREE_FOLDER, reference_files.risk_free_from_csv)
+        factors = self._reference_files(
+            reference_files.FACTOR_FOLDER, reference_files.factor_returns_from_csv
+        )
+        risk_free = self._reference_files(
+            reference_files.RISK_FREE_FOLDER, reference_files.risk_free_from_csv
+        )
         if not factors and not risk_free:
             return self.reference.factor_returns(start, end)
         keys = ["session_date", "factor"]
         merged = reference_files.merge(factors, keys, base.FACTOR_RETURNS_SCHEMA)
-        rf = reference_files.merge(risk_free, keys, base.FACTOR_RETURNS_SCHEMA)  # a T-bill series replaces rf rows
+        rf = reference_files.merge(
+            risk_free, keys, base.FACTOR_RETURNS_SCHEMA
+        )  # a T-bill series replaces rf rows
         merged = pl.concat([merged.join(rf.select(keys), on=keys, how="anti"), rf]).sort(keys)
         return merged.filter(pl.col("session_date").is_between(start, end))
 
     def benchmark_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """``benchmark_returns/`` files when the landing zone has any (issue 21), else the reference's."""
-        files = self._reference_files(reference_files.BENCHMARK_FOLDER, reference_files.benchmark_returns_from_csv)
+        files = self._reference_files(
+            reference_files.BENCHMARK_FOLDER, reference_files.benchmark_returns_from_csv
+        )
         if not files:
             return self.reference.benchmark_returns(start, end)
         merged = reference_files.merge(files, ["session_date", "benchmark"], base.BENCHMARK_RETURNS_SCHEMA)
         return merged.filter(pl.col("session_date").is_between(start, end))
 
-    def _reference_files(self, folder: str, parse: Callable[[bytes, str], pl.DataFrame]) -> list[pl.DataFrame]:
+    def _reference_files(
+        self, folder: str, parse: Callable[[bytes, str], pl.DataFrame]
+    ) -> list[pl.DataFrame]:
         keys = [k for k in self.landing.store.list_keys(folder + "/") if k.lower().endswith(".csv")]
         return [parse(self.landing.read(k), self.landing.store.uri(k)) for k in sorted(keys)]
 

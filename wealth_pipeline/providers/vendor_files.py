@@ -7,16 +7,19 @@ row and the field, and the other rows go through. Row rules live in ``core.valid
 processed tier applies exactly the same ones to provider data.
 
 Row numbers in rejects are file LINE numbers for CSV (the header is line 1, so the first data row
-is usually line 2; a quoted value spanning lines makes the next row start further down) and 1-based
-row indexes for parquet.
+is usually line 2; a quoted value spanning lines makes the next row start further down; for
+``.csv.gz``, lines of the decompressed text) and 1-based row indexes for parquet. A ``.csv.gz`` file
+is hashed as delivered (compressed) and parsed decompressed.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -37,7 +40,7 @@ from wealth_pipeline.core.validation import (
 )
 
 DATASETS: tuple[str, ...] = tuple(DATASET_SCHEMAS)
-FORMATS: tuple[str, ...] = ("csv", "parquet")
+FORMATS: tuple[str, ...] = ("csv", "csv.gz", "parquet")  # csv.gz: gzip-compressed CSV
 
 VENDOR_REJECT_SCHEMA: dict[str, pl.DataType] = {
     "file_name": pl.Utf8(),
@@ -118,13 +121,29 @@ def infer_dataset(file_name: str) -> str:
 
 
 def file_format(file_name: str) -> str:
-    """``csv`` or ``parquet`` from the file extension (case-insensitive)."""
-    suffix = PurePosixPath(file_name.replace("\\", "/")).suffix.lower().lstrip(".")
+    """``csv``, ``csv.gz`` or ``parquet`` from the file extension (case-insensitive).
+
+    Any other extension (``.xlsx``, ``.parquet.gz``, none) is a ``VendorFileError`` naming it.
+    """
+    suffixes = [s.lower().lstrip(".") for s in PurePosixPath(file_name.replace("\\", "/")).suffixes]
+    suffix = (
+        ".".join(suffixes[-2:]) if suffixes[-1:] == ["gz"] and len(suffixes) > 1 else "".join(suffixes[-1:])
+    )
     if suffix not in FORMATS:
         raise VendorFileError(
-            file_name, f"unsupported file type {suffix or '(none)'!r}; expected .csv or .parquet"
+            file_name, f"unsupported file type {suffix or '(none)'!r}; expected .csv, .csv.gz or .parquet"
         )
     return suffix
+
+
+def _gunzip(file_name: str, data: bytes) -> bytes:
+    """The CSV inside a ``.csv.gz`` file (stdlib gzip; several gzip members are read as one stream)."""
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # bad magic, truncated stream, corrupt deflate data
+        raise VendorFileError(
+            file_name, f"not a readable gzip file ({exc}); expected gzip-compressed CSV"
+        ) from None
 
 
 def _match_columns(
@@ -300,7 +319,12 @@ def parse_vendor_file(
     if not data:
         raise VendorFileError(file_name, "empty file (0 bytes)")
     schema, optional = DATASET_SCHEMAS[dataset], OPTIONAL_COLUMNS.get(dataset, ())
-    if fmt == "csv":
+    if fmt == "csv.gz":
+        text = _gunzip(file_name, data)
+        if not text:
+            raise VendorFileError(file_name, "empty file (0 bytes once decompressed)")
+        frame, parts, warnings = _read_csv(file_name, text, schema, optional)
+    elif fmt == "csv":
         frame, parts, warnings = _read_csv(file_name, data, schema, optional)
     else:
         (frame, warnings), parts = _read_parquet(file_name, data, schema, optional), []
@@ -316,7 +340,7 @@ def parse_vendor_file(
         *REJECT_SCHEMA,
         pl.lit(dataset, dtype=pl.Utf8).alias("dataset"),
     )
-    warnings += [_file_wording(w, fmt) for w in result.warnings]
+    warnings += [_file_wording(w, fmt) for w in result.warnings]  # content_sha256: the bytes as delivered
     return ParsedFile(
         file_name=file_name,
         dataset=dataset,
@@ -329,7 +353,7 @@ def parse_vendor_file(
 
 def _file_wording(warning: str, fmt: str) -> str:
     """Say "line" for CSV row numbers in validation warnings."""
-    return warning.replace("(row_number ", "(line " if fmt == "csv" else "(row ")
+    return warning.replace("(row_number ", "(line " if fmt in ("csv", "csv.gz") else "(row ")
 
 
 def empty_rejects() -> pl.DataFrame:

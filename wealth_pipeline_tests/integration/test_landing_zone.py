@@ -139,3 +139,48 @@ def test_a_vendor_symbol_master_with_a_bad_isin_check_digit_fails_once_naming_fi
     message = failure.step_failure_data.user_failure_data.description
     assert "master.csv" in message and "row 2, field isin: 'US5949181046'" in message and "check digit" in message
     assert pipeline.query("SELECT count(*) FROM ref.securities")[0][0] == 0
+
+
+@pytest.mark.parametrize("landing", ["local"], indirect=True)
+def test_gzip_csv_is_ingested_and_kept_compressed_and_an_unknown_extension_is_reported(
+        landing: tuple[Pipeline, object]) -> None:
+    """Issue 14: a .csv.gz was ignored without a word. Two distributions of one ex-date ride along."""
+    import gzip
+
+    pipeline, drop = landing
+    bars = gzip.compress(GOOD_AND_BAD.encode(), mtime=0)
+    actions = gzip.compress(b"symbol,ex_date,action_type,ratio,amount,currency,distribution_type\n"
+                            b"AAPL,2024-07-02,dividend,,1.00,USD,special\n"
+                            b"AAPL,2024-07-02,dividend,,0.25,USD,regular\n", mtime=0)
+    other = b"PK\x03\x04 not a csv"
+    drop.put_bytes("bars/2024-07-05T2200Z-vendor.csv.gz", bars)
+    drop.put_bytes("bars/2024-07-05T2300Z-vendor.xlsx", other)
+    drop.put_bytes("corporate_actions/2024-07-05-vendor.csv.gz", actions)
+    runs = pipeline.run("2024-07-01", "2024-07-05",
+                        selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+    assert pipeline.query("SELECT symbol, session_date, close FROM market.bars_daily ORDER BY 1, 2") == [
+        ("AAPL", dt.date(2024, 7, 1), 101.0), ("AAPL", dt.date(2024, 7, 2), 102.0),
+        ("TD.TO", dt.date(2024, 7, 2), 80.5), ("TD.TO", dt.date(2024, 7, 4), 81.0),
+    ]
+    store = pipeline.lake.store
+    sha = hashlib.sha256(bars).hexdigest()
+    assert store.get_bytes(f"raw/vendor_files/bars/{sha}/2024-07-05T2200Z-vendor.csv.gz") == bars  # as delivered
+    report = pipeline.lake.read_dataset("quarantine", "vendor/bars", sha)
+    assert {(6, "high"), (7, "open"), (8, "symbol"), (9, "session_date")} <= {
+        (r["row_number"], r["field"]) for r in report.to_dicts()}  # lines of the decompressed CSV
+
+    other_sha = hashlib.sha256(other).hexdigest()
+    assert store.get_bytes(f"raw/vendor_files/bars/{other_sha}/2024-07-05T2300Z-vendor.xlsx") == other
+    refused = pipeline.lake.read_dataset("quarantine", "vendor/bars", other_sha)
+    assert refused["field"].to_list() == ["(file)"]
+    assert refused["reason"][0].endswith("unsupported file type 'xlsx'; expected .csv, .csv.gz or .parquet")
+    checks = {e.check_name: e for r in runs for e in r["result"].get_asset_check_evaluations()
+              if e.asset_key.path == ["raw_bars"]}
+    assert checks["vendor_deliveries_clean"].passed is False
+
+    stored = pipeline.query("SELECT distribution_type, amount FROM market.corporate_actions ORDER BY amount DESC")
+    assert stored == [("special", 1.00), ("regular", 0.25)]
+    lake_bars = pipeline.lake.read_partitions("processed", "bars", dt.date(2024, 7, 1), dt.date(2024, 7, 2))
+    cum = dict(lake_bars.filter(pl.col("symbol") == "AAPL").select("session_date", "cum_factor").iter_rows())
+    # The day's factor combines both distributions against the previous close (101): T3's model, issue 14.
+    assert cum[dt.date(2024, 7, 2)] / cum[dt.date(2024, 7, 1)] == pytest.approx(1 - 1.25 / 101.0, rel=1e-12)

@@ -7,8 +7,10 @@ CSV row numbers are file line numbers (header = line 1), parquet row numbers are
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import io
+import re
 
 import polars as pl
 import pyarrow as pa
@@ -127,8 +129,15 @@ def test_unknown_dataset_and_format_are_clear_errors() -> None:
     assert "quotes/2024.csv" in str(info.value)
     with pytest.raises(VendorFileError, match="unknown dataset 'quotes'"):
         parse_vendor_file("x.csv", _csv(BARS_HEADER, GOOD_BAR), dataset="quotes")
-    with pytest.raises(VendorFileError, match=r"unsupported file type 'xlsx'.*\.csv or \.parquet"):
+    with pytest.raises(VendorFileError) as unknown:
         parse_vendor_file("bars/x.xlsx", b"whatever")
+    assert (
+        str(unknown.value)
+        == "vendor file 'bars/x.xlsx': unsupported file type 'xlsx'; expected .csv, .csv.gz or .parquet"
+    )
+    for name, kind in (("bars/x.parquet.gz", "parquet.gz"), ("bars/x", "(none)"), ("bars/x.gz", "gz")):
+        with pytest.raises(VendorFileError, match=rf"unsupported file type '{re.escape(kind)}'"):
+            parse_vendor_file(name, b"whatever")
     # An explicit dataset wins over the path.
     assert parse_vendor_file("drop/x.csv", _csv(BARS_HEADER, GOOD_BAR), dataset="bars").good.height == 1
 
@@ -573,3 +582,41 @@ def test_two_distributions_on_one_ex_date_reach_the_adjustment_factor(tmp_path) 
     factors = adjustments.action_factors(bars, rows)
     assert factors.select("symbol", "ex_date").rows() == [("MSFT", D(2004, 11, 15))]
     assert factors["factor"][0] == pytest.approx(1 - 3.08 / 29.97, abs=1e-12)
+
+
+# --- gzip-compressed CSV (issue 14) ----------------------------------------------------------------
+
+
+def test_gzip_csv_parses_like_the_csv_inside_and_hashes_the_delivered_bytes() -> None:
+    text = _csv(
+        BARS_HEADER, GOOD_BAR, "AAPL,2024-01-08,10,11,9.5,10.5,12.5,USD", "MSFT,2024-01-05,1,2,1,1", GOOD_BAR
+    )
+    packed = gzip.compress(text, mtime=0)
+    plain = _parse("bars/q1.csv", text)
+    parsed = _parse("bars/Q1.CSV.GZ", packed)
+    assert parsed.content_sha256 == hashlib.sha256(packed).hexdigest() != plain.content_sha256
+    assert_frame_equal(parsed.good, plain.good)
+    assert_frame_equal(parsed.rejects.drop("file_name"), plain.rejects.drop("file_name"))
+    assert parsed.rejects.select("row_number", "field").rows() == [
+        (3, "volume"),
+        (4, "(row)"),
+    ]  # decompressed lines
+    assert (
+        parsed.warnings
+        == plain.warnings
+        == ["dropped 1 exact duplicate row(s) (line 5); the first occurrence of each is kept"]
+    )
+
+
+def test_broken_gzip_files_are_file_errors() -> None:
+    packed = gzip.compress(_csv(BARS_HEADER, GOOD_BAR), mtime=0)
+    with pytest.raises(
+        VendorFileError,
+        match=r"^vendor file 'bars/a.csv.gz': not a readable gzip file \(.*\); "
+        r"expected gzip-compressed CSV$",
+    ):
+        _parse("bars/a.csv.gz", _csv(BARS_HEADER, GOOD_BAR))  # plain text named .gz
+    with pytest.raises(VendorFileError, match="not a readable gzip file"):
+        _parse("bars/a.csv.gz", packed[:-12])  # truncated stream
+    with pytest.raises(VendorFileError, match=r"empty file \(0 bytes once decompressed\)"):
+        _parse("bars/a.csv.gz", gzip.compress(b""))

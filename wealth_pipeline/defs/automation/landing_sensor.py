@@ -14,6 +14,7 @@ import dagster as dg
 from wealth_pipeline.core import calendars
 from wealth_pipeline.defs.resources import MarketDataResource
 from wealth_pipeline.lakehouse.store import open_store
+from wealth_pipeline.providers.landing import landing_files
 from wealth_pipeline.providers.vendor_files import DATASETS, VendorFileError, parse_vendor_file
 
 
@@ -51,7 +52,7 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, market_data: Market
     store = open_store(market_data.landing_uri, market_data.s3_endpoint_url, market_data.s3_region)
     requests, skipped = [], []
     for dataset in DATASETS:
-        for key in sorted(k for k in store.list_keys(dataset + "/") if k.lower().endswith((".csv", ".parquet"))):
+        for key in landing_files(store, dataset):  # any extension: an unreadable one is logged (issue 14)
             data = store.get_bytes(key)
             digest = hashlib.sha256(data).hexdigest()
             if seen.get(key) == digest:
