@@ -255,10 +255,20 @@ class LocationServer:
     def launch_backfill(
         self, asset_keys: list[Any], partitions: list[str], title: str, description: str, tags: dict[str, str]
     ) -> str:
-        """An asset backfill, as the UI launches one; its id."""
+        """An asset backfill of exactly ``partitions`` for each asset; its id.
+
+        Per-asset ranges (``partitionsByAssets``) rather than the UI's ``partitionNames``: from
+        partition names Dagster targets the roots' range and everything downstream of it through
+        the partition mappings, i.e. also the partitions after the range whose warm-up reads it
+        (``defs/datasets.warmup``), up to today.
+        """
+        from wealth_pipeline.defs.partitions import trading_sessions
+
+        subset = trading_sessions.empty_subset().with_partition_keys(partitions)
+        ranges = [{"start": r.start, "end": r.end} for r in subset.get_partition_key_ranges(trading_sessions)]
         params = {
-            "assetSelection": [{"path": list(key.path)} for key in asset_keys],
-            "partitionNames": partitions,
+            "partitionsByAssets": [{"assetKey": {"path": list(key.path)}, "partitions": {"ranges": ranges}}
+                                   for key in asset_keys],
             "title": title,
             "description": description,
             "tags": [{"key": k, "value": v} for k, v in tags.items()],

@@ -82,9 +82,25 @@ def _covered(ranges: list[tuple[str, str]], day: str) -> bool:
     return any(start <= day <= end for start, end in ranges)
 
 
+def _next_weekday(key: str) -> str:
+    day = dt.date.fromisoformat(key) + dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
+
+
 def _backfill(stack: DagsterStack, assets: list[str], partitions: list[str], title: str) -> str:
-    params = {"assetSelection": [{"path": [a]} for a in assets], "partitionNames": partitions, "title": title,
-              "runConfigData": IN_PROCESS}
+    # Each asset's ranges exactly, as the CLI submits them (cli_location.launch_backfill): from
+    # partitionNames Dagster would also target bars' partitions after them that read them (warm-up).
+    keys = sorted(partitions)
+    ranges, start = [], keys[0]
+    for i in range(1, len(keys)):
+        if _next_weekday(keys[i - 1]) != keys[i]:
+            ranges.append({"start": start, "end": keys[i - 1]})
+            start = keys[i]
+    ranges.append({"start": start, "end": keys[-1]})
+    params = {"partitionsByAssets": [{"assetKey": {"path": [a]}, "partitions": {"ranges": ranges}} for a in assets],
+              "title": title, "runConfigData": IN_PROCESS}
     result = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     return result["backfillId"]

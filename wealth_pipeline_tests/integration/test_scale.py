@@ -8,21 +8,27 @@ same run without the tuning is measured too, so the counter is shown to see the 
 """
 
 
+import contextlib
+import itertools
+import os
 import shutil
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
+from wealth_pipeline.cli_location import BACKFILL_STATUS, LAUNCH_BACKFILL
 from wealth_pipeline.environment import REPO_ROOT, dagster_storage_url, with_database
 from wealth_pipeline.settings import DAGSTER_TUNING, apply_dagster_tuning
 from wealth_pipeline.warehouse.localpg import INSTANCE_DATABASE, LocalPostgres
+from wealth_pipeline_tests.e2e.conftest import STARTUP_TIMEOUT, DagsterStack, Proc, _executable, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -184,9 +190,72 @@ def test_backfill_chunk_policy_comes_from_the_environment(monkeypatch: pytest.Mo
         daily_backfill_policy()
 
 
-def test_concurrent_chunk_runs_layer_by_layer_equal_one_single_run_backfill(
+BACKFILL_RUNS = """
+query Runs($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
+  ... on Runs { results { runId status startTime endTime tags { key value } assetSelection { path } } }
+  ... on PythonError { message } } }"""
+
+
+@contextlib.contextmanager
+def _daemon_stack(server_url: str, warehouse_url: str, lake: Path, home: Path, chunk: int) -> Iterator[DagsterStack]:
+    """``dagster-webserver`` + ``dagster-daemon`` (the real run queue) with backfills in chunks of ``chunk`` sessions."""
+    dagster_url = _fresh_database(server_url)
+    (home / "dagster_home").mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEALTH_", "DAGSTER_"))}
+    env.update({
+        "DAGSTER_HOME": str(home / "dagster_home"), "WEALTH_HOME": str(home / "wealth_home"),
+        "WEALTH_DATABASE_URL": warehouse_url, "WEALTH_DAGSTER_DATABASE_URL": dagster_storage_url(dagster_url),
+        "WEALTH_LAKEHOUSE_URI": str(lake), "WEALTH_PROVIDER": "synthetic", "WEALTH_SYNTHETIC_UNIVERSE": str(UNIVERSE),
+        "WEALTH_BACKFILL_CHUNK_SESSIONS": str(chunk), "PYTHONUNBUFFERED": "1", **DAGSTER_TUNING,
+    })
+    port, workspace, logs = free_port(), str(REPO_ROOT / "workspace.yaml"), home / "logs"
+    logs.mkdir()
+    daemon = Proc("dagster-daemon", [_executable("dagster-daemon"), "run", "-w", workspace], logs / "daemon.log")
+    webserver = Proc("dagster-webserver", [_executable("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
+                                           "-w", workspace], logs / "webserver.log")
+    stack = DagsterStack(port, env, home, warehouse_url, dagster_url, home, daemon, webserver)
+    try:
+        webserver.start(env, REPO_ROOT)
+        daemon.start(env, REPO_ROOT)
+
+        def server_up() -> bool:
+            try:
+                return httpx.get(f"{stack.base_url}/server_info", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        stack.wait_for("the webserver", server_up, STARTUP_TIMEOUT)
+        stack.wait_for("the daemons' heartbeats", stack.daemons_healthy, STARTUP_TIMEOUT)
+        stack.stop_background_automation()
+        yield stack
+    finally:
+        for proc in (webserver, daemon):
+            proc.kill()
+
+
+def _timeline(stack: DagsterStack, backfill_id: str) -> list[dict[str, object]]:
+    data = stack.graphql(BACKFILL_RUNS, {"filter": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}})
+    runs = data["runsOrError"]["results"]
+    return [{"id": r["runId"], "status": r["status"], "start": r["startTime"], "end": r["endTime"],
+             "first": next(t["value"] for t in r["tags"] if t["key"] == "dagster/asset_partition_range_start"),
+             "last": next(t["value"] for t in r["tags"] if t["key"] == "dagster/asset_partition_range_end"),
+             "assets": {"/".join(a["path"]) for a in r["assetSelection"] or []}} for r in runs]
+
+
+UNIVERSE = 12
+
+
+@pytest.mark.timeout(2400)  # about 8 runs, each a process that loads the code location, on a shared 2-core box
+def test_a_two_chunk_daemon_backfill_runs_concurrently_in_warmup_order_and_equals_one_single_run(
     pg_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Chunks as concurrent runs on the real run queue (webserver + daemon, QueuedRunCoordinator).
+
+    The warm-up partition mappings (``datasets.warmup``) make the daemon launch a chunk of an
+    asset only once the partitions its warm-up reads are materialized, so the chunks are
+    independent runs and the result equals the single-run backfill, table by table.
+    """
     from wealth_pipeline.cli import materialize_range
     from wealth_pipeline.definitions import build_definitions
     from wealth_pipeline.defs.partitions import trading_sessions
@@ -197,36 +266,68 @@ def test_concurrent_chunk_runs_layer_by_layer_equal_one_single_run_backfill(
     monkeypatch.delenv("WEALTH_BACKFILL_CHUNK_SESSIONS", raising=False)
     start, end = "2024-03-01", "2024-04-30"
     keys = trading_sessions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
-    half = len(keys) // 2
+    half = (len(keys) + 1) // 2
 
     def definitions(url: str, lake: Path) -> dg.Definitions:
         return build_definitions({"warehouse": WarehouseResource(url=url), "lakehouse": LakehouseResource(uri=str(lake)),
-                                  "market_data": MarketDataResource(synthetic_universe=12)})
+                                  "market_data": MarketDataResource(synthetic_universe=UNIVERSE)})
 
     single_url, chunked_url = _fresh_database(pg_server_url), _fresh_database(pg_server_url)
     for url in (single_url, chunked_url):
         migrate.upgrade(url)
-    single = definitions(single_url, tmp_path / "single")
-    runs = materialize_range(start, end, ANALYTICS, progress=False, definitions=single, instance=dg.DagsterInstance.ephemeral())["runs"]
-    assert [r["stage"] for r in runs] == ["reference", "sessions"]
+    runs = materialize_range(start, end, ANALYTICS, progress=False, definitions=definitions(single_url, tmp_path / "single"),
+                             instance=dg.DagsterInstance.ephemeral())["runs"]
+    assert [r["stage"] for r in runs] == ["reference", "sessions"] and all(r["success"] for r in runs)
 
     chunked = definitions(chunked_url, tmp_path / "chunked")
-    unpartitioned = " ".join(k.to_user_string() for k in dg.AssetSelection.from_string(ANALYTICS).resolve(chunked.resolve_asset_graph())
-                             if chunked.resolve_asset_graph().get(k).partitions_def is None)
-    materialize_range(start, end, unpartitioned, progress=False, definitions=chunked, instance=dg.DagsterInstance.ephemeral())
     graph = chunked.resolve_asset_graph()
-    chunk_runs: list[dict[str, object]] = []
-    # Chunks read the previous chunk's output as warm-up (bars: raw bars before the window; indicators and
-    # exposures: bars before the window), so chunk runs are concurrent within a layer, layer after layer.
-    for group in ("ingest", "processed", "analytics"):
-        layer = [k for k in dg.AssetSelection.groups(group).resolve(graph) if graph.get(k).partitions_def is not None]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(materialize_range, first, last, dg.AssetSelection.assets(*layer), progress=False,
-                                   definitions=chunked, instance=dg.DagsterInstance.ephemeral())
-                       for first, last in ((keys[0], keys[half - 1]), (keys[half], keys[-1]))]
-            chunk_runs += [r for f in futures for r in f.result()["runs"]]
-    assert len(chunk_runs) == 6 and all(r["success"] for r in chunk_runs)
+    selected = dg.AssetSelection.from_string(ANALYTICS).resolve(graph)
+    unpartitioned = [k for k in selected if graph.get(k).partitions_def is None]
+    partitioned = sorted(k.to_user_string() for k in selected if graph.get(k).partitions_def is not None)
+    materialize_range(start, end, dg.AssetSelection.assets(*unpartitioned), progress=False, definitions=chunked,
+                      instance=dg.DagsterInstance.ephemeral())
+
+    with _daemon_stack(pg_server_url, chunked_url, tmp_path / "chunked", tmp_path / "stack", half) as stack:
+        # Each asset's range exactly (partitionNames would make Dagster target, downstream of the
+        # roots' range, the child partitions after it that read it through the warm-up mappings).
+        params = {"partitionsByAssets": [{"assetKey": {"path": [a]}, "partitions": {"range": {"start": keys[0], "end": keys[-1]}}}
+                                         for a in partitioned], "title": "two chunks"}
+        result = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert result["__typename"] == "LaunchBackfillSuccess", result
+        backfill_id = result["backfillId"]
+
+        def finished() -> dict | None:
+            data = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+            return data if data["status"] not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+        final = stack.wait_for(f"backfill {backfill_id}", finished, 2100, interval=2)
+        timeline = _timeline(stack, backfill_id)
+        assert final["status"] == "COMPLETED_SUCCESS", (final, [(r["id"], r["status"]) for r in timeline],
+                                                        "\n".join(stack.run_errors(r["id"]) for r in timeline
+                                                                  if r["status"] != "SUCCESS"))
+
+    chunks = [(keys[0], keys[half - 1]), (keys[half], keys[-1])]
+    assert all(r["status"] == "SUCCESS" for r in timeline)
+    # Each asset ran as one run per chunk, never over both chunks at once.
+    for asset in partitioned:
+        ranges = sorted((r["first"], r["last"]) for r in timeline if asset in r["assets"])
+        assert ranges == chunks, (asset, ranges)
+    # The run queue ran chunks side by side: two runs were executing at the same moment.
+    spans = sorted((r["start"], r["end"]) for r in timeline)
+    assert any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans)), spans
+
+    # Warm-up order: a run holding the second chunk of a dataset started after every run holding the
+    # first chunk of what its warm-up reads had ended (bars before indicators and exposures, indicators
+    # before their own next chunk).
+    def ended(asset: str, chunk: tuple[str, str]) -> float:
+        return max(r["end"] for r in timeline if asset in r["assets"] and (r["first"], r["last"]) == chunk)
+
+    for asset, upstream in (("bars", "raw_bars"), ("indicators", "bars"), ("indicators", "indicators"),
+                            ("factor_exposures", "bars"), ("factor_exposures", "factor_returns")):
+        later = next(r for r in timeline if asset in r["assets"] and (r["first"], r["last"]) == chunks[1])
+        assert later["start"] >= ended(upstream, chunks[0]), (asset, upstream, timeline)
 
     expected, got = _table_checksums(single_url), _table_checksums(chunked_url)
     assert expected["market.bars_daily"][0] > 0 and expected["analytics.indicators_daily"][0] > 0
+    assert expected["analytics.factor_exposures"][0] > 0
     assert got == expected
