@@ -4,8 +4,8 @@
 
 Qlib's paper (Yang et al. 2020, "Qlib: An AI-oriented Quantitative Investment Platform")
 reports 7.4 s for building Alpha158-style features of 800 stocks over 14 years with its caches warm,
-147 s without. Here: synthetic daily bars are written to the processed tier (one Parquet file per
-session, as ``bars`` writes them), then a fresh process limited to one thread (POLARS_MAX_THREADS=1,
+147 s without. Here: synthetic daily bars are written to the processed tier (a Delta table, one
+commit for the window, as a backfill of ``bars`` writes it), then a fresh process limited to one thread (POLARS_MAX_THREADS=1,
 OMP/BLAS 1) reads them back through ``Lakehouse.read_partitions`` (no in-memory cache; the OS page
 cache is not dropped: that needs root on the host) and computes 14 features with polars:
 KMID, KLEN, KUP, KLOW, KSFT (candle shape), ROC5/10/20, MA5/20 (close over mean), STD5/20,
@@ -33,16 +33,18 @@ QLIB_COLD_SECONDS = 147.0
 def features_polars(bars: Any) -> Any:
     """The 14 features of every (symbol, session): rolling windows over the whole sorted column.
 
-    Rows are sorted by (symbol, session), so one pass of each rolling kernel over the full column is
+    Rows are grouped by symbol in session order (``core.features.symbol_major``), so one pass of each rolling kernel over the full column is
     right except in a symbol's first n-1 rows, which are masked with the row's position in its symbol
     (computed once). Measured: 4-5x faster on one core than ``rolling_*().over("symbol")``, which
     groups again for each of the 11 windowed expressions.
     """
     import polars as pl
 
+    from wealth_pipeline.core.features import symbol_major
+
     c, o, h, low, v = (pl.col(n) for n in ("close", "open", "high", "low", "volume"))
     eps = 1e-12
-    frame = bars.sort(["symbol", "session_date"]).with_columns(_i=pl.int_range(pl.len()).over("symbol"))
+    frame = symbol_major(bars).with_columns(_i=pl.int_range(pl.len()).over("symbol"))
     i = pl.col("_i")
 
     def after(n: int, expr: pl.Expr) -> pl.Expr:
@@ -96,6 +98,7 @@ def write_tier(root: Path, securities: int, years: int) -> int:
     days = [d for d in (dt.date(2010, 1, 4) + dt.timedelta(i) for i in range(int(years * 365.25))) if d.weekday() < 5]
     symbols = [f"S{i:04d}" for i in range(securities)]
     close = 50 * np.exp(np.cumsum(rng.normal(0, 0.015, (len(days), securities)), axis=0))
+    parts = []
     for i, day in enumerate(days):
         c = close[i]
         o = c * (1 + rng.normal(0, 0.005, securities))
@@ -105,7 +108,9 @@ def write_tier(root: Path, securities: int, years: int) -> int:
             "low": np.minimum(o, c) * (1 - np.abs(rng.normal(0, 0.004, securities))),
             "close": c, "volume": rng.integers(10_000, 5_000_000, securities).astype(np.float64),
         })
-        lake.write_partition("processed", "bars", frame, day)
+        parts.append(frame)
+    # as a backfill of ``bars`` writes it (publish step): one Delta commit for the whole window
+    lake.write_window("processed", "bars", pl.concat(parts), "session_date", days[0], days[-1])
     return len(days)
 
 
@@ -128,7 +133,7 @@ def child(root: str) -> None:
     pandas_seconds = time.perf_counter() - t0
     # the two implementations agree (sample std both ddof=1)
     names = ["kmid", "roc20", "ma20", "std20", "vstd5"]
-    mine = out.select(["symbol", "session_date", *names]).to_pandas()
+    mine = out.select(["symbol", "session_date", *names]).sort(["symbol", "session_date"]).to_pandas()
     diff = max(float((mine[n] - ref[n]).abs().max()) for n in names)
     if not all((mine[n].isna().to_numpy() == ref[n].isna().to_numpy()).all() for n in names):
         raise SystemExit("polars and pandas features differ in which rows are missing (warm-up masks)")

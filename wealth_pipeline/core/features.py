@@ -102,13 +102,30 @@ def cross_sectional_zscore(frame: pl.DataFrame, columns: Sequence[str], by: str 
     return frame.with_columns(exprs)
 
 
+def symbol_major(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame``'s rows grouped by symbol, each symbol's rows in session order (what ``shift().over``
+    and rolling windows need); the symbols come in order of first appearance, not alphabetically.
+
+    A stable sort on the symbol's categorical code (a UInt32) when the rows are already in session
+    order, as ``Lakehouse.read_partitions`` returns them; otherwise on (code, session). Measured on
+    one core, 2.9M rows read date-major (800 symbols x 3,653 sessions): 0.95 s against 79 s for
+    ``sort(["symbol", "session_date"])`` and 21 s for a stable sort on the string column, on a loaded
+    machine (bench/features.py).
+    """
+    code = pl.col("symbol").cast(pl.Categorical).to_physical().alias("_symbol_code")
+    keyed = frame.with_columns(code)
+    if frame.height and frame["session_date"].is_sorted():
+        return keyed.sort("_symbol_code", maintain_order=True).drop("_symbol_code")
+    return keyed.sort(["_symbol_code", "session_date"]).drop("_symbol_code")
+
+
 def _raw_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.DataFrame) -> pl.DataFrame:
     close = pl.col("adj_close")
     returns = [
         (close / close.shift(n).over("symbol") - 1).alias(f"ret_{n}d") for n in RETURN_WINDOWS
     ]
     frame = (
-        bars.sort(list(KEY_COLUMNS)).with_columns(returns)
+        symbol_major(bars).with_columns(returns)
         .join(indicators, on=list(KEY_COLUMNS), how="left")
         .join(exposures, on=list(KEY_COLUMNS), how="left")
     )
@@ -163,7 +180,7 @@ def forward_returns(bars: pl.DataFrame, horizon: int = DEFAULT_HORIZON) -> pl.Da
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
         raise FeatureInputError(f"horizon must be a positive integer of sessions, got {horizon!r}")
     bars = _require(bars, "bars", BAR_INPUTS)
-    return bars.sort(list(KEY_COLUMNS)).select(
+    return symbol_major(bars).select(
         *KEY_COLUMNS,
         (pl.col("adj_close").shift(-horizon).over("symbol") / pl.col("adj_close") - 1).alias("fwd_return"),
         pl.col("session_date").shift(-horizon).over("symbol").alias("label_end"),
