@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
-import exchange_calendars as xcals
-import pandas as pd
+if TYPE_CHECKING:  # exchange-calendars (and pandas with it) load when a calendar is first asked for
+    import exchange_calendars as xcals
 
 # Listing exchange (as used in the symbol master) -> exchange-calendars code.
 EXCHANGE_CALENDAR_CODES: dict[str, str] = {
@@ -35,6 +36,8 @@ def _calendar(exchange: str) -> xcals.ExchangeCalendar:
     except KeyError as exc:
         known = ", ".join(sorted(EXCHANGE_CALENDAR_CODES))
         raise UnknownExchangeError(f"unknown exchange {exchange!r}; known exchanges: {known}") from exc
+    import exchange_calendars as xcals
+
     return xcals.get_calendar(code, start="1995-01-01")
 
 
@@ -42,6 +45,8 @@ def _calendar(exchange: str) -> xcals.ExchangeCalendar:
 def _sessions_cached(exchange: str, start: dt.date, end: dt.date) -> tuple[dt.date, ...]:
     if end < start:
         return ()
+    import pandas as pd
+
     index = _calendar(exchange).sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
     return tuple(ts.date() for ts in index)
 
@@ -69,6 +74,8 @@ def open_exchanges(day: dt.date, exchanges: tuple[str, ...] = tuple(EXCHANGE_CAL
 
 def previous_sessions(exchange: str, day: dt.date, count: int) -> list[dt.date]:
     """The ``count`` sessions of ``exchange`` up to and including ``day`` (fewer near the calendar start)."""
+    import pandas as pd
+
     calendar = _calendar(exchange)
     end = pd.Timestamp(day)
     if not calendar.is_session(end):
