@@ -23,6 +23,7 @@ import datetime as dt
 
 import polars as pl
 
+from wealth_pipeline.core import identifiers
 from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA, conform
 
 SECURITIES_HISTORY_SCHEMA: dict[str, pl.DataType] = {
@@ -242,6 +243,7 @@ def point_in_time(
     return kept.filter(members)
 
 
+MICS = {"NYSE": "XNYS", "NASDAQ": "XNAS", "TSX": "XTSE"}  # ISO 10383 codes of the exchanges with calendars
 IDENTITY_COLUMNS = (
     "security_id",
     "isin",
@@ -258,11 +260,25 @@ IDENTITY_COLUMNS = (
 
 
 def complete_master(frame: pl.DataFrame) -> pl.DataFrame:
-    """A symbol master with the identity columns it lacks added as nulls (a provider that has none,
-    e.g. a master built before issue 21); every other ``SYMBOL_MASTER_SCHEMA`` column must be there."""
+    """A symbol master with the identity columns it lacks (a provider that has none, e.g. a master
+    built before issue 21): mic from the exchange and, where null, ``security_id`` derived like a new
+    security's (``core.identifiers``: the ISIN, else ``MIC:symbol``); the others null. Every other
+    ``SYMBOL_MASTER_SCHEMA`` column must be there."""
     missing = [
         pl.lit(None, dtype=SYMBOL_MASTER_SCHEMA[c]).alias(c)
         for c in IDENTITY_COLUMNS
         if c not in frame.columns
     ]
-    return conform(frame.with_columns(missing), SYMBOL_MASTER_SCHEMA)
+    full = frame.with_columns(missing)
+    full = full.with_columns(
+        pl.coalesce("mic", pl.col("exchange").replace_strict(MICS, default=None, return_dtype=pl.Utf8)).alias(
+            "mic"
+        )
+    )
+    derived = pl.struct("isin", "mic", "symbol").map_elements(
+        lambda r: identifiers.security_id(identifiers.origin_key(r["isin"], r["mic"], r["symbol"])),
+        return_dtype=pl.Utf8,
+    )
+    return conform(
+        full.with_columns(pl.coalesce("security_id", derived).alias("security_id")), SYMBOL_MASTER_SCHEMA
+    )

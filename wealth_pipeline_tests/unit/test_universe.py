@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from wealth_pipeline.core import bars as bar_compute
-from wealth_pipeline.core import calendars, universe
+from wealth_pipeline.core import calendars, identifiers, universe
 from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA
 from wealth_pipeline.providers.synthetic import SyntheticMarket
 
@@ -252,3 +252,28 @@ def test_the_whole_reference_list_at_508_and_generated_names_after_it() -> None:
     assert real["isin"].drop_nulls().len() == 454 and real["security_id"].n_unique() == 508
     head = SyntheticMarket(universe_size=500).symbol_master()
     assert head.height == 500 and set(head["symbol"]) <= set(real["symbol"])  # a prefix of the same order
+
+
+def test_a_master_without_identity_columns_gets_derived_ids() -> None:
+    plain = pl.DataFrame(
+        {
+            "symbol": ["AAPL", "TD.TO"],
+            "name": ["Apple", "TD"],
+            "exchange": ["NASDAQ", "TSX"],
+            "currency": ["USD", "CAD"],
+            "asset_class": ["equity"] * 2,
+            "sector": ["IT", "Financials"],
+            "is_synthetic": [False, False],
+        }
+    )
+    full = universe.complete_master(plain)
+    assert full.columns == list(SYMBOL_MASTER_SCHEMA)
+    assert full["mic"].to_list() == ["XNAS", "XTSE"]
+    assert full["security_id"].to_list() == [
+        identifiers.security_id("XNAS:AAPL"),
+        identifiers.security_id("XTSE:TD.TO"),
+    ]
+    given = universe.complete_master(
+        plain.with_columns(pl.Series("security_id", ["S1", None]), pl.Series("isin", [None, "CA8911605092"]))
+    )
+    assert given["security_id"].to_list() == ["S1", identifiers.security_id("CA8911605092")]

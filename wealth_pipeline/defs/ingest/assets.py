@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import calendars, identifiers
+from wealth_pipeline.core import calendars, identifiers, universe
 from wealth_pipeline.defs import datasets, lineage, publish, quality
 from wealth_pipeline.defs.ingest.symbol_history import publish_history
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
@@ -332,7 +332,7 @@ def symbol_master(
         delivered = provider.symbol_master()
     except VendorFileError as exc:  # a bad vendor master fails the same way every time (issue 21)
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    frame = base.conform(delivered, base.SYMBOL_MASTER_SCHEMA).sort("symbol")
+    frame = universe.complete_master(delivered).sort("symbol")  # derives security_id where a provider has none
     outcomes = quality.evaluate(frame, _SYMBOL_MASTER_CHECKS, "symbol_master")
     yield from quality.gate(outcomes, context.asset_key)
     if quality.blocking_failures(outcomes):
