@@ -125,7 +125,9 @@ class Registry(BaseModel):
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after", "function-before", "[key]")) or "<root>"
+    return (
+        ".".join(str(p) for p in loc if p not in ("function-after", "function-before", "[key]")) or "<root>"
+    )
 
 
 def parse(text: str, source: str = "<string>") -> Registry:
