@@ -1054,7 +1054,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", required=True)
     backfill.add_argument("--select", default="*", help="asset names or a Dagster selection (daily assets only)")
     backfill.add_argument("--in-process", action="store_true", help="run it in this process instead of submitting it")
-    backfill.add_argument("--no-wait", action="store_true", help="submit and return without following progress")
+    backfill.add_argument("--no-wait", action="store_true",
+                          help="submit and return without following progress (through the running webserver, or a "
+                          "dagster-webserver started for the submission without a daemon: the next daemon runs it)")
     backfill.set_defaults(func=cmd_backfill)
 
     bk = sub.add_parser("backup", help="back up the warehouse, the Dagster instance and the lakehouse")
