@@ -282,3 +282,48 @@ def complete_master(frame: pl.DataFrame) -> pl.DataFrame:
     return conform(
         full.with_columns(pl.coalesce("security_id", derived).alias("security_id")), SYMBOL_MASTER_SCHEMA
     )
+
+
+IDENTIFIER_CHANGES_SCHEMA: dict[str, pl.DataType] = {
+    "security_id": pl.Utf8(),
+    "effective_date": pl.Date(),
+    "field": pl.Utf8(),
+    "old_value": pl.Utf8(),
+}
+CHANGE_KINDS = {"name": "name_change", "isin": "identifier_change"}
+
+
+def apply_changes(history: pl.DataFrame, changes: pl.DataFrame) -> pl.DataFrame:
+    """History with dated name and ISIN changes: records split at each change's effective date.
+
+    The master holds current values; a change ``(security_id, effective_date, field, old_value)``
+    says the field had ``old_value`` before ``effective_date`` (back to the previous change of that
+    field). The record spanning the date is split in two, the later part's ``change`` being
+    ``name_change`` or ``identifier_change``; records before it take the old value. Hand-written: a
+    handful of changes per security, applied latest first so earlier ones reach further back.
+    """
+    if changes.is_empty():
+        return history
+    unknown = changes.filter(~pl.col("field").is_in(list(CHANGE_KINDS)))
+    if unknown.height:
+        raise ValueError(
+            f"identifier change field {unknown['field'][0]!r}: expected one of {', '.join(CHANGE_KINDS)}"
+        )
+    records = history.to_dicts()
+    for change in changes.sort("effective_date", descending=True).iter_rows(named=True):
+        sid, day, field = change["security_id"], change["effective_date"], change["field"]
+        if not any(r["security_id"] == sid for r in records):
+            raise ValueError(f"identifier change for security_id {sid}: not in the symbol master")
+        out = []
+        for record in records:
+            end = record["valid_to"] or _AFTER_ALL
+            if record["security_id"] == sid and record["valid_from"] < day < end:
+                out.append({**record, "valid_to": day, field: change["old_value"]})
+                out.append({**record, "valid_from": day, "change": CHANGE_KINDS[field]})
+            elif record["security_id"] == sid and end <= day:
+                out.append({**record, field: change["old_value"]})
+            else:
+                out.append(record)
+        records = out
+    frame = pl.DataFrame(records, schema=SECURITIES_HISTORY_SCHEMA)
+    return frame.sort("security_id", "valid_from")

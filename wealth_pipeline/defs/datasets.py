@@ -17,14 +17,14 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import analytics, portfolio_daily, schemas, universe
+from wealth_pipeline.core import analytics, portfolio_daily, quality_jumps, schemas, universe
 from wealth_pipeline.core import bars as bar_compute
 from wealth_pipeline.defs import quality
 from wealth_pipeline.lakehouse.store import Lakehouse
@@ -231,8 +231,9 @@ BARS = Dataset(
                           e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="open", column_B="low", or_equal=True),
                           e.ExpectColumnPairValuesAToBeGreaterThanB(column_A="close", column_B="low", or_equal=True),
                       ])),
-        quality.Check("no_unexplained_jumps", f"No adjusted move above {bar_compute.JUMP_THRESHOLD:.0%} that no split or dividend explains.",
-                      blocking=False, predicate=bar_compute.no_unexplained_jumps),
+        quality.Check("no_unexplained_jumps", f"No adjusted move above {bar_compute.JUMP_THRESHOLD:.0%} that looks like a bad tick or an unreported split "
+                      "(judged against the day's market, the next session, split ratios and volume; core/quality_jumps.py).",
+                      blocking=False, predicate=partial(quality_jumps.no_unexplained_jumps, threshold=bar_compute.JUMP_THRESHOLD)),
     ),
     computed=(("complete_against_universe", "Every listing has a bar on every session of its exchange.", False),),
 )

@@ -141,3 +141,45 @@ def index_membership_from_csv(data: bytes, source: str) -> pl.DataFrame:
             f"after valid_from {backwards['valid_from'][0]}",
         )
     return frame.select(MEMBERSHIP_COLUMNS)
+
+
+CHANGES_FOLDER = "identifier_changes"
+CHANGES_COLUMNS = ("security_id", "effective_date", "field", "old_value")
+
+
+def identifier_changes_from_csv(data: bytes, source: str) -> pl.DataFrame:
+    """Dated name/ISIN changes (``landing/identifier_changes/*.csv``): the value a field had before a date.
+
+    Columns security_id, effective_date, field (``name`` or ``isin``), old_value. Refused whole,
+    naming file/row/field, on a bad date or field, or an old ISIN whose check digit fails.
+    """
+    try:
+        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
+    except Exception as exc:  # polars raises several error types for malformed CSV
+        raise VendorFileError(source, f"cannot read identifier changes CSV: {exc}") from exc
+    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+    missing = [c for c in CHANGES_COLUMNS if c not in frame.columns]
+    if missing:
+        raise VendorFileError(source, f"missing required column(s) {missing}")
+    frame = frame.select([pl.col(c).str.strip_chars().replace("", None) for c in CHANGES_COLUMNS])
+    parsed = frame["effective_date"].str.to_date("%Y-%m-%d", strict=False)
+    for row, values in enumerate(frame.with_columns(parsed.alias("_date")).iter_rows(named=True), start=2):
+        if values["security_id"] is None:
+            raise VendorFileError(source, f"row {row}, field security_id: required")
+        if values["_date"] is None:
+            raise VendorFileError(
+                source,
+                f"row {row}, field effective_date: {values['effective_date']!r} is not a date "
+                "(expected YYYY-MM-DD)",
+            )
+        if values["field"] not in ("name", "isin"):
+            raise VendorFileError(
+                source, f"row {row}, field field: {values['field']!r}: expected name or isin"
+            )
+        if (
+            values["field"] == "isin"
+            and values["old_value"]
+            and (problem := identifiers.isin_problem(values["old_value"]))
+        ):
+            raise VendorFileError(source, f"row {row}, field old_value: {values['old_value']!r}: {problem}")
+    return frame.with_columns(parsed.alias("effective_date"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from wealth_pipeline.core import identifiers
 from wealth_pipeline.lakehouse.store import open_store
 from wealth_pipeline.warehouse import migrate
 from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
@@ -184,3 +185,29 @@ def test_gzip_csv_is_ingested_and_kept_compressed_and_an_unknown_extension_is_re
     cum = dict(lake_bars.filter(pl.col("symbol") == "AAPL").select("session_date", "cum_factor").iter_rows())
     # The day's factor combines both distributions against the previous close (101): T3's model, issue 14.
     assert cum[dt.date(2024, 7, 2)] / cum[dt.date(2024, 7, 1)] == pytest.approx(1 - 1.25 / 101.0, rel=1e-12)
+
+
+def test_vendor_master_ticker_change_membership_and_name_change_land_in_the_history(
+        landing: tuple[Pipeline, object]) -> None:
+    """Issue 21: a vendor's ticker change (two rows, one ISIN), index membership and a dated name change."""
+    pipeline, drop = landing
+    drop.put_bytes("symbol_master/master.csv", b"symbol,name,exchange,currency,asset_class,sector,isin,valid_from,valid_to\n"
+                   b"AAPL,Apple Inc.,NASDAQ,USD,equity,Technology,US0378331005,,\n"
+                   b"FB,Meta Platforms,NASDAQ,USD,equity,Communication,US30303M1027,,2022-06-09\n"
+                   b"META,Meta Platforms,NASDAQ,USD,equity,Communication,US30303M1027,2022-06-09,\n")
+    drop.put_bytes("index_membership/spx.csv", b"index_name,isin,valid_from,valid_to\n"
+                   b"S&P 500,US0378331005,1982-11-30,\nS&P 500,US30303M1027,2013-12-23,\n")
+    drop.put_bytes("identifier_changes/names.csv", b"security_id,effective_date,field,old_value\n"
+                   + f"{identifiers.security_id('US30303M1027')},2021-10-28,name,\"Facebook, Inc.\"\n".encode())
+    (run,) = pipeline.run("2024-07-01", selection="symbol_master")
+    assert run["success"]
+    meta = identifiers.security_id("US30303M1027")
+    assert pipeline.query("SELECT valid_from, valid_to, symbol, name, change FROM ref.securities_history "
+                          "WHERE security_id = %s ORDER BY valid_from", (meta,)) == [
+        (dt.date(1, 1, 1), dt.date(2021, 10, 28), "FB", "Facebook, Inc.", "listing"),
+        (dt.date(2021, 10, 28), dt.date(2022, 6, 9), "FB", "Meta Platforms", "name_change"),
+        (dt.date(2022, 6, 9), None, "META", "Meta Platforms", "ticker_change"),
+    ]
+    assert pipeline.query("SELECT symbol, name FROM ref.universe_as_of('2021-01-04', 'S&P 500')") == [
+        ("AAPL", "Apple Inc."), ("FB", "Facebook, Inc.")]
+    assert pipeline.query("SELECT symbol FROM ref.universe_as_of('2024-07-01', 'S&P 500')") == [("AAPL",), ("META",)]

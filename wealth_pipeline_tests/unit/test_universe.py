@@ -277,3 +277,27 @@ def test_a_master_without_identity_columns_gets_derived_ids() -> None:
         plain.with_columns(pl.Series("security_id", ["S1", None]), pl.Series("isin", [None, "CA8911605092"]))
     )
     assert given["security_id"].to_list() == ["S1", identifiers.security_id("CA8911605092")]
+
+
+def test_name_and_isin_changes_split_the_history_at_their_dates() -> None:
+    history = universe.securities_history(HAND)
+    changes = pl.DataFrame(
+        {
+            "security_id": ["S1", "S1"],
+            "effective_date": [D(2021, 5, 3), D(2019, 6, 3)],
+            "field": ["name", "name"],
+            "old_value": ["Newco Holdings", "Oldest Co"],
+        },
+        schema=universe.IDENTIFIER_CHANGES_SCHEMA,
+    )
+    s1 = universe.apply_changes(history, changes).filter(pl.col("security_id") == "S1")
+    assert s1.select("valid_from", "valid_to", "symbol", "name", "change").rows() == [
+        (D(1, 1, 1), D(2019, 6, 3), "OLDCO", "Oldest Co", "listing"),
+        (D(2019, 6, 3), D(2020, 3, 2), "OLDCO", "Newco Holdings", "name_change"),
+        (D(2020, 3, 2), D(2021, 5, 3), "NEWCO", "Newco Holdings", "ticker_change"),
+        (D(2021, 5, 3), None, "NEWCO", "Old Co", "name_change"),
+    ]
+    as_of = universe.universe_as_of(universe.apply_changes(history, changes), D(2020, 1, 2))
+    assert as_of.filter(pl.col("security_id") == "S1")["name"].to_list() == ["Newco Holdings"]
+    with pytest.raises(ValueError, match="expected one of name, isin"):
+        universe.apply_changes(history, changes.with_columns(pl.lit("cusip").alias("field")))

@@ -4,7 +4,8 @@
 records derived from the master (``core.universe.securities_history``) go to the processed tier
 and ``ref.securities_history``; index membership (the provider's ``index_membership()`` when it has
 one: the synthetic market's S&P 500; a vendor's ``landing/index_membership/*.csv``) to
-``ref.index_membership``. ``ref.universe_as_of(date, index)`` reads both.
+``ref.index_membership``; a vendor's ``landing/identifier_changes/*.csv`` (dated name and ISIN
+changes) split the history records at their dates. ``ref.universe_as_of(date, index)`` reads both.
 """
 
 from __future__ import annotations
@@ -39,8 +40,16 @@ def publish_history(
     """Write securities history and index membership to both tiers; metadata for the materialization."""
     try:
         history = universe.securities_history(master)
+        changes = getattr(provider, "identifier_changes", None)
+        if changes is not None:
+            found = changes()
+            if found.height:
+                history = universe.apply_changes(
+                    history,
+                    found.select([pl.col(c).cast(t) for c, t in universe.IDENTIFIER_CHANGES_SCHEMA.items()]),
+                )
         membership = membership_of(provider)
-    except ValueError as exc:  # the same master fails the same way: not worth a retry
+    except ValueError as exc:  # VendorFileError too: the same input fails the same way, not worth a retry
         raise dg.Failure(str(exc), allow_retries=False) from exc
     unknown = membership.join(history.select("security_id").unique(), on="security_id", how="anti")
     if unknown.height:
