@@ -186,8 +186,8 @@ class LocationServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise InputError(
-                    f"dagster dev exited with code {self.process.returncode} while starting "
-                    f"(log: {self.log_path})"
+                    f"{'dagster dev' if self.daemon else 'dagster-webserver'} exited with code "
+                    f"{self.process.returncode} while starting (log: {self.log_path})"
                 )
             try:
                 data = self.graphql(READY)
@@ -267,8 +267,9 @@ class LocationServer:
         subset = trading_sessions.empty_subset().with_partition_keys(partitions)
         ranges = [{"start": r.start, "end": r.end} for r in subset.get_partition_key_ranges(trading_sessions)]
         params = {
-            "partitionsByAssets": [{"assetKey": {"path": list(key.path)}, "partitions": {"ranges": ranges}}
-                                   for key in asset_keys],
+            "partitionsByAssets": [
+                {"assetKey": {"path": list(key.path)}, "partitions": {"ranges": ranges}} for key in asset_keys
+            ],
             "title": title,
             "description": description,
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
