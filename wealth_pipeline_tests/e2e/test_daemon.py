@@ -64,8 +64,9 @@ query P($key: AssetKeyInput!) {
 def _schedule_tick(stack: DagsterStack, day: dt.date) -> dict:
     """A dry-run tick of ``daily_after_close`` at 18:30 New York on ``day``, evaluated by the code server."""
     when = dt.datetime.combine(day, dt.time(18, 30), tzinfo=NY).timestamp()
-    result = stack.graphql(SCHEDULE_DRY_RUN, {"selector": {**REPO, "scheduleName": "daily_after_close"},
-                                              "timestamp": when})["scheduleDryRun"]
+    result = stack.graphql(
+        SCHEDULE_DRY_RUN, {"selector": {**REPO, "scheduleName": "daily_after_close"}, "timestamp": when}
+    )["scheduleDryRun"]
     assert result["__typename"] == "DryRunInstigationTick", result
     evaluation = result["evaluationResult"]
     assert evaluation["error"] is None, evaluation["error"]
@@ -75,7 +76,11 @@ def _schedule_tick(stack: DagsterStack, day: dt.date) -> dict:
 def _materialized_ranges(stack: DagsterStack, asset: str) -> list[tuple[str, str]]:
     data = stack.graphql(MATERIALIZED_PARTITIONS, {"key": {"path": [asset]}})["assetNodeOrError"]
     assert data["__typename"] == "AssetNode", data
-    return [(r["startKey"], r["endKey"]) for r in data["assetPartitionStatuses"]["ranges"] if r["status"] == "MATERIALIZED"]
+    return [
+        (r["startKey"], r["endKey"])
+        for r in data["assetPartitionStatuses"]["ranges"]
+        if r["status"] == "MATERIALIZED"
+    ]
 
 
 def _covered(ranges: list[tuple[str, str]], day: str) -> bool:
@@ -99,8 +104,11 @@ def _backfill(stack: DagsterStack, assets: list[str], partitions: list[str], tit
             ranges.append({"start": start, "end": keys[i - 1]})
             start = keys[i]
     ranges.append({"start": start, "end": keys[-1]})
-    params = {"partitionsByAssets": [{"assetKey": {"path": [a]}, "partitions": {"ranges": ranges}} for a in assets],
-              "title": title, "runConfigData": IN_PROCESS}
+    params = {
+        "partitionsByAssets": [{"assetKey": {"path": [a]}, "partitions": {"ranges": ranges}} for a in assets],
+        "title": title,
+        "runConfigData": IN_PROCESS,
+    }
     result = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     return result["backfillId"]
@@ -116,18 +124,26 @@ def _wait_backfill(stack: DagsterStack, backfill_id: str, timeout: float = 360.0
 
 
 def _bars_sessions(stack: DagsterStack, symbols: tuple[str, ...] = ()) -> dict[dt.date, int]:
-    rows = stack.query("SELECT session_date, count(*) FROM market.bars_daily "
-                       + ("WHERE symbol = ANY(%s) " if symbols else "") + "GROUP BY 1 ORDER BY 1",
-                       (list(symbols),) if symbols else ())
+    rows = stack.query(
+        "SELECT session_date, count(*) FROM market.bars_daily "
+        + ("WHERE symbol = ANY(%s) " if symbols else "")
+        + "GROUP BY 1 ORDER BY 1",
+        (list(symbols),) if symbols else (),
+    )
     return dict(rows)
 
 
-def test_schedule_tick_queues_a_run_the_daemon_completes_and_skips_a_closed_market(dagster_stack: DagsterStack) -> None:
+def test_schedule_tick_queues_a_run_the_daemon_completes_and_skips_a_closed_market(
+    dagster_stack: DagsterStack,
+) -> None:
     stack = dagster_stack
     evaluation = _schedule_tick(stack, dt.date(2024, 7, 2))
     [request] = evaluation["runRequests"]
     tags = {t["key"]: t["value"] for t in request["tags"]}
-    assert request["runKey"] == "2024-07-02" and request["jobName"] in (None, "daily_session")  # None: the schedule's job
+    assert request["runKey"] == "2024-07-02" and request["jobName"] in (
+        None,
+        "daily_session",
+    )  # None: the schedule's job
     assert tags["dagster/partition"] == "2024-07-02" and tags["wealth/open_exchanges"] == "NASDAQ,NYSE,TSX"
 
     run_id = stack.launch("daily_session", tags)
@@ -164,20 +180,29 @@ def _ranges(runs: list[dict]) -> list[tuple[str, str]]:
 
 
 def test_backfill_through_graphql_is_one_run_per_range_and_survives_a_daemon_crash(
-        dagster_stack: DagsterStack, symbol_master: None) -> None:
+    dagster_stack: DagsterStack, symbol_master: None
+) -> None:
     """One backfill (about 140 s less than two on the loaded 2-core CI box, each paying a run's code
     load and the backfill daemon's 30 s loops): five consecutive sessions are ONE run (single-run
     policy), a separate block is its own run, and a daemon killed mid-backfill is restarted
     without duplicate runs."""
     stack = dagster_stack
     # Two separate blocks of sessions: single-run policy gives one run per contiguous range, two runs.
-    first, second = ["2024-06-17", "2024-06-18"], ["2024-07-08", "2024-07-09", "2024-07-10", "2024-07-11", "2024-07-12"]
+    first, second = (
+        ["2024-06-17", "2024-06-18"],
+        ["2024-07-08", "2024-07-09", "2024-07-10", "2024-07-11", "2024-07-12"],
+    )
     backfill_id = _backfill(stack, BACKFILL_ASSETS, first + second, "e2e daemon crash")
-    stack.wait_for(f"the daemon to launch a first run of backfill {backfill_id}",
-                   lambda: stack.runs(tags={BACKFILL_TAG: backfill_id}), 90)
+    stack.wait_for(
+        f"the daemon to launch a first run of backfill {backfill_id}",
+        lambda: stack.runs(tags={BACKFILL_TAG: backfill_id}),
+        90,
+    )
     stack.crash_daemon()
     status = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
-    assert status == "REQUESTED", f"the backfill finished before the daemon was killed ({status}); nothing was tested"
+    assert status == "REQUESTED", (
+        f"the backfill finished before the daemon was killed ({status}); nothing was tested"
+    )
     stack.start_daemon()
     stack.wait_for("the restarted daemon's heartbeats", stack.daemons_healthy, 120)
 
@@ -196,7 +221,9 @@ def test_backfill_through_graphql_is_one_run_per_range_and_survives_a_daemon_cra
     assert {day: got.get(day) for day in first + second} == dict.fromkeys(first + second, 12), got
 
 
-def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagster_stack: DagsterStack, symbol_master: None) -> None:
+def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(
+    dagster_stack: DagsterStack, symbol_master: None
+) -> None:
     stack = dagster_stack
     selector = {**REPO, "sensorName": "landing_zone_sensor"}
     (stack.landing / "bars").mkdir(exist_ok=True)
@@ -218,29 +245,47 @@ def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagste
         assert data["__typename"] == "Sensor", data
         return data["sensorState"]["ticks"]
 
-    first = stack.wait_for("the daemon's first landing_zone_sensor tick with runs",
-                           lambda: [t for t in ticks() if t["status"] == "SUCCESS"], 120)[-1]
+    first = stack.wait_for(
+        "the daemon's first landing_zone_sensor tick with runs",
+        lambda: [t for t in ticks() if t["status"] == "SUCCESS"],
+        120,
+    )[-1]
     runs = [r for r in stack.runs(job="vendor_ingest") if r["runId"] in first["runIds"]]
     assert len(runs) == len(first["runIds"]) == 2, (first, runs)
     # Exactly the sessions of the file: a contiguous block (15-16 July) and a separate session (18 July).
     assert _ranges(runs) == [("2024-07-15", "2024-07-16"), ("2024-07-18", "2024-07-18")]
     assert {r["tags"]["wealth/landing_file"] for r in runs} == {"bars/2024-07-20T2200Z-e2e.csv"}
     # The daemon stores the cursor just after recording the tick: wait for it rather than race it.
-    stored = stack.wait_for("the sensor's cursor to be stored",
-                            lambda: stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"]
-                            ["typeSpecificData"]["lastCursor"], 60)
+    stored = stack.wait_for(
+        "the sensor's cursor to be stored",
+        lambda: stack.graphql(SENSOR_STATE, {"selector": selector})["sensorOrError"]["sensorState"][
+            "typeSpecificData"
+        ]["lastCursor"],
+        60,
+    )
     cursor = json.loads(stored)
     assert list(cursor) == ["bars/2024-07-20T2200Z-e2e.csv"]
     # The QueuedRunCoordinator daemon dequeues and launches them (one at a time: wealth/warehouse limit 1).
     # Checked while the sensor's 60 s minimum interval runs down, rather than after it.
-    stack.wait_for("the daemon to launch a sensor run",
-                   lambda: any(stack.run_status(r["runId"]) in ("STARTING", "STARTED", "SUCCESS") for r in runs), 90)
+    stack.wait_for(
+        "the daemon to launch a sensor run",
+        lambda: any(stack.run_status(r["runId"]) in ("STARTING", "STARTED", "SUCCESS") for r in runs),
+        90,
+    )
     _stop_sensor_runs(stack, [r["runId"] for r in runs])
 
     # The next evaluation (after the sensor's 60 s minimum interval) finds nothing new: no second run.
-    later = stack.wait_for("a second landing_zone_sensor tick",
-                           lambda: [t for t in ticks() if t["tickId"] != first["tickId"] and t["timestamp"] > first["timestamp"]
-                                    and t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")], 150)
+    later = stack.wait_for(
+        "a second landing_zone_sensor tick",
+        lambda: [
+            t
+            for t in ticks()
+            if t["tickId"] != first["tickId"]
+            and t["timestamp"] > first["timestamp"]
+            and t["status"] in ("SKIPPED", "SUCCESS", "FAILURE")
+        ],
+        150,
+    )
     assert all(t["status"] == "SKIPPED" and not t["runIds"] for t in later), later
     assert "no new or changed landing files" in later[0]["skipReason"]
     assert len(stack.runs(job="vendor_ingest")) == 2
@@ -248,8 +293,13 @@ def test_landing_sensor_requests_runs_for_exactly_the_files_sessions_once(dagste
 
 def _stop_sensor_runs(stack: DagsterStack, run_ids: list[str]) -> None:
     """Stop the sensor's runs: ingestion of the file is covered by test_landing_zone.py."""
-    stack.graphql("""mutation T($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }""", {"ids": run_ids})
+    stack.graphql(
+        """mutation T($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }""", {"ids": run_ids}
+    )
     # A run already executing may finish its steps before it sees the termination: at load ~20 on the
     # 2-core box one ran to its last step (marts_dbt) and 180 s were not enough, hence 420 s.
-    stack.wait_for("the sensor's runs to stop",
-                   lambda: all(stack.run_status(i) in ("CANCELED", "SUCCESS", "FAILURE") for i in run_ids), 420)
+    stack.wait_for(
+        "the sensor's runs to stop",
+        lambda: all(stack.run_status(i) in ("CANCELED", "SUCCESS", "FAILURE") for i in run_ids),
+        420,
+    )

@@ -31,8 +31,14 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh WEALTH_HOME; the variables the CLI exports are restored after the test."""
-    for name in ("DAGSTER_HOME", "WEALTH_DATABASE_URL", "WEALTH_DAGSTER_DATABASE_URL", "WEALTH_PARTITION_START",
-                 "WEALTH_BACKFILL_CHUNK_SESSIONS", "WEALTH_PROVIDER"):
+    for name in (
+        "DAGSTER_HOME",
+        "WEALTH_DATABASE_URL",
+        "WEALTH_DAGSTER_DATABASE_URL",
+        "WEALTH_PARTITION_START",
+        "WEALTH_BACKFILL_CHUNK_SESSIONS",
+        "WEALTH_PROVIDER",
+    ):
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
     monkeypatch.setenv("WEALTH_HOME", str(tmp_path / "home"))
@@ -49,7 +55,11 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     code, _out, err = _run(capsys, *argv)
     assert code == 2, err
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line and "user_runtime_dir" not in line]
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and "Warning" not in line and "user_runtime_dir" not in line
+    ]
     assert len(lines) == 1, err
     return lines[0]
 
@@ -61,20 +71,45 @@ def _free_port() -> int:
 
 
 # --- partition keys, dates and ranges (checked before the database is touched) -----------------------
-@pytest.mark.parametrize(("argv", "expected"), [
-    (("materialize", "--partition", "2024-12-28"), "--partition 2024-12-28: a Saturday, not a trading session; the nearest session is 2024-12-27"),
-    (("materialize", "--partition", "2024-12-25"), "--partition 2024-12-25: every listing exchange (NYSE, NASDAQ, TSX) is closed that day"),
-    (("materialize", "--partition", "2022-12-30"), "--partition 2022-12-30: before the first partition 2023-01-02 (WEALTH_PARTITION_START)"),
-    (("materialize", "--partition", "2024-13-01"), "--partition '2024-13-01': not a calendar date"),
-    (("materialize", "--partition", "07/02/2024"), "--partition '07/02/2024': not a date; expected YYYY-MM-DD"),
-    (("materialize", "--partition", "2024-07-05", "--end", "2024-07-01"), "--end 2024-07-01 is before --partition 2024-07-05: the range is reversed"),
-    (("backfill", "--start", "2024-07-05", "--end", "2024-07-01"), "--end 2024-07-01 is before --start 2024-07-05: the range is reversed"),
-    (("backfill", "--start", "2024-07-01", "--end", "2024-07-06"), "--end 2024-07-06: a Saturday"),
-    (("demo", "--start", "2023-1-2"), "--start '2023-1-2': not a date"),
-    (("demo", "--end", "2024-12-29"), "--end 2024-12-29: a Sunday, not a trading session; the nearest session is 2024-12-30"),
-])
-def test_bad_partitions_are_one_line_and_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                argv: tuple[str, ...], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ("materialize", "--partition", "2024-12-28"),
+            "--partition 2024-12-28: a Saturday, not a trading session; the nearest session is 2024-12-27",
+        ),
+        (
+            ("materialize", "--partition", "2024-12-25"),
+            "--partition 2024-12-25: every listing exchange (NYSE, NASDAQ, TSX) is closed that day",
+        ),
+        (
+            ("materialize", "--partition", "2022-12-30"),
+            "--partition 2022-12-30: before the first partition 2023-01-02 (WEALTH_PARTITION_START)",
+        ),
+        (("materialize", "--partition", "2024-13-01"), "--partition '2024-13-01': not a calendar date"),
+        (
+            ("materialize", "--partition", "07/02/2024"),
+            "--partition '07/02/2024': not a date; expected YYYY-MM-DD",
+        ),
+        (
+            ("materialize", "--partition", "2024-07-05", "--end", "2024-07-01"),
+            "--end 2024-07-01 is before --partition 2024-07-05: the range is reversed",
+        ),
+        (
+            ("backfill", "--start", "2024-07-05", "--end", "2024-07-01"),
+            "--end 2024-07-01 is before --start 2024-07-05: the range is reversed",
+        ),
+        (("backfill", "--start", "2024-07-01", "--end", "2024-07-06"), "--end 2024-07-06: a Saturday"),
+        (("demo", "--start", "2023-1-2"), "--start '2023-1-2': not a date"),
+        (
+            ("demo", "--end", "2024-12-29"),
+            "--end 2024-12-29: a Sunday, not a trading session; the nearest session is 2024-12-30",
+        ),
+    ],
+)
+def test_bad_partitions_are_one_line_and_exit_2(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], expected: str
+) -> None:
     line = _one_line_error(capsys, *argv)
     assert line.startswith(f"wealth-pipeline {argv[0]}: {expected}"), line
     assert not (cli_env / "home" / "pg").exists()  # refused before the database was started
@@ -88,58 +123,74 @@ def test_a_future_date_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[s
 
 
 # --- selections ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("select", "expected"), [
-    ("barz", "--select: unknown asset 'barz'; did you mean 'bars'?"),
-    ("raw_bars indicatorz", "--select: unknown asset 'indicatorz'; did you mean 'indicators'?"),
-    ("group:ingst", "--select: unknown group 'ingst'; did you mean 'ingest'? (groups: analytics, ingest"),
-    ("group:processed or group:analitics", "--select: unknown group 'analitics'; did you mean 'analytics'?"),
-    ("colour:red", "--select: unknown selection attribute 'colour'"),
-    ("bars+ and ((", "--select 'bars+ and ((': not a valid asset selection"),
-])
-def test_unknown_assets_and_groups_suggest_the_closest(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                      select: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [
+        ("barz", "--select: unknown asset 'barz'; did you mean 'bars'?"),
+        ("raw_bars indicatorz", "--select: unknown asset 'indicatorz'; did you mean 'indicators'?"),
+        ("group:ingst", "--select: unknown group 'ingst'; did you mean 'ingest'? (groups: analytics, ingest"),
+        (
+            "group:processed or group:analitics",
+            "--select: unknown group 'analitics'; did you mean 'analytics'?",
+        ),
+        ("colour:red", "--select: unknown selection attribute 'colour'"),
+        ("bars+ and ((", "--select 'bars+ and ((': not a valid asset selection"),
+    ],
+)
+def test_unknown_assets_and_groups_suggest_the_closest(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], select: str, expected: str
+) -> None:
     line = _one_line_error(capsys, "materialize", "--partition", "2024-07-02", "--select", select)
     assert line.startswith(f"wealth-pipeline materialize: {expected}"), line
 
 
 def test_backfill_selection_is_checked_too(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    line = _one_line_error(capsys, "backfill", "--start", "2024-07-01", "--end", "2024-07-05", "--select", "predictons")
+    line = _one_line_error(
+        capsys, "backfill", "--start", "2024-07-01", "--end", "2024-07-05", "--select", "predictons"
+    )
     assert "unknown asset 'predictons'; did you mean 'predictions'?" in line
 
 
 # --- configuration ---------------------------------------------------------------------------------
-def test_a_malformed_partition_start_names_the_variable(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_malformed_partition_start_names_the_variable(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEALTH_PARTITION_START", "01/02/2023")
     line = _one_line_error(capsys, "materialize", "--partition", "2024-07-02")
     assert "WEALTH_PARTITION_START" in line and "01/02/2023" in line
 
 
-def test_a_bad_chunk_size_names_the_variable(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_chunk_size_names_the_variable(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEALTH_BACKFILL_CHUNK_SESSIONS", "lots")
     line = _one_line_error(capsys, "backfill", "--start", "2024-07-01", "--end", "2024-07-05")
     assert "WEALTH_BACKFILL_CHUNK_SESSIONS='lots'" in line and ">= 0" in line
 
 
-def test_a_database_url_that_is_not_a_url_names_the_variable(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_database_url_that_is_not_a_url_names_the_variable(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEALTH_DATABASE_URL", "not-a-url")
     line = _one_line_error(capsys, "db", "url")
     assert "WEALTH_DATABASE_URL" in line and "postgresql://" in line
 
 
 def test_an_unreachable_database_names_the_variable_and_hides_the_password(
-        cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()
     monkeypatch.setenv("WEALTH_DATABASE_URL", f"postgresql://someone:s3cret-pw@127.0.0.1:{port}/warehouse")
     line = _one_line_error(capsys, "materialize", "--partition", "2024-07-02", "--select", "raw_bars")
-    assert line.startswith(f"wealth-pipeline materialize: WEALTH_DATABASE_URL: cannot connect to 127.0.0.1:{port}/warehouse")
+    assert line.startswith(
+        f"wealth-pipeline materialize: WEALTH_DATABASE_URL: cannot connect to 127.0.0.1:{port}/warehouse"
+    )
     assert "s3cret-pw" not in line
 
 
-def test_a_wrong_password_names_the_variable(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_a_wrong_password_names_the_variable(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     parts = conninfo.conninfo_to_dict(pg_url)
     url = f"postgresql://{parts['user']}:definitely-wrong@{parts['host']}:{parts['port']}/{parts['dbname']}"
     monkeypatch.setenv("WEALTH_DAGSTER_DATABASE_URL", url)
@@ -147,8 +198,9 @@ def test_a_wrong_password_names_the_variable(cli_env: Path, capsys: pytest.Captu
     assert "WEALTH_DAGSTER_DATABASE_URL: cannot connect" in line and "definitely-wrong" not in line
 
 
-def test_a_run_on_an_unmigrated_warehouse_is_refused(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_a_run_on_an_unmigrated_warehouse_is_refused(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     monkeypatch.setenv("WEALTH_DATABASE_URL", pg_url)
     monkeypatch.setenv("WEALTH_DAGSTER_DATABASE_URL", pg_url)
     line = _one_line_error(capsys, "materialize", "--partition", "2024-07-02", "--select", "raw_bars")
@@ -164,11 +216,21 @@ def _external(monkeypatch: pytest.MonkeyPatch, pg_url: str) -> str:
     return dagster
 
 
-@pytest.mark.parametrize("argv", [("db", "url", "--database", "dagster"), ("db", "--database", "dagster", "url"),
-                                  ("db", "url", "--database=dagster")])
-def test_db_url_options_work_wherever_they_are_written(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch, pg_url: str,
-                                                      argv: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("db", "url", "--database", "dagster"),
+        ("db", "--database", "dagster", "url"),
+        ("db", "url", "--database=dagster"),
+    ],
+)
+def test_db_url_options_work_wherever_they_are_written(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    argv: tuple[str, ...],
+) -> None:
     dagster = _external(monkeypatch, pg_url)
     code, out, err = _run(capsys, *argv)
     assert code == 0, err
@@ -177,8 +239,9 @@ def test_db_url_options_work_wherever_they_are_written(cli_env: Path, capsys: py
     assert out.strip() == pg_url
 
 
-def test_db_psql_takes_database_after_the_action(cli_env: Path, capfd: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_db_psql_takes_database_after_the_action(
+    cli_env: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     _external(monkeypatch, pg_url)
     assert cli.main(["db", "psql", "--database", "dagster", "-tA", "-c", "SELECT current_database()"]) == 0
     assert capfd.readouterr().out.strip() == "postgres"
@@ -186,15 +249,17 @@ def test_db_psql_takes_database_after_the_action(cli_env: Path, capfd: pytest.Ca
     assert capfd.readouterr().out.strip() == conninfo.conninfo_to_dict(pg_url)["dbname"]
 
 
-def test_db_option_with_a_bad_value(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_db_option_with_a_bad_value(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     _external(monkeypatch, pg_url)
     line = _one_line_error(capsys, "db", "url", "--database", "warehous")
     assert "--database 'warehous'; expected one of warehouse, dagster" in line
 
 
-def test_db_status_checks_an_external_server(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_db_status_checks_an_external_server(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     _external(monkeypatch, pg_url)
     code, out, err = _run(capsys, "db", "status")
     assert code == 0, err
@@ -206,8 +271,9 @@ def test_db_status_checks_an_external_server(cli_env: Path, capsys: pytest.Captu
         assert doc["server_version"] == conn.execute("SHOW server_version").fetchone()[0]
 
 
-def test_db_status_of_an_unreachable_external_server_fails(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_status_of_an_unreachable_external_server_fails(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()
     monkeypatch.setenv("WEALTH_DATABASE_URL", f"postgresql://u:p@127.0.0.1:{port}/warehouse")
     code, _out, err = _run(capsys, "db", "status")
@@ -215,8 +281,9 @@ def test_db_status_of_an_unreachable_external_server_fails(cli_env: Path, capsys
     assert "WEALTH_DATABASE_URL: cannot connect to 127.0.0.1" in err and "Traceback" not in err
 
 
-def test_db_create_bi_user_maps_a_login_that_can_connect(cli_env: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+def test_db_create_bi_user_maps_a_login_that_can_connect(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
     from wealth_pipeline.warehouse.roles import drop_bi_user
 
     _external(monkeypatch, pg_url)
@@ -230,23 +297,40 @@ def test_db_create_bi_user_maps_a_login_that_can_connect(cli_env: Path, capsys: 
         assert code == 0, err
         assert f"BI login {login} created for user carol" in out
         with psycopg.connect(pg_url) as conn:
-            assert conn.execute("SELECT login_role FROM portfolio.users WHERE user_id = 'carol'").fetchone() == (login,)
+            assert conn.execute(
+                "SELECT login_role FROM portfolio.users WHERE user_id = 'carol'"
+            ).fetchone() == (login,)
         parts = conninfo.conninfo_to_dict(pg_url)
-        as_bi = conninfo.make_conninfo(host=parts["host"], port=parts["port"], dbname=parts["dbname"],
-                                       user=login, password=password)
+        as_bi = conninfo.make_conninfo(
+            host=parts["host"], port=parts["port"], dbname=parts["dbname"], user=login, password=password
+        )
         with psycopg.connect(as_bi) as conn:
             assert conn.execute("SELECT session_user").fetchone() == (login,)
     finally:
         drop_bi_user(pg_url, login)
 
 
-@pytest.mark.parametrize(("args", "stdin", "expected"), [
-    (("carol",), "a-long-password\n", "db create-bi-user: expected USER_ID LOGIN_ROLE, got carol"),
-    (("carol", "wealth_bi"), "a-long-password\n", "LOGIN_ROLE 'wealth_bi': login_role 'wealth_bi' is reserved"),
-    (("carol", "carol_bi"), "short\n", "the password (read from stdin) must have at least 8 characters"),
-])
-def test_db_create_bi_user_bad_inputs(cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                                      pg_url: str, args: tuple[str, ...], stdin: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (("carol",), "a-long-password\n", "db create-bi-user: expected USER_ID LOGIN_ROLE, got carol"),
+        (
+            ("carol", "wealth_bi"),
+            "a-long-password\n",
+            "LOGIN_ROLE 'wealth_bi': login_role 'wealth_bi' is reserved",
+        ),
+        (("carol", "carol_bi"), "short\n", "the password (read from stdin) must have at least 8 characters"),
+    ],
+)
+def test_db_create_bi_user_bad_inputs(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pg_url: str,
+    args: tuple[str, ...],
+    stdin: str,
+    expected: str,
+) -> None:
     _external(monkeypatch, pg_url)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     assert expected in _one_line_error(capsys, "db", "create-bi-user", *args)
@@ -267,15 +351,20 @@ def test_the_package_imports_no_private_dagster_module_but_the_documented_one() 
     private = set()
     for path in sorted((REPO_ROOT / "wealth_pipeline").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
             if any(name == "dagster._" or name.startswith("dagster._") for name in names):
                 private.add(path.relative_to(REPO_ROOT).as_posix())
     assert private == PRIVATE_DAGSTER_ALLOWED
 
 
 # --- list --------------------------------------------------------------------------------------------
-def test_list_names_assets_groups_schedules_and_sensors(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_names_assets_groups_schedules_and_sensors(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from wealth_pipeline.definitions import defs
 
     code, out, err = _run(capsys, "list", "--json")
@@ -298,23 +387,36 @@ def _toy_definitions() -> dg.Definitions:
     """Two daily assets on the project's partitions: known rejected rows, one warning and one failed check."""
     from wealth_pipeline.defs.partitions import single_run, trading_sessions
 
-    @dg.asset(partitions_def=trading_sessions, backfill_policy=single_run,
-              check_specs=[dg.AssetCheckSpec("ok", asset="toy_source"),
-                           dg.AssetCheckSpec("warned", asset="toy_source")])
+    @dg.asset(
+        partitions_def=trading_sessions,
+        backfill_policy=single_run,
+        check_specs=[
+            dg.AssetCheckSpec("ok", asset="toy_source"),
+            dg.AssetCheckSpec("warned", asset="toy_source"),
+        ],
+    )
     def toy_source(context):  # unannotated: a string annotation (future import) is refused by Dagster
         context.log.info("toy source read its window")
         print("raw tool output, as dbt streams it")
         yield dg.AssetCheckResult(check_name="ok", passed=True)
         yield dg.AssetCheckResult(check_name="warned", passed=False, severity=dg.AssetCheckSeverity.WARN)
         for n, key in enumerate(context.partition_keys, start=1):  # per-partition figures: 1, 2, 3
-            yield dg.AssetMaterialization(asset_key="toy_source", partition=key, metadata={"rejected_rows": n})
+            yield dg.AssetMaterialization(
+                asset_key="toy_source", partition=key, metadata={"rejected_rows": n}
+            )
         yield dg.MaterializeResult(metadata={"rejected_rows": 0})
 
-    @dg.asset(partitions_def=trading_sessions, backfill_policy=single_run, deps=[toy_source],
-              check_specs=[dg.AssetCheckSpec("failed", asset="toy_sink")])
+    @dg.asset(
+        partitions_def=trading_sessions,
+        backfill_policy=single_run,
+        deps=[toy_source],
+        check_specs=[dg.AssetCheckSpec("failed", asset="toy_sink")],
+    )
     def toy_sink(context):
         context.log.debug("a debug line stays in the log file")
-        yield dg.MaterializeResult(metadata={"rejected_rows": 4})  # the window's figure, repeated per partition
+        yield dg.MaterializeResult(
+            metadata={"rejected_rows": 4}
+        )  # the window's figure, repeated per partition
         yield dg.AssetCheckResult(check_name="failed", passed=False)
 
     return dg.Definitions(assets=[toy_source, toy_sink])
@@ -325,8 +427,14 @@ def test_progress_log_file_and_summary_count_the_runs_events(tmp_path: Path) -> 
     log = tmp_path / "logs" / "run.log"
     follower = EventFollower(console=Console(file=out, width=200), log_path=log, verbosity=NORMAL)
     with dg.DagsterInstance.ephemeral() as instance:
-        summary = cli.materialize_range("2024-07-01", "2024-07-03", "toy_source toy_sink", definitions=_toy_definitions(),
-                                        instance=instance, follower=follower)
+        summary = cli.materialize_range(
+            "2024-07-01",
+            "2024-07-03",
+            "toy_source toy_sink",
+            definitions=_toy_definitions(),
+            instance=instance,
+            follower=follower,
+        )
     follower.close()
     (stats,) = follower.runs
     assert summary["runs"][0]["success"] and stats.success
@@ -355,8 +463,14 @@ def test_verbose_prints_every_event(tmp_path: Path) -> None:
     out = io.StringIO()
     follower = EventFollower(console=Console(file=out, width=200), verbosity=VERBOSE)
     with dg.DagsterInstance.ephemeral() as instance:
-        cli.materialize_range("2024-07-01", "2024-07-01", "toy_source", definitions=_toy_definitions(),
-                              instance=instance, follower=follower)
+        cli.materialize_range(
+            "2024-07-01",
+            "2024-07-01",
+            "toy_source",
+            definitions=_toy_definitions(),
+            instance=instance,
+            follower=follower,
+        )
     assert "ASSET_MATERIALIZATION" in out.getvalue() and "a debug line" not in out.getvalue()
     assert "raw tool output, as dbt streams it" in out.getvalue()
 
@@ -371,7 +485,16 @@ def test_a_failed_step_is_one_line_with_its_root_cause(tmp_path: Path) -> None:
     out = io.StringIO()
     follower = EventFollower(console=Console(file=out, width=300), verbosity=NORMAL)
     with dg.DagsterInstance.ephemeral() as instance, pytest.raises(cli.RunFailed):
-        cli.materialize_range("2024-07-01", "2024-07-01", "toy_broken", definitions=dg.Definitions(assets=[toy_broken]),
-                              instance=instance, follower=follower)
-    assert "[sessions] step toy_broken FAILED: RuntimeError: the toy vendor file is missing column close" in out.getvalue()
+        cli.materialize_range(
+            "2024-07-01",
+            "2024-07-01",
+            "toy_broken",
+            definitions=dg.Definitions(assets=[toy_broken]),
+            instance=instance,
+            follower=follower,
+        )
+    assert (
+        "[sessions] step toy_broken FAILED: RuntimeError: the toy vendor file is missing column close"
+        in out.getvalue()
+    )
     assert follower.runs[0].steps_failed == 1
