@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -132,3 +133,45 @@ def record(
         per_day = lineage.union(inputs, days)
         lineage.write(conn, dataset.name, per_day, context.run_id)
     return _metadata(context, dataset.key, per_day, strict=False)
+
+
+def with_mart_sources(
+    context: dg.AssetExecutionContext,
+    event: Any,
+    warehouse_url: str,
+    manifest: Path,
+    start: dt.date,
+    end: dt.date,
+) -> Any:
+    """A dbt event of a ``marts`` model, with the window's sources of its inputs and their licence status.
+
+    The inputs are the warehouse tables dbt builds the mart from (the manifest); their lineage is read
+    from ``ops.lineage`` for the window; a session without lineage of an input counts as ``unknown``.
+    Other events (staging models, tests) pass unchanged.
+    """
+    if isinstance(event, dg.Output):
+        key = context.asset_key_for_output(event.output_name)
+    elif isinstance(event, dg.AssetMaterialization):
+        key = event.asset_key
+    else:
+        return event
+    if key.path[0] != "marts":
+        return event
+    try:
+        tables = lineage.mart_inputs(manifest, key.path[-1])
+    except KeyError:
+        return event
+    from wealth_pipeline.rights.export import datasets_of_tables
+
+    names = sorted(set(datasets_of_tables(tables)[0].values()))
+    days = calendars.weekdays(start, end)
+    with psycopg.connect(warehouse_url) as conn:
+        stored = lineage.read(conn, names, start, end) if names else {}
+    window = sorted({s for name in names for day in days for s in stored[name].get(day, (UNKNOWN,))})
+    try:
+        status: Any = licence_status(window)
+    except dg.Failure as exc:
+        status = f"unknown: {exc.description}"
+    return event.with_metadata(
+        {**event.metadata, "window_sources": dg.MetadataValue.json(window), "licence_status": status}
+    )

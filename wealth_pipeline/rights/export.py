@@ -136,8 +136,9 @@ def _entitlements(conn: psycopg.Connection, login: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _datasets_of(tables: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Warehouse table -> dataset for the dated datasets; and the tables no lineage is kept for."""
+def datasets_of_tables(tables: Iterable[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Warehouse table -> dataset name for the dated datasets (lineage is kept per session for them),
+    and the tables it is not kept for."""
     from wealth_pipeline.defs import datasets
 
     by_table = {d.table: d for d in datasets.REGISTRY.values() if d.table}
@@ -238,7 +239,7 @@ def export_mart(
             inputs = lineage.mart_inputs(manifest, mart)
         except KeyError as exc:
             raise ExportError(f"--mart {mart!r}: {exc.args[0]}") from None
-    tracked, untracked = _datasets_of(inputs)
+    tracked, untracked = datasets_of_tables(inputs)
 
     with psycopg.connect(read_url) as reader:
         login = str(reader.execute("SELECT session_user").fetchone()[0])

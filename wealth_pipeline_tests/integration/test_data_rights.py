@@ -604,6 +604,20 @@ def test_exports_of_the_marts_the_pipeline_built(built, tmp_path: Path) -> None:
     from wealth_pipeline.defs.marts.project import dbt_project, prepare_manifest
 
     url = built.warehouse_url
+    # The UI: each mart's materialization shows its inputs' sources (portfolio and model rows were
+    # written around the assets: unknown).
+    events = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in built.runs[-1]["result"].get_asset_materialization_events()
+    }
+    assert events["marts/security_daily"]["window_sources"].value == ["synthetic"]
+    assert events["marts/security_daily"]["licence_status"].value == {"synthetic": "allowed"}
+    assert "unknown" in events["marts/model_signals"]["window_sources"].value
+    assert (
+        events["marts/model_signals"]["licence_status"].value["unknown"]
+        == "not in the rights registry: exports refused"
+    )
+    assert "window_sources" not in events["staging/stg_bars_daily"]
     role, password = f"bi_rights_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
     user = f"rights_{uuid.uuid4().hex[:6]}"
     create_bi_user(url, user, role, password)

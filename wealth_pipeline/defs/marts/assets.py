@@ -18,6 +18,7 @@ import psycopg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from psycopg import sql
 
+from wealth_pipeline.defs import lineage
 from wealth_pipeline.defs.marts.project import (
     dbt_connection,
     dbt_project,
@@ -113,5 +114,7 @@ def marts_dbt(
     missing = missing_upstream_relations(json.loads(MANIFEST_PATH.read_text()), set(context.selected_asset_keys), url)
     if missing:
         raise dg.Failure(description="; ".join(missing), allow_retries=False)
-    with dbt_connection(url):
-        yield from dbt.cli(args, context=context).stream()
+    start, end = partition_window(context)
+    with dbt_connection(url):  # each mart's materialization shows its inputs' sources (issue 22)
+        for event in dbt.cli(args, context=context).stream():
+            yield lineage.with_mart_sources(context, event, warehouse.url, MANIFEST_PATH, start, end)
