@@ -42,23 +42,43 @@ from wealth_pipeline.core.portfolio_reference import PortfolioInputError
 PORTFOLIO_TOTAL = "__portfolio__"
 
 POSITIONS_SCHEMA: dict[str, pl.DataType] = {
-    "portfolio_id": pl.Utf8(), "session_date": pl.Date(), "symbol": pl.Utf8(), "currency": pl.Utf8(),
-    "quantity": pl.Float64(), "cost_basis_local": pl.Float64(), "cost_basis_base": pl.Float64(),
-    "market_value_local": pl.Float64(), "market_value_base": pl.Float64(), "unrealized_pnl_base": pl.Float64(),
-    "realized_pnl_base": pl.Float64(), "weight": pl.Float64(),
+    "portfolio_id": pl.Utf8(),
+    "session_date": pl.Date(),
+    "symbol": pl.Utf8(),
+    "currency": pl.Utf8(),
+    "quantity": pl.Float64(),
+    "cost_basis_local": pl.Float64(),
+    "cost_basis_base": pl.Float64(),
+    "market_value_local": pl.Float64(),
+    "market_value_base": pl.Float64(),
+    "unrealized_pnl_base": pl.Float64(),
+    "realized_pnl_base": pl.Float64(),
+    "weight": pl.Float64(),
 }
 CASH_SCHEMA: dict[str, pl.DataType] = {
-    "portfolio_id": pl.Utf8(), "session_date": pl.Date(), "currency": pl.Utf8(), "balance": pl.Float64(),
+    "portfolio_id": pl.Utf8(),
+    "session_date": pl.Date(),
+    "currency": pl.Utf8(),
+    "balance": pl.Float64(),
     "balance_base": pl.Float64(),
 }
 VALUATIONS_SCHEMA: dict[str, pl.DataType] = {
-    "portfolio_id": pl.Utf8(), "session_date": pl.Date(), "base_currency": pl.Utf8(),
-    "positions_value_base": pl.Float64(), "cash_base": pl.Float64(), "total_value_base": pl.Float64(),
+    "portfolio_id": pl.Utf8(),
+    "session_date": pl.Date(),
+    "base_currency": pl.Utf8(),
+    "positions_value_base": pl.Float64(),
+    "cash_base": pl.Float64(),
+    "total_value_base": pl.Float64(),
     "net_external_flow_base": pl.Float64(),
 }
 ATTRIBUTION_SCHEMA: dict[str, pl.DataType] = {
-    "portfolio_id": pl.Utf8(), "session_date": pl.Date(), "symbol": pl.Utf8(), "local_return": pl.Float64(),
-    "fx_return": pl.Float64(), "interaction": pl.Float64(), "base_return": pl.Float64(),
+    "portfolio_id": pl.Utf8(),
+    "session_date": pl.Date(),
+    "symbol": pl.Utf8(),
+    "local_return": pl.Float64(),
+    "fx_return": pl.Float64(),
+    "interaction": pl.Float64(),
+    "base_return": pl.Float64(),
 }
 QUANTITY_EPS = 1e-9
 
@@ -81,7 +101,11 @@ class FxTable:
 
     def __init__(self, fx_rates: pl.DataFrame) -> None:
         series: dict[tuple[str, str], dict[dt.date, float]] = defaultdict(dict)
-        rows = fx_rates.select("session_date", "base_currency", "quote_currency", "rate").iter_rows() if fx_rates.height else ()
+        rows = (
+            fx_rates.select("session_date", "base_currency", "quote_currency", "rate").iter_rows()
+            if fx_rates.height
+            else ()
+        )
         for day, base, quote, rate in rows:
             series[(base, quote)][day] = rate  # 1 base = rate quote
             series[(quote, base)].setdefault(day, 1.0 / rate)
@@ -96,12 +120,16 @@ class FxTable:
         key = (currency, base)
         dates = self._dates.get(key)
         if not dates:
-            raise MissingFxRate(f"no {currency}/{base} FX rate on or before {day}: the processed fx_rates hold none "
-                                f"for the pair; deliver and materialize {currency}/{base} (or {base}/{currency}) rates")
+            raise MissingFxRate(
+                f"no {currency}/{base} FX rate on or before {day}: the processed fx_rates hold none "
+                f"for the pair; deliver and materialize {currency}/{base} (or {base}/{currency}) rates"
+            )
         i = bisect.bisect_right(dates, day) - 1
         if i < 0:
-            raise MissingFxRate(f"no {currency}/{base} FX rate on or before {day}: the first is on {dates[0]}; "
-                                f"materialize fx_rates from {day} on")
+            raise MissingFxRate(
+                f"no {currency}/{base} FX rate on or before {day}: the first is on {dates[0]}; "
+                f"materialize fx_rates from {day} on"
+            )
         if dates[i] != day:
             self.carried.add((currency, base, day))
         return self._rates[key][i]
@@ -113,8 +141,12 @@ class PriceTable:
     def __init__(self, bars: pl.DataFrame) -> None:
         self._dates: dict[str, list[dt.date]] = {}
         self._closes: dict[str, list[float]] = {}
-        for (symbol,), part in bars.select("symbol", "session_date", "close").sort("symbol", "session_date").partition_by(
-                "symbol", as_dict=True).items():
+        for (symbol,), part in (
+            bars.select("symbol", "session_date", "close")
+            .sort("symbol", "session_date")
+            .partition_by("symbol", as_dict=True)
+            .items()
+        ):
             self._dates[symbol] = part["session_date"].to_list()
             self._closes[symbol] = part["close"].to_list()
 
@@ -122,7 +154,9 @@ class PriceTable:
         dates = self._dates.get(symbol)
         i = bisect.bisect_right(dates, day) - 1 if dates else -1
         if i < 0:
-            raise MarketDataGap(f"no bar for {symbol} on or before {day}: materialize bars for that range first")
+            raise MarketDataGap(
+                f"no bar for {symbol} on or before {day}: materialize bars for that range first"
+            )
         return self._closes[symbol][i]
 
 
@@ -201,15 +235,22 @@ def compute_portfolio(
     held_symbols = set(transactions.filter(pl.col("symbol").is_not_null())["symbol"].to_list())
     splits: dict[dt.date, list[tuple[str, float]]] = defaultdict(list)
     dividends: dict[dt.date, list[tuple[str, float]]] = defaultdict(list)
-    for symbol, ex_date, kind, ratio, amount in actions.filter(pl.col("symbol").is_in(list(held_symbols))).select(
-            "symbol", "ex_date", "action_type", "ratio", "amount").iter_rows():
-        (splits if kind == "split" else dividends)[ex_date].append((symbol, ratio if kind == "split" else amount))
+    for symbol, ex_date, kind, ratio, amount in (
+        actions.filter(pl.col("symbol").is_in(list(held_symbols)))
+        .select("symbol", "ex_date", "action_type", "ratio", "amount")
+        .iter_rows()
+    ):
+        (splits if kind == "split" else dividends)[ex_date].append(
+            (symbol, ratio if kind == "split" else amount)
+        )
 
     lots: dict[str, deque[_Lot]] = defaultdict(deque)
     cash: dict[str, float] = {}
     realized: dict[str, float] = defaultdict(float)
     positions, cash_rows, valuations, attribution = [], [], [], []
-    prev: dict | None = None  # previous close: {"value", "positions": {sym: (q, price, fxr)}, "cash": {c: (bal, fxr)}}
+    prev: dict | None = (
+        None  # previous close: {"value", "positions": {sym: (q, price, fxr)}, "cash": {c: (bal, fxr)}}
+    )
     for day in days:
         split_today = dict(splits.get(day, []))
         div_today: dict[str, float] = defaultdict(float)
@@ -246,9 +287,13 @@ def compute_portfolio(
                 held = sum(lot.quantity for lot in lots[symbol])
                 if kind == "sell" and not allow_short and quantity > held + QUANTITY_EPS:
                     raise PortfolioInputError(
-                        row["source_file"], row["source_line"], "quantity",
+                        row["source_file"],
+                        row["source_line"],
+                        "quantity",
                         f"sell of {quantity:g} {symbol} on {day} is larger than the holding of {held:g} "
-                        f"(portfolio {pid} does not allow short selling)", pid)
+                        f"(portfolio {pid} does not allow short selling)",
+                        pid,
+                    )
                 signed = quantity if kind == "buy" else -quantity
                 unit = amount / quantity
                 gain, _ = _trade(lots[symbol], signed, unit, rate)
@@ -271,36 +316,69 @@ def compute_portfolio(
             mv_base = mv_local * rate
             if abs(quantity) > QUANTITY_EPS:
                 snapshot_positions[symbol] = (quantity, price, rate, currency)
-            day_positions.append({
-                "portfolio_id": pid, "session_date": day, "symbol": symbol, "currency": currency,
-                "quantity": quantity if abs(quantity) > QUANTITY_EPS else 0.0, "cost_basis_local": cost_local,
-                "cost_basis_base": cost_base, "market_value_local": mv_local, "market_value_base": mv_base,
-                "unrealized_pnl_base": mv_base - cost_base, "realized_pnl_base": realized[symbol], "weight": None,
-            })
+            day_positions.append(
+                {
+                    "portfolio_id": pid,
+                    "session_date": day,
+                    "symbol": symbol,
+                    "currency": currency,
+                    "quantity": quantity if abs(quantity) > QUANTITY_EPS else 0.0,
+                    "cost_basis_local": cost_local,
+                    "cost_basis_base": cost_base,
+                    "market_value_local": mv_local,
+                    "market_value_base": mv_base,
+                    "unrealized_pnl_base": mv_base - cost_base,
+                    "realized_pnl_base": realized[symbol],
+                    "weight": None,
+                }
+            )
         snapshot_cash: dict[str, tuple[float, float]] = {}
         cash_base = 0.0
         for currency in sorted(cash):
             rate = fx.rate(currency, base, day)
             snapshot_cash[currency] = (cash[currency], rate)
             cash_base += cash[currency] * rate
-            cash_rows.append({"portfolio_id": pid, "session_date": day, "currency": currency,
-                              "balance": cash[currency], "balance_base": cash[currency] * rate})
+            cash_rows.append(
+                {
+                    "portfolio_id": pid,
+                    "session_date": day,
+                    "currency": currency,
+                    "balance": cash[currency],
+                    "balance_base": cash[currency] * rate,
+                }
+            )
         positions_base = sum(p["market_value_base"] for p in day_positions)
         total = positions_base + cash_base
         for p in day_positions:
             p["weight"] = p["market_value_base"] / total if total > 0 else None
         positions.extend(day_positions)
-        valuations.append({"portfolio_id": pid, "session_date": day, "base_currency": base,
-                           "positions_value_base": positions_base, "cash_base": cash_base, "total_value_base": total,
-                           "net_external_flow_base": flow_base})
+        valuations.append(
+            {
+                "portfolio_id": pid,
+                "session_date": day,
+                "base_currency": base,
+                "positions_value_base": positions_base,
+                "cash_base": cash_base,
+                "total_value_base": total,
+                "net_external_flow_base": flow_base,
+            }
+        )
         if prev is not None and prev["value"] > 0:
             attribution.extend(_attribution(pid, day, prev, prices, fx, base, split_today, div_today))
         prev = {"value": total, "positions": snapshot_positions, "cash": snapshot_cash}
     return positions, cash_rows, valuations, attribution
 
 
-def _attribution(pid: str, day: dt.date, prev: dict, prices: PriceTable, fx: FxTable, base: str,
-                 split_today: dict[str, float], div_today: dict[str, float]) -> list[dict]:
+def _attribution(
+    pid: str,
+    day: dt.date,
+    prev: dict,
+    prices: PriceTable,
+    fx: FxTable,
+    base: str,
+    split_today: dict[str, float],
+    div_today: dict[str, float],
+) -> list[dict]:
     """Attribution rows of ``day`` for the holdings at the previous close (see the module docstring)."""
     out = []
     totals = {"local_return": 0.0, "fx_return": 0.0, "interaction": 0.0}
@@ -308,20 +386,38 @@ def _attribution(pid: str, day: dt.date, prev: dict, prices: PriceTable, fx: FxT
         ratio = split_today.get(symbol, 1.0)
         price = prices.close(symbol, day)
         rate = fx.rate(currency, base, day)
-        local = (quantity * ratio * price + quantity * div_today.get(symbol, 0.0)) / (quantity * price_prev) - 1.0
+        local = (quantity * ratio * price + quantity * div_today.get(symbol, 0.0)) / (
+            quantity * price_prev
+        ) - 1.0
         fx_ret = rate / rate_prev - 1.0
         inter = local * fx_ret
         weight = quantity * price_prev * rate_prev / prev["value"]
-        out.append({"portfolio_id": pid, "session_date": day, "symbol": symbol, "local_return": local,
-                    "fx_return": fx_ret, "interaction": inter, "base_return": local + fx_ret + inter})
+        out.append(
+            {
+                "portfolio_id": pid,
+                "session_date": day,
+                "symbol": symbol,
+                "local_return": local,
+                "fx_return": fx_ret,
+                "interaction": inter,
+                "base_return": local + fx_ret + inter,
+            }
+        )
         totals["local_return"] += weight * local
         totals["fx_return"] += weight * fx_ret
         totals["interaction"] += weight * inter
     for currency, (balance, rate_prev) in prev["cash"].items():
         rate = fx.rate(currency, base, day)
         totals["fx_return"] += balance * rate_prev / prev["value"] * (rate / rate_prev - 1.0)
-    out.append({"portfolio_id": pid, "session_date": day, "symbol": PORTFOLIO_TOTAL, **totals,
-                "base_return": totals["local_return"] + totals["fx_return"] + totals["interaction"]})
+    out.append(
+        {
+            "portfolio_id": pid,
+            "session_date": day,
+            "symbol": PORTFOLIO_TOTAL,
+            **totals,
+            "base_return": totals["local_return"] + totals["fx_return"] + totals["interaction"],
+        }
+    )
     return out
 
 
@@ -370,7 +466,8 @@ def compute_portfolios(
 def exposure_weights(positions: pl.DataFrame) -> pl.DataFrame:
     """``portfolio_id, symbol, session_date, weight`` of the held securities (cash left out)."""
     return positions.filter(pl.col("quantity").abs() > QUANTITY_EPS).select(
-        "portfolio_id", "symbol", "session_date", pl.col("weight").fill_null(0.0))
+        "portfolio_id", "symbol", "session_date", pl.col("weight").fill_null(0.0)
+    )
 
 
 def as_of_exposures(weights: pl.DataFrame, exposures: pl.DataFrame, tolerance_days: int = 10) -> pl.DataFrame:
@@ -379,7 +476,13 @@ def as_of_exposures(weights: pl.DataFrame, exposures: pl.DataFrame, tolerance_da
     A US name on a TSX-only day has no row of that day: its previous session's estimates apply.
     """
     keys = weights.select("symbol", "session_date").unique().sort("session_date")
-    found = keys.join_asof(exposures.rename({"session_date": "exposure_date"}).sort("exposure_date"),
-                           left_on="session_date", right_on="exposure_date", by="symbol", strategy="backward",
-                           tolerance=dt.timedelta(days=tolerance_days), check_sortedness=False)
+    found = keys.join_asof(
+        exposures.rename({"session_date": "exposure_date"}).sort("exposure_date"),
+        left_on="session_date",
+        right_on="exposure_date",
+        by="symbol",
+        strategy="backward",
+        tolerance=dt.timedelta(days=tolerance_days),
+        check_sortedness=False,
+    )
     return found.drop("exposure_date").drop_nulls("alpha") if "alpha" in found.columns else found

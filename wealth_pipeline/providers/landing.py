@@ -136,8 +136,14 @@ class VendorFileProvider:
 
     def identifier_changes(self) -> pl.DataFrame:
         """Dated name/ISIN changes from ``identifier_changes/*.csv`` (issue 21); none without files."""
-        files = self._reference_files(securities_file.CHANGES_FOLDER, securities_file.identifier_changes_from_csv)
-        return pl.concat(files) if files else pl.DataFrame(schema=dict.fromkeys(securities_file.CHANGES_COLUMNS, pl.Utf8))
+        files = self._reference_files(
+            securities_file.CHANGES_FOLDER, securities_file.identifier_changes_from_csv
+        )
+        return (
+            pl.concat(files)
+            if files
+            else pl.DataFrame(schema=dict.fromkeys(securities_file.CHANGES_COLUMNS, pl.Utf8))
+        )
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """``factor_returns/`` and ``risk_free/`` files when the landing zone has any (issue 21), else the reference's."""
