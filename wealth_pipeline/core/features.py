@@ -45,7 +45,7 @@ INDICATOR_INPUTS: tuple[str, ...] = (
 EXPOSURE_INPUTS: tuple[str, ...] = (
     "alpha", "beta_market", "beta_size", "beta_value", "beta_momentum", "r_squared", "residual_vol",
 )
-BAR_INPUTS: tuple[str, ...] = ("adj_close",)
+BAR_INPUTS: tuple[str, ...] = ("adj_close", "close")
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     # returns and volatility
@@ -121,6 +121,8 @@ def symbol_major(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _raw_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.DataFrame) -> pl.DataFrame:
     close = pl.col("adj_close")
+    # level indicators are on the session's own price basis (#14), where the price is the raw close
+    level = pl.col("close")
     returns = [
         (close / close.shift(n).over("symbol") - 1).alias(f"ret_{n}d") for n in RETURN_WINDOWS
     ]
@@ -136,14 +138,14 @@ def _raw_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.Da
         pl.col("realized_vol_20").alias("vol_20"),
         pl.col("realized_vol_60").alias("vol_60"),
         (pl.col("realized_vol_20") / pl.col("realized_vol_60")).alias("vol_ratio_20_60"),
-        (close / pl.col("sma_20") - 1).alias("close_to_sma_20"),
-        (close / pl.col("sma_50") - 1).alias("close_to_sma_50"),
-        (close / pl.col("sma_200") - 1).alias("close_to_sma_200"),
+        (level / pl.col("sma_20") - 1).alias("close_to_sma_20"),
+        (level / pl.col("sma_50") - 1).alias("close_to_sma_50"),
+        (level / pl.col("sma_200") - 1).alias("close_to_sma_200"),
         pl.col("rsi_14"),
-        ((close - pl.col("bb_lower_20")) / (pl.col("bb_upper_20") - pl.col("bb_lower_20"))).alias("bb_pct_b"),
-        (pl.col("macd") / close).alias("macd_over_close"),
-        (pl.col("macd_hist") / close).alias("macd_hist_over_close"),
-        (pl.col("atr_14") / close).alias("atr_over_close"),
+        ((level - pl.col("bb_lower_20")) / (pl.col("bb_upper_20") - pl.col("bb_lower_20"))).alias("bb_pct_b"),
+        (pl.col("macd") / level).alias("macd_over_close"),
+        (pl.col("macd_hist") / level).alias("macd_hist_over_close"),
+        (pl.col("atr_14") / level).alias("atr_over_close"),
         pl.col("stoch_k"),
         pl.col("stoch_d"),
         *[pl.col(c) for c in EXPOSURE_INPUTS],
@@ -154,14 +156,15 @@ def build_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.D
                    start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
     """Cross-sectionally normalized features of every bar in ``[start, end]`` (see the module docstring).
 
-    ``bars`` needs ``symbol, session_date, adj_close`` and, for the 60-session return, 60 observed
+    ``bars`` needs ``symbol, session_date, adj_close, close`` (raw: the price on the basis of the level
+    indicators, issue 14) and, for the 60-session return, 60 observed
     sessions of history before ``start``; ``indicators`` and ``exposures`` need the window's rows (their
     own warm-up is already inside their values). Rows without indicators or exposures keep nulls.
     """
     bars = _require(bars, "bars", BAR_INPUTS)
     bad = bars.filter(~pl.col("adj_close").is_finite() | (pl.col("adj_close") <= 0))
     if bad.height:
-        symbol, day, value = bad.row(0)
+        symbol, day, value = bad.select("symbol", "session_date", "adj_close").row(0)
         raise FeatureInputError(f"bars: adj_close must be finite and > 0, got {value} for {symbol} {day} "
                                 f"({bad.height} bad rows)")
     indicators = _require(indicators, "indicators", INDICATOR_INPUTS)

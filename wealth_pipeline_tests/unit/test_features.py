@@ -31,15 +31,16 @@ def synthetic_inputs(signal: float, universe: int, start: dt.date, end: dt.date,
                      ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Adjusted bars, indicators and exposures of a synthetic market, built with the core modules."""
     market = SyntheticMarket(seed=seed, universe_size=universe, signal_strength=signal)
-    bars = adjustments.apply_adjustments(market.bars(start, end), market.corporate_actions(start, end))
-    return bars, indicators.compute_indicators(bars), exposures_from(bars, market.factor_returns(start, end))
+    raw = market.bars(start, end)  # point-in-time bars and session-basis indicators, as the pipeline stores them (#14)
+    bars = adjustments.point_in_time(raw, adjustments.cumulate(adjustments.action_factors(raw, market.corporate_actions(start, end))))
+    return bars, indicators.to_session_basis(indicators.compute_indicators(bars), bars), exposures_from(bars, market.factor_returns(start, end))
 
 
 def _toy() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(8)]
     closes = {"A": [10, 11, 12, 13, 14, 15, 16, 17], "B": [20, 20, 21, 19, 22, 23, 21, 20], "C": [5, 6, 5, 6, 5, 6, 5, 6]}
     bars = pl.DataFrame({"symbol": [s for s in closes for _ in days], "session_date": days * 3,
-                         "adj_close": [float(c) for s in closes for c in closes[s]]})
+                         "adj_close": [float(c) for s in closes for c in closes[s]]}).with_columns(pl.col("adj_close").alias("close"))
     ind = bars.select("symbol", "session_date").with_columns(
         [pl.lit(1.0).alias(c) for c in features.INDICATOR_INPUTS])
     exp = bars.select("symbol", "session_date").with_columns(
@@ -120,7 +121,7 @@ def test_no_look_ahead_corrupting_everything_after_t_leaves_features_at_t_unchan
     market = SyntheticMarket(seed=11, universe_size=16, signal_strength=0.1)
     factors = market.factor_returns(start, end)
     factors = factors.with_columns(pl.when(pl.col("session_date") > t).then(pl.col("value") * -3).otherwise(pl.col("value")).alias("value"))
-    corrupted = features.build_training_set(bad_bars, indicators.compute_indicators(bad_bars), exposures_from(bad_bars, factors), horizon=5)
+    corrupted = features.build_training_set(bad_bars, indicators.to_session_basis(indicators.compute_indicators(bad_bars), bad_bars), exposures_from(bad_bars, factors), horizon=5)
 
     def upto(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.filter(pl.col("session_date") <= t).select(*features.KEY_COLUMNS, *features.FEATURE_COLUMNS)
