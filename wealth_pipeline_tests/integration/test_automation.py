@@ -98,6 +98,23 @@ def test_landing_sensor_requests_exactly_the_touched_partitions_once(tmp_path: P
         assert json.loads(changed.cursor)["bars/a.csv"]
 
 
+def test_landing_sensor_reads_gzip_csv_and_logs_an_unknown_file(tmp_path: Path) -> None:
+    """Issue 14: a .csv.gz was invisible to the sensor; now it is read, and any other file is named."""
+    import gzip
+
+    landing = tmp_path / "landing"
+    (landing / "bars").mkdir(parents=True)
+    header = "symbol,session_date,open,high,low,close,volume,currency\n"
+    (landing / "bars" / "b.csv.gz").write_bytes(gzip.compress((header + "AAPL,2024-07-08,1,1,1,1,1,USD\n").encode()))
+    (landing / "bars" / "c.xlsx").write_bytes(b"PK\x03\x04")
+    with dg.instance_for_test() as instance:
+        result = _landing_sensor_eval(instance, None, landing)
+        [request] = result.run_requests
+        assert request.tags["wealth/landing_file"] == "bars/b.csv.gz"
+        assert request.tags["dagster/asset_partition_range_start"] == "2024-07-08"
+        assert set(json.loads(result.cursor)) == {"bars/b.csv.gz", "bars/c.xlsx"}  # seen once, not retried
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: typing.ClassVar[list[dict]] = []
 
