@@ -620,3 +620,22 @@ def test_broken_gzip_files_are_file_errors() -> None:
         _parse("bars/a.csv.gz", packed[:-12])  # truncated stream
     with pytest.raises(VendorFileError, match=r"empty file \(0 bytes once decompressed\)"):
         _parse("bars/a.csv.gz", gzip.compress(b""))
+
+
+def test_parquet_corporate_actions_with_and_without_distribution_type() -> None:
+    rows = {
+        "symbol": ["MSFT", "MSFT"],
+        "ex_date": ["2004-11-15"] * 2,
+        "action_type": ["dividend"] * 2,
+        "ratio": [None, None],
+        "amount": [3.0, 0.08],
+        "currency": ["USD", "USD"],
+    }
+    typed = _parse(
+        "corporate_actions/a.parquet", _parquet(pl.DataFrame(rows | {"distribution_type": ["Special", None]}))
+    )
+    assert typed.rejects.is_empty()
+    assert typed.good.select("distribution_type", "amount").rows() == [("special", 3.0), ("regular", 0.08)]
+    untyped = _parse("corporate_actions/a.parquet", _parquet(pl.DataFrame(rows)))  # no column: both regular
+    assert untyped.good.is_empty()
+    assert untyped.rejects.select("row_number", "field").rows() == [(1, "amount"), (2, "amount")]
