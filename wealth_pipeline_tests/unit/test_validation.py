@@ -485,3 +485,23 @@ def test_vectorized_rules_match_per_row_oracle() -> None:
     good_frame = frame.filter(pl.col("row_number").is_in(good)).drop("row_number")
     assert_frame_equal(result.good, good_frame)
     assert result.warnings[0].startswith(f"dropped {len(dropped)} exact duplicate row(s)")
+
+
+def test_a_raw_version_written_before_distribution_type_reads_with_defaults(tmp_path) -> None:
+    """Raw corporate-action versions from before issue 14 have no distribution_type; they still read."""
+    from wealth_pipeline.lakehouse import raw
+    from wealth_pipeline.lakehouse.store import open_store
+
+    store = open_store(str(tmp_path / "lake"))
+    old = _actions([("MSFT", D(2004, 11, 15), "dividend", None, 0.08, "USD", None)]).drop("distribution_type")
+    raw.write_versions(store, "corporate_actions", old, "ex_date", [D(2004, 11, 15)])
+    read = raw.read_current(
+        store, "corporate_actions", D(2004, 11, 15), D(2004, 11, 15), CORPORATE_ACTIONS_SCHEMA
+    )
+    assert read.columns == list(CORPORATE_ACTIONS_SCHEMA) and read["distribution_type"].to_list() == [None]
+    assert validate_corporate_actions(read).good["distribution_type"].to_list() == ["regular"]
+    # Any other missing column is still an error (bars without volume are not silently null).
+    bars = _bars([("AAPL", D(2024, 1, 5), 10.0, 11.0, 9.5, 10.5, 1000, "USD")]).drop("volume")
+    raw.write_versions(store, "bars", bars, "session_date", [D(2024, 1, 5)])
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        raw.read_current(store, "bars", D(2024, 1, 5), D(2024, 1, 5), BARS_SCHEMA)
