@@ -158,21 +158,7 @@ def _judge(row: dict[str, Any], threshold: float) -> tuple[Any, ...]:
     )
 
 
-def no_unexplained_jumps(frame: pl.DataFrame, threshold: float = 0.4) -> tuple[bool, dict[str, Any]]:
-    """The bars check: no adjusted move beyond ``threshold`` that looks like a bad tick or an unreported split.
-
-    Metadata: the threshold, how many moves were flagged and judged real, and examples of each with
-    the reason (``judge_jumps``).
-    """
-    if frame.is_empty():
-        return True, {
-            "threshold": threshold,
-            "jumps": 0,
-            "judged_real": 0,
-            "examples": [],
-            "real_examples": [],
-        }
-    judged = judge_jumps(frame, threshold)
+def _summary(judged: pl.DataFrame, threshold: float) -> tuple[bool, dict[str, Any]]:
     flagged, real = judged.filter(pl.col("flagged")), judged.filter(~pl.col("flagged"))
 
     def lines(part: pl.DataFrame) -> list[str]:
@@ -185,3 +171,36 @@ def no_unexplained_jumps(frame: pl.DataFrame, threshold: float = 0.4) -> tuple[b
         "examples": lines(flagged),
         "real_examples": lines(real),
     }
+
+
+def no_unexplained_jumps(frame: pl.DataFrame, threshold: float = 0.4) -> tuple[bool, dict[str, Any]]:
+    """The bars check: no adjusted move beyond ``threshold`` that looks like a bad tick or an unreported split.
+
+    Metadata: the threshold, how many moves were flagged and judged real, and examples of each with
+    the reason (``judge_jumps``). Only moves between bars of ``frame`` are judged; see
+    ``no_unexplained_jumps_in_window`` for a window with the sessions before it as context.
+    """
+    judged = judge_jumps(frame, threshold) if frame.height else pl.DataFrame(schema=JUDGEMENT_SCHEMA)
+    return _summary(judged, threshold)
+
+
+def no_unexplained_jumps_in_window(
+    window: pl.DataFrame, history: pl.DataFrame, threshold: float = 0.4
+) -> tuple[bool, dict[str, Any]]:
+    """``no_unexplained_jumps`` for the window's moves, with the bars before it as context.
+
+    A daily run's window holds one session, so alone it has no move to judge; with ``history`` (the
+    stored bars of the sessions before the window: the previous close, the volume median and the
+    market of the first session) its first session is judged too. Only moves on the window's
+    sessions are reported (a move on the last session cannot be judged for reversal until the next
+    one exists). ``history`` may be empty or have no columns.
+    """
+    if window.is_empty():
+        return no_unexplained_jumps(window, threshold)
+    columns = ["symbol", "session_date", "close", "adj_close", "volume"]
+    first = window["session_date"].min()
+    parts = [window.select(columns)]
+    if history.height:
+        parts.insert(0, history.select(columns).filter(pl.col("session_date") < first))
+    judged = judge_jumps(pl.concat(parts, how="vertical_relaxed"), threshold)
+    return _summary(judged.filter(pl.col("session_date") >= first), threshold)

@@ -210,3 +210,19 @@ def test_a_large_move_near_no_split_ratio_is_real_and_bad_input_is_refused() -> 
         True,
         {"threshold": 0.4, "jumps": 0, "judged_real": 0, "examples": [], "real_examples": []},
     )
+
+
+def test_a_one_session_window_is_judged_with_the_sessions_before_it() -> None:
+    """The daily run's window is one session: alone it has no move; with its history it is judged."""
+    raw = _bars(_unreport_split(_aapl(D(2000, 5, 22), D(2000, 7, 7)), D(2000, 6, 21), 2.0))
+    day = pl.col("session_date") == D(2000, 6, 21)
+    window, history = raw.filter(day), raw.filter(pl.col("session_date") < D(2000, 6, 21))
+    assert no_unexplained_jumps(window)[1]["jumps"] == 0  # nothing to compare with
+    ok, meta = quality_jumps.no_unexplained_jumps_in_window(window, history)
+    assert not ok and meta["jumps"] == 1 and meta["examples"][0].startswith("AAPL 2000-06-21: ")
+    assert quality_jumps.no_unexplained_jumps_in_window(window, history.head(0))[1]["jumps"] == 0
+    crash = _bars(_aapl(D(2000, 8, 31), D(2000, 10, 13)))
+    on = pl.col("session_date") == D(2000, 9, 29)
+    ok, meta = quality_jumps.no_unexplained_jumps_in_window(crash.filter(on), crash.filter(~on))
+    assert ok and meta["judged_real"] == 1  # the later sessions in history are not used as context
+    assert meta["real_examples"][0].startswith("AAPL 2000-09-29: -51.9%: news:")
