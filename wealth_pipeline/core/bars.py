@@ -33,8 +33,11 @@ def expected_bars(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.Da
     rows = []
     for exchange, symbols in universe.group_by("exchange"):
         days = calendars.sessions(str(exchange[0]), start, end)
-        rows.append(pl.DataFrame({"symbol": symbols["symbol"]}).join(
-            pl.DataFrame({"session_date": days}, schema={"session_date": pl.Date()}), how="cross"))
+        rows.append(
+            pl.DataFrame({"symbol": symbols["symbol"]}).join(
+                pl.DataFrame({"session_date": days}, schema={"session_date": pl.Date()}), how="cross"
+            )
+        )
     if not rows:
         return pl.DataFrame(schema={"symbol": pl.Utf8(), "session_date": pl.Date()})
     return listing.within_listing(pl.concat(rows), universe)  # only the sessions each symbol was listed (#21)
@@ -47,8 +50,15 @@ def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -
     return traced.with_columns(pl.lit(dataset).alias("dataset"))
 
 
-def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataFrame, start: dt.date, end: dt.date,
-               source: str, factors: pl.DataFrame | None = None) -> BuiltBars:
+def build_bars(
+    raw_bars: pl.DataFrame,
+    actions: pl.DataFrame,
+    universe: pl.DataFrame,
+    start: dt.date,
+    end: dt.date,
+    source: str,
+    factors: pl.DataFrame | None = None,
+) -> BuiltBars:
     """Validated, deduplicated, point-in-time adjusted bars of the window, its factor rows and rejects.
 
     ``raw_bars``: the raw rows of ``[start - LOOKBACK_DAYS, end + LOOKAHEAD_DAYS]`` (those that
@@ -59,18 +69,35 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
     its rows before ``start`` carry the cumulative factors into the window.
     """
     listings = dict(universe.select("symbol", "exchange").iter_rows())
-    numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
+    numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(
+        pl.col("row_number").cast(pl.Int64)
+    )
     result = validation.validate_bars(numbered, known_symbols=listings, is_session=calendars.is_session)
     good, rejects = result.good, result.rejects
-    unlisted = listing.listing_reason(good, universe)  # after a delisting, before an IPO, a former ticker (#21)
+    unlisted = listing.listing_reason(
+        good, universe
+    )  # after a delisting, before an IPO, a former ticker (#21)
     if unlisted.is_not_null().any():
         outside = good.with_columns(unlisted.alias("reason")).filter(pl.col("reason").is_not_null())
-        located = outside.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
-        rejects = pl.concat([rejects, located.select(
-            "row_number", pl.lit("session_date").alias("field"), pl.col("session_date").cast(pl.Utf8).alias("value"),
-            "reason").cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
+        located = outside.join(
+            numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left"
+        )
+        rejects = pl.concat(
+            [
+                rejects,
+                located.select(
+                    "row_number",
+                    pl.lit("session_date").alias("field"),
+                    pl.col("session_date").cast(pl.Utf8).alias("value"),
+                    "reason",
+                ).cast(validation.REJECT_SCHEMA),
+            ],
+            how="vertical_relaxed",
+        )
         good = good.filter(unlisted.is_null())
-    good_numbered = good.join(numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left")
+    good_numbered = good.join(
+        numbered.select("row_number", "symbol", "session_date"), on=["symbol", "session_date"], how="left"
+    )
     spikes = outliers.flag_spikes(good, SPIKE_RATIO)
     spiked = good_numbered.filter(spikes).select("row_number", "symbol", "session_date", "close")
     if spiked.height:
@@ -78,21 +105,40 @@ def build_bars(raw_bars: pl.DataFrame, actions: pl.DataFrame, universe: pl.DataF
             pl.col("row_number"),
             pl.lit("close").alias("field"),
             pl.col("close").cast(pl.Utf8).alias("value"),
-            pl.lit(f"close is at least {SPIKE_RATIO:.0f}x away from both neighbouring closes and no corporate action explains it").alias("reason"),
+            pl.lit(
+                f"close is at least {SPIKE_RATIO:.0f}x away from both neighbouring closes and no corporate action explains it"
+            ).alias("reason"),
         )
         rejects = pl.concat([rejects, spike_rejects.cast(validation.REJECT_SCHEMA)], how="vertical_relaxed")
         good = good.filter(~spikes)
     window_actions = actions.filter(pl.col("ex_date").is_between(start, end)) if actions.height else actions
-    stored = factors if factors is not None and factors.height else pl.DataFrame(schema=ADJUSTMENT_FACTORS_SCHEMA)
+    stored = (
+        factors if factors is not None and factors.height else pl.DataFrame(schema=ADJUSTMENT_FACTORS_SCHEMA)
+    )
     seen = good.filter(pl.col("session_date") <= end)
-    table = adjustments.cumulate(adjustments.action_factors(seen, window_actions), adjustments.last_before(stored, start))
-    window = adjustments.point_in_time(seen.filter(pl.col("session_date").is_between(start, end)),
-                                       pl.concat([stored.filter(pl.col("ex_date") < start), table]))
-    window = window.join(listing.listing_columns(universe).select("symbol", "exchange", "security_id"), on="symbol", how="left").with_columns(pl.lit(source).alias("source"))
+    table = adjustments.cumulate(
+        adjustments.action_factors(seen, window_actions), adjustments.last_before(stored, start)
+    )
+    window = adjustments.point_in_time(
+        seen.filter(pl.col("session_date").is_between(start, end)),
+        pl.concat([stored.filter(pl.col("ex_date") < start), table]),
+    )
+    window = window.join(
+        listing.listing_columns(universe).select("symbol", "exchange", "security_id"), on="symbol", how="left"
+    ).with_columns(pl.lit(source).alias("source"))
     traced = trace_rejects(rejects, numbered, "bars")
-    in_window = traced.filter(pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end))
-    frame = window.select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()]).sort(["symbol", "session_date"])
-    return BuiltBars(frame, in_window, table, spiked.filter(pl.col("session_date") < start).select("symbol", "session_date"))
+    in_window = traced.filter(
+        pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end)
+    )
+    frame = window.select([pl.col(c).cast(t) for c, t in PROCESSED_BARS_SCHEMA.items()]).sort(
+        ["symbol", "session_date"]
+    )
+    return BuiltBars(
+        frame,
+        in_window,
+        table,
+        spiked.filter(pl.col("session_date") < start).select("symbol", "session_date"),
+    )
 
 
 @dataclass(frozen=True)
@@ -106,8 +152,14 @@ class BuiltBars:
     spikes_before: pl.DataFrame
 
 
-def restatement_start(built: BuiltBars, stored_window: pl.DataFrame, stored_factors: pl.DataFrame,
-                      stored_before: pl.DataFrame, start: dt.date, end: dt.date) -> tuple[dt.date | None, list[str]]:
+def restatement_start(
+    built: BuiltBars,
+    stored_window: pl.DataFrame,
+    stored_factors: pl.DataFrame,
+    stored_before: pl.DataFrame,
+    start: dt.date,
+    end: dt.date,
+) -> tuple[dt.date | None, list[str]]:
     """The first session whose stored derived values this window's result makes stale, and why.
 
     * a bar before the window that is a spike now that its next session is known, and is stored
@@ -120,15 +172,25 @@ def restatement_start(built: BuiltBars, stored_window: pl.DataFrame, stored_fact
     reasons: list[str] = []
     first: dt.date | None = None
     if built.spikes_before.height and stored_before.height:
-        hit = built.spikes_before.join(stored_before.select("symbol", "session_date"), on=["symbol", "session_date"])
+        hit = built.spikes_before.join(
+            stored_before.select("symbol", "session_date"), on=["symbol", "session_date"]
+        )
         if hit.height:
             first = hit["session_date"].min()
             reasons += [f"{s} {d}: a spike now that its next session is known" for s, d in hit.head(5).rows()]
-    old = stored_factors.filter(pl.col("ex_date").is_between(start, end)) if stored_factors.height else stored_factors
+    old = (
+        stored_factors.filter(pl.col("ex_date").is_between(start, end))
+        if stored_factors.height
+        else stored_factors
+    )
     if not _same(built.factors, old, ["symbol", "ex_date"]):
         reasons.append(f"adjustment factors with ex_date in {start}..{end} changed")
     compare = [c for c in ("symbol", "session_date", "open", "high", "low", "close", "volume", "cum_factor")]
-    if not _same(built.frame.select(compare), stored_window.select(compare) if stored_window.height else stored_window, ["symbol", "session_date"]):
+    if not _same(
+        built.frame.select(compare),
+        stored_window.select(compare) if stored_window.height else stored_window,
+        ["symbol", "session_date"],
+    ):
         reasons.append(f"bars of {start}..{end} changed")
     if len(reasons) and first is None:
         first = end + dt.timedelta(days=1)

@@ -60,7 +60,9 @@ def publish_factors(url: str, frame: pl.DataFrame, start: dt.date, end: dt.date)
         }
         changed = [key for key, values in new.items() if key in current and tuple(current[key]) != values]
         added = [key for key in new if key not in current]
-        retracted = [key for key, values in current.items() if key not in new and tuple(values[:2]) != (1.0, 1.0)]
+        retracted = [
+            key for key, values in current.items() if key not in new and tuple(values[:2]) != (1.0, 1.0)
+        ]
         superseded = changed + retracted
         if superseded:
             with conn.cursor() as cur:

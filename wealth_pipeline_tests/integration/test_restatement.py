@@ -71,11 +71,20 @@ class Reactor:
 
     def _evaluate(self, name: str) -> list[dg.RunRequest]:
         if name == "landing":
-            context = dg.build_sensor_context(instance=self.p.instance, cursor=self.cursors[name], resources={
-                "market_data": MarketDataResource(provider="vendor", landing_uri=self.landing_uri, synthetic_universe=12)})
+            context = dg.build_sensor_context(
+                instance=self.p.instance,
+                cursor=self.cursors[name],
+                resources={
+                    "market_data": MarketDataResource(
+                        provider="vendor", landing_uri=self.landing_uri, synthetic_universe=12
+                    )
+                },
+            )
             result = landing_zone_sensor(context)
         else:
-            result = restatement_sensor(dg.build_sensor_context(instance=self.p.instance, cursor=self.cursors[name]))
+            result = restatement_sensor(
+                dg.build_sensor_context(instance=self.p.instance, cursor=self.cursors[name])
+            )
         self.cursors[name] = result.cursor or self.cursors[name]
         return list(result.run_requests or [])
 
@@ -83,7 +92,10 @@ class Reactor:
         """Evaluate ``sensor`` and run what it requests (distinct ranges, in order); the ranges."""
         ranges = []
         for request in self._evaluate(sensor):
-            rng = (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"])
+            rng = (
+                request.tags["dagster/asset_partition_range_start"],
+                request.tags["dagster/asset_partition_range_end"],
+            )
             if rng not in ranges:
                 ranges.append(rng)
         for first, last in ranges:
@@ -94,8 +106,11 @@ class Reactor:
 def _lake_state(p: Pipeline) -> dict[str, pl.DataFrame]:
     lake = p.lake
     out = {}
-    for dataset, keys in (("bars", ["symbol", "session_date"]), ("indicators", ["symbol", "session_date"]),
-                          ("adjustment_factors", ["symbol", "ex_date"])):
+    for dataset, keys in (
+        ("bars", ["symbol", "session_date"]),
+        ("indicators", ["symbol", "session_date"]),
+        ("adjustment_factors", ["symbol", "ex_date"]),
+    ):
         frame = lake.read_partitions("processed", dataset)
         out[dataset] = frame.drop([c for c in BOOKKEEPING if c in frame.columns]).sort(keys)
     return out
@@ -103,14 +118,14 @@ def _lake_state(p: Pipeline) -> dict[str, pl.DataFrame]:
 
 WAREHOUSE_QUERIES = {
     "bars_daily": "SELECT symbol, session_date, open, high, low, close, volume, split_factor, dividend_factor, "
-                  "adj_factor, adj_open, adj_high, adj_low, adj_close, adj_volume, cum_factor FROM market.bars_daily",
+    "adj_factor, adj_open, adj_high, adj_low, adj_close, adj_volume, cum_factor FROM market.bars_daily",
     "adjustment_factors": "SELECT symbol, ex_date, factor, volume_factor, cum_factor, cum_volume_factor "
-                          "FROM market.adjustment_factors WHERE superseded_at IS NULL",
+    "FROM market.adjustment_factors WHERE superseded_at IS NULL",
     "indicators": "SELECT * FROM analytics.indicators_daily",
     "bars_adjusted": "SELECT symbol, session_date, adj_open, adj_close, adj_volume FROM market.bars_adjusted",
     "indicators_adjusted": "SELECT symbol, session_date, sma_20, ema_12, rsi_14, atr_14 FROM analytics.indicators_adjusted",
     "bars_weekly": "SELECT symbol, week_start, open, high, low, close, volume, adj_open, adj_high, adj_low, adj_close, "
-                   "adj_volume, sessions FROM market.bars_weekly",
+    "adj_volume, sessions FROM market.bars_weekly",
     "bars_weekly_adjusted": "SELECT symbol, week_start, adj_close, adj_volume FROM market.bars_weekly_adjusted",
 }
 
@@ -128,7 +143,8 @@ def _assert_same_rows(left: list[tuple], right: list[tuple], what: str) -> None:
 
 @pytest.mark.parametrize("flavour", ["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
 def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_backfill(
-        flavour: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    flavour: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     url = request.getfixturevalue("pg_url" if flavour == "postgres" else "timescale_url")
     migrate.upgrade(url)
     landing_uri = str(tmp_path / "landing")
@@ -143,7 +159,9 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
 
     # (a) AAPL's 2-for-1 split on session 3, delivered late: sessions 3..9 restated in ONE run.
     before = _lake_state(p)["bars"]
-    landing.put_bytes("corporate_actions/2024-07-20T0900Z-late-split.csv", _actions_file([f"AAPL,{d[3]},split,2.0,,USD"]))
+    landing.put_bytes(
+        "corporate_actions/2024-07-20T0900Z-late-split.csv", _actions_file([f"AAPL,{d[3]},split,2.0,,USD"])
+    )
     assert r.react("landing") == [(d[3], d[9])]
     after = _lake_state(p)["bars"]
     early = pl.col("session_date") < DAYS[3]
@@ -154,14 +172,20 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
 
     # (b) a dividend in today's session: the run writes that session's rows only.
     landing.put_bytes("bars/2024-07-22T2200Z-day10.csv", _bars_file([10]))
-    landing.put_bytes("corporate_actions/2024-07-22T2200Z-day10.csv", _actions_file([f"MSFT,{d[10]},dividend,,0.1,USD"]))
+    landing.put_bytes(
+        "corporate_actions/2024-07-22T2200Z-day10.csv", _actions_file([f"MSFT,{d[10]},dividend,,0.1,USD"])
+    )
     lake_before = _lake_state(p)
     loads_before = p.query("SELECT count(*) FROM ops.loads")[0][0]
     assert r.react("landing") == [(d[10], d[10])]
-    loads = p.query("SELECT table_name, window_start, window_end, rows FROM ops.loads ORDER BY load_id OFFSET %s",
-                    (loads_before,))
+    loads = p.query(
+        "SELECT table_name, window_start, window_end, rows FROM ops.loads ORDER BY load_id OFFSET %s",
+        (loads_before,),
+    )
     bars_loads = [row for row in loads if row[0] == "market.bars_daily"]
-    assert bars_loads == [("market.bars_daily", DAYS[10], DAYS[10], 2)], "2 securities, 1 session: 2 rows written"
+    assert bars_loads == [("market.bars_daily", DAYS[10], DAYS[10], 2)], (
+        "2 securities, 1 session: 2 rows written"
+    )
     event = r.runs[-1]["result"].asset_materializations_for_node("bars")[0]
     factors = event.metadata["adjustment_factors"].value
     assert factors["warehouse_versions_inserted"] == 1 and factors["warehouse_versions_superseded"] == 0
@@ -169,13 +193,17 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
     for name in ("bars", "adjustment_factors"):
         frame = lake_after[name]
         column = "session_date" if name == "bars" else "ex_date"
-        assert frame.filter(pl.col(column) < DAYS[10]).equals(lake_before[name].filter(pl.col(column) < DAYS[10])), name
+        assert frame.filter(pl.col(column) < DAYS[10]).equals(
+            lake_before[name].filter(pl.col(column) < DAYS[10])
+        ), name
     assert lake_after["adjustment_factors"].height == 2
 
     # (c) a corrected vendor file for MSFT's session 6: sessions 6..10 restated in one run.
     landing.put_bytes("bars/2024-07-23T0900Z-correction.csv", _bars_file([6], {("MSFT", 6): 13.5}))
     assert r.react("landing") == [(d[6], d[10])]
-    assert p.query("SELECT close FROM market.bars_daily WHERE symbol='MSFT' AND session_date=%s", (DAYS[6],)) == [(13.5,)]
+    assert p.query(
+        "SELECT close FROM market.bars_daily WHERE symbol='MSFT' AND session_date=%s", (DAYS[6],)
+    ) == [(13.5,)]
 
     # (d) a one-bar spike on the last session of the window: loaded (nothing to judge it against) ...
     landing.put_bytes("bars/2024-07-23T2200Z-day11.csv", _bars_file([11], {("MSFT", 11): 1201.0}))
@@ -185,10 +213,15 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
     landing.put_bytes("bars/2024-07-24T2200Z-day12.csv", _bars_file([12]))
     assert r.react("landing") == [(d[12], d[12])]
     assert r.react("restatement") == [(d[11], d[12])]
-    assert p.query("SELECT count(*) FROM market.bars_daily WHERE symbol='MSFT' AND session_date=%s", (DAYS[11],)) == [(0,)]
+    assert p.query(
+        "SELECT count(*) FROM market.bars_daily WHERE symbol='MSFT' AND session_date=%s", (DAYS[11],)
+    ) == [(0,)]
     quarantined = p.lake.read("quarantine", "bars").filter(
-        (pl.col("symbol") == "MSFT") & (pl.col("session_date") == DAYS[11]))
-    assert quarantined.height == 1 and quarantined["field"][0] == "close" and "20x" in quarantined["reason"][0]
+        (pl.col("symbol") == "MSFT") & (pl.col("session_date") == DAYS[11])
+    )
+    assert (
+        quarantined.height == 1 and quarantined["field"][0] == "close" and "20x" in quarantined["reason"][0]
+    )
     assert r.react("restatement") == [], "the restatement run itself asks for nothing more"
 
     # Re-running an old partition after later actions leaves identical content.
@@ -208,9 +241,13 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
         _assert_same_rows(rows, oracle_warehouse[name], name)
     # As-of reads: before the split was known, AAPL's history was not split-adjusted.
     (known,) = p.query("SELECT min(known_at) FROM market.adjustment_factors WHERE symbol='AAPL'")[0]
-    then = p.query("SELECT adj_close, close FROM market.bars_adjusted_as_of(%s) WHERE symbol='AAPL' AND session_date=%s",
-                   (known - dt.timedelta(microseconds=1), DAYS[0]))
-    now = p.query("SELECT adj_close, close FROM market.bars_adjusted_as_of(now()) WHERE symbol='AAPL' AND session_date=%s",
-                  (DAYS[0],))
+    then = p.query(
+        "SELECT adj_close, close FROM market.bars_adjusted_as_of(%s) WHERE symbol='AAPL' AND session_date=%s",
+        (known - dt.timedelta(microseconds=1), DAYS[0]),
+    )
+    now = p.query(
+        "SELECT adj_close, close FROM market.bars_adjusted_as_of(now()) WHERE symbol='AAPL' AND session_date=%s",
+        (DAYS[0],),
+    )
     assert then == [(pytest.approx(then[0][1]), then[0][1])]
     assert now[0][0] == pytest.approx(now[0][1] * 0.5, rel=1e-12)

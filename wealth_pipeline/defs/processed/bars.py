@@ -8,7 +8,6 @@ window's factor rows (lakehouse ``processed/adjustment_factors`` and the version
 Nothing outside the window is rewritten here (ARCHITECTURE.md, "Adjustment model").
 """
 
-
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -33,8 +32,13 @@ COMPLETENESS = "complete_against_universe"
 RESTATEMENT = "restatement"
 
 
-def _read(lake: Lakehouse, dataset: datasets.Dataset, schema: dict[str, pl.DataType],
-          start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
+def _read(
+    lake: Lakehouse,
+    dataset: datasets.Dataset,
+    schema: dict[str, pl.DataType],
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> pl.DataFrame:
     frame = dataset.read(lake, start, end)
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
@@ -66,25 +70,42 @@ def bars(
     universe = lake.read_dataset(datasets.SYMBOL_MASTER.tier, datasets.SYMBOL_MASTER.lake_dataset)
     actions = _read(lake, datasets.REFERENCE["corporate_actions"], CORPORATE_ACTIONS_SCHEMA, start, end)
     lookback = start - dt.timedelta(days=compute.LOOKBACK_DAYS)
-    raw_bars = raw.read_current(lake.store, datasets.RAW["bars"].lake_dataset, lookback,
-                                end + dt.timedelta(days=compute.LOOKAHEAD_DAYS), datasets.RAW["bars"].schema, with_source=True)
+    raw_bars = raw.read_current(
+        lake.store,
+        datasets.RAW["bars"].lake_dataset,
+        lookback,
+        end + dt.timedelta(days=compute.LOOKAHEAD_DAYS),
+        datasets.RAW["bars"].schema,
+        with_source=True,
+    )
     stored_factors = _read(lake, FACTORS, ADJUSTMENT_FACTORS_SCHEMA)
     built = compute.build_bars(raw_bars, actions, universe, start, end, source="raw", factors=stored_factors)
     frame = built.frame
     restate_from, reasons = compute.restatement_start(
-        built, _read(lake, BARS, BARS.schema, start, end), stored_factors,
-        _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)), start, end)
+        built,
+        _read(lake, BARS, BARS.schema, start, end),
+        stored_factors,
+        _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)),
+        start,
+        end,
+    )
     later = lake.partitions(BARS.tier, BARS.lake_dataset, end + dt.timedelta(days=1)) if restate_from else []
     restatement: dict[str, Any] | None = None
     if restate_from is not None and (restate_from < start or later):
         restatement = {"from": str(restate_from), "to": str(max([end, *later])), "reasons": reasons}
-        context.log.warning(f"bars {start}..{end}: stored sessions {restatement['from']}..{restatement['to']} are stale "
-                            f"({'; '.join(reasons)}); the restatement sensor runs them again as one range")
+        context.log.warning(
+            f"bars {start}..{end}: stored sessions {restatement['from']}..{restatement['to']} are stale "
+            f"({'; '.join(reasons)}); the restatement sensor runs them again as one range"
+        )
     outcomes = BARS.evaluate(frame)
-    outcomes.append(BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end))))
+    outcomes.append(
+        BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end)))
+    )
 
     def factors_and_rollups() -> dict[str, Any]:
-        written = publish.write_window(lake, FACTORS.lake_dataset, built.factors, "ex_date", start, end, tier=FACTORS.tier)
+        written = publish.write_window(
+            lake, FACTORS.lake_dataset, built.factors, "ex_date", start, end, tier=FACTORS.tier
+        )
         from wealth_pipeline.warehouse.adjustments import publish_factors
         from wealth_pipeline.warehouse.timescale import refresh_rollups
 
@@ -93,15 +114,30 @@ def bars(
         # including windows a backfill wrote outside the refresh policy's reach.
         rollups = refresh_rollups(warehouse.url, start, end)
         return {
-            "adjustment_factors": dg.MetadataValue.json({
-                "window_rows": built.factors.height, "lakehouse_version": written.version,
-                "warehouse_versions_inserted": versions.inserted, "warehouse_versions_superseded": versions.superseded}),
+            "adjustment_factors": dg.MetadataValue.json(
+                {
+                    "window_rows": built.factors.height,
+                    "lakehouse_version": written.version,
+                    "warehouse_versions_inserted": versions.inserted,
+                    "warehouse_versions_superseded": versions.superseded,
+                }
+            ),
             "rollups_refreshed": dg.MetadataValue.json(rollups),
             RESTATEMENT: dg.MetadataValue.json(restatement) if restatement else "none",
         }
 
     yield from publish.publish(
-        context, BARS, frame, (start, end), lake=lake, warehouse=warehouse, outcomes=outcomes, rejects=built.rejects,
+        context,
+        BARS,
+        frame,
+        (start, end),
+        lake=lake,
+        warehouse=warehouse,
+        outcomes=outcomes,
+        rejects=built.rejects,
         after_load=factors_and_rollups,
-        metadata={"symbols_covered": frame["symbol"].n_unique() if frame.height else 0, "symbols_expected": universe.height},
+        metadata={
+            "symbols_covered": frame["symbol"].n_unique() if frame.height else 0,
+            "symbols_expected": universe.height,
+        },
     )

@@ -58,8 +58,9 @@ def restatement_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     ranges = stale_ranges(records)
     if not ranges:
         return dg.SensorResult(cursor=cursor, skip_reason="no restatement requested")
-    sessions = calendars.weekdays(dt.date.fromisoformat(min(r[0] for r in ranges)),
-                                  dt.date.fromisoformat(max(r[1] for r in ranges)))
+    sessions = calendars.weekdays(
+        dt.date.fromisoformat(min(r[0] for r in ranges)), dt.date.fromisoformat(max(r[1] for r in ranges))
+    )
     if not sessions:
         return dg.SensorResult(cursor=cursor, skip_reason=f"restatement ranges hold no weekday: {ranges}")
     first, last = sessions[0].isoformat(), sessions[-1].isoformat()
@@ -67,9 +68,14 @@ def restatement_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     context.log.info(f"restating {first}..{last} for bars materializations of runs {runs}")
     return dg.SensorResult(
         cursor=cursor,
-        run_requests=[dg.RunRequest(
-            run_key=f"restatement:{cursor}:{first}:{last}",
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last,
-                  "wealth/restatement_of": json.dumps(runs)[:250]},
-        )],
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"restatement:{cursor}:{first}:{last}",
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "wealth/restatement_of": json.dumps(runs)[:250],
+                },
+            )
+        ],
     )
