@@ -211,3 +211,23 @@ def test_vendor_master_ticker_change_membership_and_name_change_land_in_the_hist
     assert pipeline.query("SELECT symbol, name FROM ref.universe_as_of('2021-01-04', 'S&P 500')") == [
         ("AAPL", "Apple Inc."), ("FB", "Facebook, Inc.")]
     assert pipeline.query("SELECT symbol FROM ref.universe_as_of('2024-07-01', 'S&P 500')") == [("AAPL",), ("META",)]
+
+
+@pytest.mark.parametrize("landing", ["local"], indirect=True)
+def test_a_daily_run_judges_its_session_against_the_stored_sessions_before_it(
+        landing: tuple[Pipeline, object]) -> None:
+    """Issue 14: the jump check of a one-session run sees the previous close (an unreported 2:1 split)."""
+    pipeline, drop = landing
+    drop.put_bytes("bars/2024-07-03-vendor.csv", (
+        b"symbol,session_date,open,high,low,close,volume,currency\n"
+        b"AAPL,2024-07-01,100,102,99,101,1000,USD\n"
+        b"AAPL,2024-07-02,101,103,100,102,1100,USD\n"
+        b"AAPL,2024-07-03,51,52,50,51.5,1050,USD\n"))  # halved, same volume, no split reported
+    pipeline.run("2024-07-01", "2024-07-02", selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+    runs = pipeline.run("2024-07-03", "2024-07-03", selection="raw_bars raw_corporate_actions corporate_actions bars")
+    [check] = [e for r in runs for e in r["result"].get_asset_check_evaluations()
+               if e.asset_key.path == ["bars"] and e.check_name == "no_unexplained_jumps"]
+    assert check.passed is False
+    assert check.metadata["jumps"].value == 1
+    [example] = check.metadata["examples"].value
+    assert example.startswith("AAPL 2024-07-03: -49.5%: split-like: price ratio 0.5049 near a 2:1 split, volume unknown")

@@ -8,6 +8,7 @@ window's factor rows (lakehouse ``processed/adjustment_factors`` and the version
 Nothing outside the window is rewritten here (ARCHITECTURE.md, "Adjustment model").
 """
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import bars as compute
+from wealth_pipeline.core import quality_jumps
 from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_ACTIONS_SCHEMA
 from wealth_pipeline.defs import datasets, publish
 from wealth_pipeline.defs.partitions import partition_window
@@ -98,6 +100,11 @@ def bars(
             f"({'; '.join(reasons)}); the restatement sensor runs them again as one range"
         )
     outcomes = BARS.evaluate(frame)
+    # The jump check with the stored sessions before the window as context (alone, a daily window has no move).
+    jumps = quality_jumps.no_unexplained_jumps_in_window(frame, _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)),
+                                                          compute.JUMP_THRESHOLD)
+    outcomes = [dataclasses.replace(o, passed=jumps[0], metadata=jumps[1]) if o.name == "no_unexplained_jumps" else o
+                for o in outcomes]
     outcomes.append(
         BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end)))
     )
