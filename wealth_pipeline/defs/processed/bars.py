@@ -101,10 +101,13 @@ def bars(
         )
     outcomes = BARS.evaluate(frame)
     # The jump check with the stored sessions before the window as context (alone, a daily window has no move).
-    jumps = quality_jumps.no_unexplained_jumps_in_window(frame, _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)),
-                                                          compute.JUMP_THRESHOLD)
-    outcomes = [dataclasses.replace(o, passed=jumps[0], metadata=jumps[1]) if o.name == "no_unexplained_jumps" else o
-                for o in outcomes]
+    jumps = quality_jumps.no_unexplained_jumps_in_window(
+        frame, _read(lake, BARS, BARS.schema, lookback, start - dt.timedelta(days=1)), compute.JUMP_THRESHOLD
+    )
+    outcomes = [
+        dataclasses.replace(o, passed=jumps[0], metadata=jumps[1]) if o.name == "no_unexplained_jumps" else o
+        for o in outcomes
+    ]
     outcomes.append(
         BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end)))
     )
