@@ -107,11 +107,15 @@ def _cell(value: Any) -> Any:
 
 def preview(frame: pl.DataFrame, dataset: Dataset | None = None, columns: list[str] | None = None,
             rows: int = PREVIEW_ROWS) -> Any:
-    """The latest rows (by the dataset's date column) as a table with its column schema."""
+    """Rows of the latest session (by the dataset's date column) as a table with its column schema.
+
+    Only the latest date: on a day some listings' exchanges are closed, "the last N rows" would mix
+    two sessions and the preview would not say which session it shows.
+    """
     if frame.is_empty():
         return "no rows"
     date_column = dataset.date_column if dataset is not None else None
-    latest = frame.sort(date_column, descending=True, maintain_order=True) if date_column in frame.columns else frame
+    latest = frame.filter(pl.col(date_column) == pl.col(date_column).max()) if date_column in frame.columns else frame
     latest = latest.head(rows)
     if columns:
         latest = latest.select(columns)
