@@ -150,7 +150,9 @@ def test_local_cluster_instance_database_commits_asynchronously_warehouse_durabl
 
 # ---- scale-out backfills: chunks as concurrent runs equal one single run --------------------------
 ANALYTICS = "group:ingest or group:processed or group:analytics"
-EXCLUDED_COLUMNS = {"loaded_at", "run_id", "updated_at", "created_at", "ingested_at"}
+# bookkeeping: when and by which run a row was written (known_at/superseded_at: the knowledge time of a
+# factor version, the wall clock of its load)
+EXCLUDED_COLUMNS = {"loaded_at", "run_id", "updated_at", "created_at", "ingested_at", "known_at", "superseded_at"}
 
 
 def _table_checksums(url: str) -> dict[str, tuple[int, str]]:
