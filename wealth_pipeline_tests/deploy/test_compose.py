@@ -30,7 +30,9 @@ from wealth_pipeline_tests.deploy._compose import (
 EXPECTED_SERVICES = {"timescaledb", "minio", "minio-init", "migrate", "code-location", "webserver", "daemon"}
 DAGSTER_SERVICES = ("code-location", "webserver", "daemon")
 # Read only by the embedded local cluster (never started in a container) or set by the image itself.
-NOT_FOR_CONTAINERS = {"WEALTH_PG_BINDIR", "WEALTH_PG_HOST", "WEALTH_PG_PORT"}
+# The local cluster helper's settings, and the export command's password (read in the shell of the
+# person exporting, never given to a service).
+NOT_FOR_CONTAINERS = {"WEALTH_PG_BINDIR", "WEALTH_PG_HOST", "WEALTH_PG_PORT", "WEALTH_EXPORT_PASSWORD"}
 SET_BY_IMAGE = {"WEALTH_HOME"}
 PASSWORDS = {"WEALTH_OWNER_PASSWORD", "WEALTH_LOADER_PASSWORD", "WEALTH_BI_PASSWORD"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ACCESS_KEY|TOKEN", re.I)
