@@ -70,9 +70,11 @@ def compute_all(
     """Every table's rows for [start, end], the portfolios skipped (id -> error), the FX carry count
     and the whole accounting since inception.
 
-    Raises ``MissingMarketData`` when bars up to ``end`` are missing, or a conversion a portfolio
-    needs has no FX rate (naming the portfolio, the currency pair and the session). FX rates are
-    needed only across currencies: same-currency conversion is the identity (issue 14).
+    Raises ``MissingMarketData`` when bars up to ``end`` are missing. A portfolio whose history lacks
+    a price or a cross rate it needs (``MarketDataGap``, e.g. ``MissingFxRate`` naming the pair and
+    the session) is skipped with that one-line reason, like every other gap, and the others are
+    computed. FX rates are needed only across currencies: same-currency conversion is the identity
+    (issue 14).
     """
     if market["bars"].is_empty():
         raise MissingMarketData(
@@ -91,11 +93,6 @@ def compute_all(
         end,
         calendars.is_session,
     )
-    missing_fx = {pid: exc for pid, exc in result.errors.items() if isinstance(exc, accounting.MissingFxRate)}
-    if missing_fx:  # the pipeline's market data, not the portfolio's input: fail, do not skip it
-        pid, exc = sorted(missing_fx.items())[0]
-        more = f" (and {len(missing_fx) - 1} more portfolio(s))" if len(missing_fx) > 1 else ""
-        raise MissingMarketData(f"portfolio {pid}: {exc}{more}")
     skipped = {**reference.skipped, **{k: str(v) for k, v in result.errors.items()}}
     valuations = result.valuations
     fx = accounting.FxTable(market["fx_rates"])

@@ -257,7 +257,7 @@ def test_bad_rows_skip_only_their_portfolio_with_file_line_and_field(pg_server_u
     assert quarantined.height
 
 
-def test_a_single_currency_portfolio_runs_without_fx_data_and_a_needed_cross_rate_fails_once(
+def test_a_single_currency_portfolio_runs_without_fx_data_and_a_needed_cross_rate_skips_it_naming_the_pair(
         pg_server_url: str, tmp_path: Path) -> None:
     """Issue 14: USD holdings in a USD portfolio need no FX file; a CAD holding names CAD/USD and the day."""
     lake_uri = str(tmp_path / "lake")
@@ -290,12 +290,14 @@ def test_a_single_currency_portfolio_runs_without_fx_data_and_a_needed_cross_rat
     p = Pipeline(_new_database(pg_server_url), lake_uri, None, synthetic_universe=UNIVERSE, landing_uri=cad_holding)
     runs = p.run("2024-06-03", "2024-06-28", selection=SELECTION, raise_on_error=False)
     result = runs[-1]["result"]
-    assert not result.success
-    failures = [e for e in result.all_events if e.is_step_failure]
-    assert len(failures) == 1 and not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    message = failures[0].event_specific_data.error.message.strip()
-    assert message.endswith("portfolio usd: no CAD/USD FX rate on or before 2024-06-04: the processed fx_rates hold "
-                            "none for the pair; deliver and materialize CAD/USD (or USD/CAD) rates")
+    # The gap is the portfolio's, like a missing price: it is skipped with one line naming the pair and
+    # the day, the failed skipped-portfolios check shows it, and nothing is retried.
+    assert result.success and not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "all_portfolios_computed")
+    assert not check.passed
+    message = check.metadata["skipped_portfolios"].value["usd"]
+    assert message == ("no CAD/USD FX rate on or before 2024-06-04: the processed fx_rates hold "
+                       "none for the pair; deliver and materialize CAD/USD (or USD/CAD) rates")
     assert "\n" not in message
     assert p.query("SELECT count(*) FROM portfolio.valuations") == [(0,)]
 
