@@ -145,19 +145,7 @@ INDEX_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
     "valid_to": pl.Date(),
 }
 
-_SECTORS: tuple[str, ...] = (
-    "Communication Services",
-    "Consumer Discretionary",
-    "Consumer Staples",
-    "Energy",
-    "Financials",
-    "Health Care",
-    "Industrials",
-    "Information Technology",
-    "Materials",
-    "Real Estate",
-    "Utilities",
-)
+_SECTORS = reference_data.GICS_SECTORS  # the generated names draw from the real GICS sectors
 # symbol, name, exchange, sector, start close, beta_market, idio_vol, dividend (annual yield, first month, day)
 _NAMED: tuple[tuple[str, str, str, str, float, float, float, tuple[float, int, int] | None], ...] = (
     ("AAPL", "Apple Inc. (synthetic)", "NASDAQ", "Information Technology", 110.0, 1.2, 0.014, (0.006, 2, 9)),

@@ -29,6 +29,7 @@ from wealth_pipeline.providers.synthetic import SyntheticMarket
 from wealth_pipeline.rights import export, registry
 from wealth_pipeline.warehouse import migrate
 from wealth_pipeline.warehouse.roles import create_bi_user, drop_bi_user
+from wealth_pipeline_tests.bi_logins import bi_logins
 
 pytestmark = pytest.mark.integration
 
@@ -101,17 +102,8 @@ def wh(flavoured_db: tuple[str, str]) -> str:
 
 @pytest.fixture
 def logins(wh: str) -> Iterator[dict[str, str]]:
-    suffix = uuid.uuid4().hex[:8]
-    created: dict[str, str] = {}
-    try:
-        for user in ("alice", "bob"):
-            role, password = f"bi_{user}_{suffix}", secrets.token_urlsafe(12)
-            create_bi_user(wh, user, role, password)
-            created[user] = make_conninfo(wh, user=role, password=password)
+    with bi_logins(wh) as created:
         yield created
-    finally:
-        for url in created.values():
-            drop_bi_user(wh, conninfo_to_dict(url)["user"])
 
 
 def _lineage(url: str, dataset: str, per_day: dict[dt.date, list[str]]) -> None:

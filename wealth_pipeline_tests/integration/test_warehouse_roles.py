@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from wealth_pipeline.warehouse import migrate, roles, timescale
 from wealth_pipeline.warehouse.loader import load_window
 from wealth_pipeline.warehouse.roles import RoleError, create_bi_user, drop_bi_user, ensure_login_roles
+from wealth_pipeline_tests.bi_logins import bi_logins
 
 pytestmark = pytest.mark.integration
 
@@ -59,17 +60,8 @@ def _seed(url: str) -> None:
 @pytest.fixture
 def logins(wh: str) -> Iterator[dict[str, str]]:
     """BI logins for alice and bob (unique role names), dropped afterwards. name -> login URL."""
-    suffix = uuid.uuid4().hex[:8]
-    created: dict[str, str] = {}
-    try:
-        for user in ("alice", "bob"):
-            role, password = f"bi_{user}_{suffix}", secrets.token_urlsafe(12)
-            create_bi_user(wh, user, role, password)
-            created[user] = make_conninfo(wh, user=role, password=password)
+    with bi_logins(wh) as created:
         yield created
-    finally:
-        for url in created.values():
-            drop_bi_user(wh, conninfo_to_dict(url)["user"])
 
 
 def _rows(url: str, query: str, params: tuple = ()) -> list[tuple]:
