@@ -20,7 +20,6 @@ would be valid): these series are small and a partial one would silently bias ev
 
 from __future__ import annotations
 
-import io
 import math
 
 import polars as pl
@@ -31,7 +30,7 @@ from wealth_pipeline.core.schemas import (
     FACTORS,
     RISK_FREE_FACTOR,
 )
-from wealth_pipeline.providers.vendor_files import VendorFileError
+from wealth_pipeline.providers.vendor_files import VendorFileError, read_text_csv
 
 FACTOR_FOLDER, RISK_FREE_FOLDER, BENCHMARK_FOLDER = "factor_returns", "risk_free", "benchmark_returns"
 TRADING_DAYS = 252
@@ -40,14 +39,7 @@ MAX_ANNUAL_RATE = 0.25
 
 
 def _read(data: bytes, source: str, columns: tuple[str, ...]) -> pl.DataFrame:
-    try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
-    except Exception as exc:  # polars raises several error types for malformed CSV
-        raise VendorFileError(source, f"cannot read CSV: {exc}") from exc
-    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise VendorFileError(source, f"missing required column(s) {missing}; expected {list(columns)}")
+    frame = read_text_csv(data, source, columns)
     return frame.select([pl.col(c).str.strip_chars().replace("", None) for c in columns])
 
 

@@ -19,7 +19,7 @@ import polars as pl
 
 from wealth_pipeline.core import identifiers
 from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA, conform
-from wealth_pipeline.providers.vendor_files import VendorFileError
+from wealth_pipeline.providers.vendor_files import VendorFileError, read_text_csv
 
 REQUIRED = ("symbol", "name", "exchange", "currency", "asset_class", "sector")
 MIC = {"NYSE": "XNYS", "NASDAQ": "XNAS", "TSX": "XTSE"}
@@ -27,14 +27,7 @@ MIC = {"NYSE": "XNYS", "NASDAQ": "XNAS", "TSX": "XTSE"}
 
 def symbol_master_from_csv(data: bytes, source: str) -> pl.DataFrame:
     """The file's rows as ``SYMBOL_MASTER_SCHEMA``; ``VendorFileError`` naming file/row/field when invalid."""
-    try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
-    except Exception as exc:  # polars raises several error types for malformed CSV
-        raise VendorFileError(source, f"cannot read symbol master CSV: {exc}") from exc
-    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise VendorFileError(source, f"missing required column(s) {missing}")
+    frame = read_text_csv(data, source, tuple(REQUIRED), "symbol master CSV")
     optional = [c for c in SYMBOL_MASTER_SCHEMA if c not in frame.columns and c not in REQUIRED]
     frame = frame.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in optional])
     frame = frame.with_columns(
@@ -153,14 +146,7 @@ def identifier_changes_from_csv(data: bytes, source: str) -> pl.DataFrame:
     Columns security_id, effective_date, field (``name`` or ``isin``), old_value. Refused whole,
     naming file/row/field, on a bad date or field, or an old ISIN whose check digit fails.
     """
-    try:
-        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
-    except Exception as exc:  # polars raises several error types for malformed CSV
-        raise VendorFileError(source, f"cannot read identifier changes CSV: {exc}") from exc
-    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
-    missing = [c for c in CHANGES_COLUMNS if c not in frame.columns]
-    if missing:
-        raise VendorFileError(source, f"missing required column(s) {missing}")
+    frame = read_text_csv(data, source, tuple(CHANGES_COLUMNS), "identifier changes CSV")
     frame = frame.select([pl.col(c).str.strip_chars().replace("", None) for c in CHANGES_COLUMNS])
     parsed = frame["effective_date"].str.to_date("%Y-%m-%d", strict=False)
     for row, values in enumerate(frame.with_columns(parsed.alias("_date")).iter_rows(named=True), start=2):

@@ -359,3 +359,17 @@ def _file_wording(warning: str, fmt: str) -> str:
 def empty_rejects() -> pl.DataFrame:
     """An empty rejects frame with ``VENDOR_REJECT_SCHEMA``."""
     return pl.DataFrame(schema=VENDOR_REJECT_SCHEMA)
+
+
+def read_text_csv(data: bytes, source: str, required: tuple[str, ...], what: str = "CSV") -> pl.DataFrame:
+    """A vendor CSV with every cell as text and headers trimmed and lower-cased; ``VendorFileError``
+    naming ``source`` when it cannot be read or lacks a ``required`` column (the list says what is valid)."""
+    try:
+        frame = pl.read_csv(io.BytesIO(data), infer_schema_length=0)
+    except Exception as exc:  # polars raises several error types for malformed CSV
+        raise VendorFileError(source, f"cannot read {what}: {exc}") from exc
+    frame = frame.rename({c: c.strip().lower() for c in frame.columns})
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise VendorFileError(source, f"missing required column(s) {missing}; expected {list(required)}")
+    return frame
