@@ -97,12 +97,15 @@ def test_a_transient_error_keeps_its_retries() -> None:
 
 
 def test_preview_shows_the_latest_rows_with_the_column_schema() -> None:
-    frame = pl.DataFrame({"symbol": ["A", "B", "A"], "session_date": [DAY, DAY, DAY + dt.timedelta(days=1)],
-                          "value": [1.0, float("nan"), 3.0]})
+    # Only the latest session's rows, even when fewer than ``rows`` (a day some exchanges are closed);
+    # NaN shows as an empty cell.
+    later = DAY + dt.timedelta(days=1)
+    frame = pl.DataFrame({"symbol": ["A", "B", "A", "B"], "session_date": [DAY, DAY, later, later],
+                          "value": [1.0, 2.0, 3.0, float("nan")]})
     table = publish.preview(frame, TOY, rows=3)
     assert [r.data for r in table.value.records] == [
-        {"symbol": "A", "session_date": "2024-07-02", "value": 3.0}, {"symbol": "A", "session_date": "2024-07-01", "value": 1.0},
-        {"symbol": "B", "session_date": "2024-07-01", "value": None}]
+        {"symbol": "A", "session_date": "2024-07-02", "value": 3.0}, {"symbol": "B", "session_date": "2024-07-02", "value": None}]
+    assert len(publish.preview(frame, TOY, rows=1).value.records) == 1
     assert [(c.name, c.type) for c in table.value.schema.columns] == [("symbol", "text"), ("session_date", "date"), ("value", "double")]
 
 
