@@ -105,7 +105,7 @@ def test_upgrade_creates_the_contract_and_second_run_does_nothing(empty_db: tupl
         "symbol", "name", "exchange", "currency", "asset_class", "sector", "is_synthetic", "updated_at",
         "security_id", "isin", "cusip", "figi", "mic", "country", "security_type", "industry", "dividend_currency",
         "valid_from", "valid_to"]
-    assert [c for c, _ in _columns(url, "market", "benchmark_returns")] == ["benchmark", "session_date", "level", "return"]
+    assert [c for c, _ in _columns(url, "market", "benchmark_returns")] == ["benchmark", "session_date", "level", "return", "source"]
     assert [c for c, _ in _columns(url, "portfolio", "transactions")] == [
         "portfolio_id", "transaction_id", "trade_date", "type", "symbol", "quantity", "price", "amount", "currency"]
     assert [c for c, _ in _columns(url, "ops", "loads")] == [
