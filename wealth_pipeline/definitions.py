@@ -48,6 +48,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             provider=env_or("WEALTH_PROVIDER", "synthetic"),
             synthetic_seed=env_or("WEALTH_SYNTHETIC_SEED", 7),
             synthetic_universe=env_or("WEALTH_SYNTHETIC_UNIVERSE", 50),
+            # dg.EnvVar binds str and int fields only: this flag is the value validated when the definitions load
+            synthetic_lifecycle=settings.synthetic_lifecycle,
             landing_uri=env_or("WEALTH_LANDING_URI", str(settings.home / "landing")),
             **s3,
             **{field: env_or(f"WEALTH_{field.upper()}", None) for field in HTTP_FIELDS},

@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_PARTITION_END": "Last trading-session partition (YYYY-MM-DD), e.g. where a demo's data ends. Default: unset, partitions run to today's session",
     "WEALTH_SYNTHETIC_SEED": "Seed of the synthetic market. Default: 7",
     "WEALTH_SYNTHETIC_UNIVERSE": "Number of securities in the synthetic market. Default: 50",
+    "WEALTH_SYNTHETIC_LIFECYCLE": "1 (default) or 0: whether the synthetic market plants its IPO, delistings, ticker change and index joins/leaves (2023-2024).",
     "WEALTH_BACKFILL_CHUNK_SESSIONS": "Sessions per run of a backfill (BackfillPolicy.multi_run, honoured by the UI, the daemon and the CLI); unset or 0: the whole range in one run.",
     "WEALTH_MODEL_RETRAIN_SESSIONS": "New sessions (with indicators and exposures) since the last model that make the retrain sensor request training. Default: 20",
     "WEALTH_ALERT_WEBHOOK_URL": "Webhook that receives a JSON alert for every failed run; unset: failures are only logged.",
@@ -130,6 +131,24 @@ def _int(name: str, default: int, minimum: int, maximum: int | None = None) -> i
     if value < minimum or (maximum is not None and value > maximum):
         raise _bad(name, raw, valid)
     return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise _bad(name, raw, "expected 1 or 0 (also true/false, yes/no, on/off)")
+
+
+def synthetic_lifecycle() -> bool:
+    """``WEALTH_SYNTHETIC_LIFECYCLE``: whether the synthetic market plants lifecycle events (default on)."""
+    return _flag("WEALTH_SYNTHETIC_LIFECYCLE", True)
 
 
 def _number(name: str, default: float, *, positive: bool) -> float:
@@ -290,6 +309,7 @@ class Settings:
     partition_start: dt.date
     synthetic_seed: int
     synthetic_universe: int
+    synthetic_lifecycle: bool = True
     partition_end: dt.date | None = None
     backfill_chunk_sessions: int | None = None
     model_retrain_sessions: int = DEFAULT_MODEL_RETRAIN_SESSIONS
@@ -316,6 +336,7 @@ class Settings:
             partition_start=start,
             synthetic_seed=_int("WEALTH_SYNTHETIC_SEED", 7, 0, 2**32 - 1),
             synthetic_universe=_int("WEALTH_SYNTHETIC_UNIVERSE", 50, 1),
+            synthetic_lifecycle=synthetic_lifecycle(),
             partition_end=end,
             backfill_chunk_sessions=backfill_chunk_sessions(),
             model_retrain_sessions=_int("WEALTH_MODEL_RETRAIN_SESSIONS", DEFAULT_MODEL_RETRAIN_SESSIONS, 1),

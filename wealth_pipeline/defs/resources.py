@@ -80,7 +80,8 @@ class MarketDataResource(dg.ConfigurableResource):
     synthetic_seed: int = 7
     synthetic_universe: int = 50
     synthetic_dirty: bool = False
-    synthetic_lifecycle: bool = False  # plant an IPO, a delisting, a ticker change and index joins/leaves (#21)
+    # plant an IPO, delistings, a ticker change and index joins/leaves (#21): WEALTH_SYNTHETIC_LIFECYCLE
+    synthetic_lifecycle: bool = True
     synthetic_signal_strength: float = 0.0
 
     landing_uri: str | None = None
@@ -198,7 +199,7 @@ class ModelRetrainResource(dg.ConfigurableResource):
 _SYNTHETIC_CACHE: dict[tuple, MarketDataProvider] = {}
 
 
-def _synthetic(seed: int, universe: int, dirty: bool, signal: float, lifecycle: bool = False) -> MarketDataProvider:
+def _synthetic(seed: int, universe: int, dirty: bool, signal: float, lifecycle: bool = True) -> MarketDataProvider:
     """One synthetic market per configuration and process (its generated path is cached)."""
     from wealth_pipeline.providers.synthetic import SyntheticMarket  # heavy: imported on first use
 

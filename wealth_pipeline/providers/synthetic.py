@@ -3,9 +3,12 @@
 Universe (issue 21): real listings, synthetic prices. The first ``universe_size`` of
 ``reference_order()`` (the demo holdings, the TSX names, then the S&P 500 constituents that
 ``pytickersymbols`` ships, by security_id; see ``reference_data``), with their real names, ISINs,
-CUSIPs, MICs and sectors; past those 508, generated ``SYN0001``... names. ``lifecycle=True`` plants an
-IPO (2023-06-01), a delisting (2024-03-15), a ticker change (2023-10-02, former symbol + ``OLD``) and
-S&P 500 joins/leaves (``index_membership``) on the first S&P names after the TSX ones.
+CUSIPs, MICs and sectors; past those 508, generated ``SYN0001``... names. ``lifecycle=True`` (the
+default; ``WEALTH_SYNTHETIC_LIFECYCLE=0`` turns it off in the pipeline) plants, inside the demo's
+2023-2024 range, an IPO (2023-06-01), three delistings (2024-03-15, 2024-08-16 and a TSX one on
+2024-10-01), a ticker change (2023-10-02, former symbol + ``OLD``) and S&P 500 joins/leaves
+(``index_membership``) on the first S&P names after the TSX ones (the TSX delisting is the last
+TSX name); none of them touches the demo holdings. ``lifecycle_events()`` lists those inside the universe.
 
 Model (all returns simple and daily; the "grid" is every weekday from ``epoch``):
 
@@ -58,7 +61,8 @@ windows past the exchange calendars' horizon raise.
 
 ``dirty=True`` injects, in every calendar year, one of each fault at a seeded (symbol, session) of
 four different generated names (the four named demo listings stay clean unless the universe has
-fewer than four generated names; a fault that would land on a corporate action is skipped) and
+fewer than four generated names; a fault that would land on a corporate action, on or before a
+security's first listed session or from its delisting on is skipped) and
 lists them in ``injected_faults``: ``tick_100x`` (that bar's close, only, times 100),
 ``duplicate_row`` (the bar emitted twice), ``missing_bar`` (the bar dropped), ``unrecorded_split``
 (from that session on the symbol's prices halve and volume doubles, with no corporate action).
@@ -120,12 +124,18 @@ FAULT_KINDS: tuple[str, ...] = ("tick_100x", "duplicate_row", "missing_bar", "un
 
 _EXCHANGES: tuple[str, ...] = ("NYSE", "NASDAQ", "TSX")
 _CURRENCY = {"NYSE": "USD", "NASDAQ": "USD", "TSX": "CAD"}
-# Lifecycle events the market plants inside the demo range (2023-2024), by universe position (the
-# first S&P 500 positions after the demo holdings and the TSX names; see ``reference_order``): an IPO, a delisting and a ticker
-# change. The renamed security pays no dividend and never splits, so its per-symbol factors stay 1
-# and its two symbols' bars are one continuous series under its security_id.
+# Lifecycle events the market plants inside the demo range (``wealth-pipeline demo``'s fixed
+# 2023-01-02..2024-12-31, not relative to today), by universe position (see ``reference_order``;
+# never the demo holdings 0-3): an IPO, three delistings (two S&P 500 names, the second one on NYSE,
+# and one TSX listing) and a ticker change. The renamed security pays no dividend and never splits,
+# so its per-symbol factors stay 1 and its two symbols' bars are one continuous series under its
+# security_id. An event on or before ``epoch`` is not planted.
 _IPO = (9, dt.date(2023, 6, 1))
-_DELISTING = (10, dt.date(2024, 3, 15))
+_DELISTINGS: tuple[tuple[int, dt.date], ...] = (
+    (10, dt.date(2024, 3, 15)),  # GEHC (NASDAQ)
+    (14, dt.date(2024, 8, 16)),  # YUM (NYSE)
+    (8, dt.date(2024, 10, 1)),  # BNS.TO (TSX)
+)
 _TICKER_CHANGE = (11, dt.date(2023, 10, 2))
 FORMER_SYMBOL_SUFFIX = "OLD"  # the renamed security traded as its symbol + this before the change
 # Index membership events of the S&P 500 constituents (position, joins, leaves); every other
@@ -133,11 +143,19 @@ FORMER_SYMBOL_SUFFIX = "OLD"  # the renamed security traded as its symbol + this
 INDEX = reference_data.INDEX
 _MEMBERSHIP_EVENTS: tuple[tuple[int, dt.date | None, dt.date | None], ...] = (
     (9, dt.date(2023, 12, 18), None),  # the IPO joins the index half a year after listing
-    (10, None, dt.date(2024, 3, 15)),  # the delisted name leaves the index with its listing
+    (10, None, dt.date(2024, 3, 15)),  # the delisted names leave the index with their listing
+    (14, None, dt.date(2024, 8, 16)),
     (12, dt.date(2024, 3, 18), None),  # listed throughout, joins the index
     (13, None, dt.date(2023, 12, 18)),  # listed throughout, leaves the index
 )
 _OPEN_END = np.datetime64("9999-12-31", "D")
+LIFECYCLE_EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    "event": pl.Utf8(),
+    "security_id": pl.Utf8(),
+    "symbol": pl.Utf8(),
+    "former_symbol": pl.Utf8(),
+    "event_date": pl.Date(),
+}
 INDEX_MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
     "index_name": pl.Utf8(),
     "security_id": pl.Utf8(),
@@ -324,7 +342,7 @@ class SyntheticMarket:
         epoch: dt.date = dt.date(2015, 1, 2),
         dirty: bool = False,
         signal_strength: float = 0.0,
-        lifecycle: bool = False,
+        lifecycle: bool = True,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -416,11 +434,12 @@ class SyntheticMarket:
         listed_to = np.full(n, _OPEN_END)
         renamed = None
         if self.lifecycle:
-            if _IPO[0] < n:
-                listed_from[_IPO[0]] = max(_np_date(_IPO[1]), _np_date(self.epoch))
-            if _DELISTING[0] < n:
-                listed_to[_DELISTING[0]] = _np_date(_DELISTING[1])
-            if _TICKER_CHANGE[0] < n:
+            if _IPO[0] < n and _IPO[1] > self.epoch:
+                listed_from[_IPO[0]] = _np_date(_IPO[1])
+            for position, delisted in _DELISTINGS:
+                if position < n and delisted > self.epoch:
+                    listed_to[position] = _np_date(delisted)
+            if _TICKER_CHANGE[0] < n and _TICKER_CHANGE[1] > self.epoch:
                 k = _TICKER_CHANGE[0]
                 renamed = (k, symbols[k] + FORMER_SYMBOL_SUFFIX, _np_date(_TICKER_CHANGE[1]))
 
@@ -785,11 +804,14 @@ class SyntheticMarket:
                 if grid_row >= t_count:
                     continue
                 landed = int(next_session[grid_row, u.exchange_index[sec]])
-                first = int(next_session[0, u.exchange_index[sec]])
+                # its first listed session (epoch's, or an IPO's): no fault there or before it
+                listed_row = min(int(np.searchsorted(dates, u.listed_from[sec])), t_count - 1)
+                first = int(next_session[listed_row, u.exchange_index[sec]])
                 if (
                     landed >= t_count
                     or years[landed] != year
-                    or landed == first
+                    or landed <= first
+                    or dates[landed] >= u.listed_to[sec]  # none from a delisting on: there is no bar
                     or (landed, int(sec)) in taken
                 ):
                     continue
@@ -906,9 +928,11 @@ class SyntheticMarket:
         to: dict[int, dt.date | None] = {int(k): None for k in members}
         if self.lifecycle:
             for position, joins, leaves in _MEMBERSHIP_EVENTS:
-                if position in frm:
-                    frm[position] = joins or frm[position]
-                    to[position] = leaves
+                if position in frm:  # an event on or before epoch is not planted
+                    if joins is not None and joins > frm[position]:
+                        frm[position] = joins
+                    if leaves is not None and leaves > frm[position]:
+                        to[position] = leaves
         frame = pl.DataFrame(
             {
                 "index_name": [INDEX] * len(members),
@@ -918,6 +942,39 @@ class SyntheticMarket:
             }
         )
         return conform(frame.sort("security_id"), INDEX_MEMBERSHIP_SCHEMA)
+
+    def lifecycle_events(self) -> pl.DataFrame:
+        """The planted lifecycle events (``event``, ``security_id``, ``symbol``, ``former_symbol``, ``event_date``).
+
+        ``event`` is ``ipo`` (first listed date), ``delisting`` (first date no longer listed),
+        ``ticker_change`` (first date of the new ``symbol``; the former one is ``former_symbol``),
+        ``index_join`` or ``index_leave`` (``ref.index_membership``'s ``valid_from``/``valid_to``).
+        Read from the universe and membership the market serves, so it is empty with
+        ``lifecycle=False`` and holds only the events of securities inside ``universe_size``.
+        """
+        u = self._universe
+        ids = self._security_ids()
+        rows: list[tuple[str, str, str, str | None, dt.date]] = []
+        for k in range(u.size):
+            symbol = str(u.symbols[k])
+            if u.listed_from[k] > _np_date(self.epoch):
+                first = u.renamed[1] if u.renamed is not None and u.renamed[0] == k else symbol
+                rows.append(("ipo", ids[k], first, None, u.listed_from[k].item()))
+            if u.listed_to[k] != _OPEN_END:
+                rows.append(("delisting", ids[k], symbol, None, u.listed_to[k].item()))
+        if u.renamed is not None:
+            k, former, change = u.renamed
+            rows.append(("ticker_change", ids[k], str(u.symbols[k]), former, change.item()))
+        symbol_of = dict(zip(ids, u.symbols.tolist(), strict=True))
+        for member in self.index_membership().iter_rows(named=True):
+            if member["valid_from"] > self.epoch:
+                rows.append(("index_join", member["security_id"], symbol_of[member["security_id"]], None,
+                             member["valid_from"]))
+            if member["valid_to"] is not None:
+                rows.append(("index_leave", member["security_id"], symbol_of[member["security_id"]], None,
+                             member["valid_to"]))
+        frame = pl.DataFrame(rows, schema=list(LIFECYCLE_EVENTS_SCHEMA.items()), orient="row")
+        return frame.sort("event_date", "event", "symbol")
 
     def true_loadings(self) -> pl.DataFrame:
         """The true daily alpha, factor betas and idiosyncratic vol of every security (symbol order)."""

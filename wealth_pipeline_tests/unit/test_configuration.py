@@ -65,6 +65,8 @@ BAD_VALUES = [
     ("WEALTH_PROVIDER", "bogus", "WEALTH_PROVIDER='bogus': expected one of synthetic, vendor, http"),
     ("WEALTH_SYNTHETIC_SEED", "seven", "WEALTH_SYNTHETIC_SEED='seven': expected a whole number >= 0"),
     ("WEALTH_SYNTHETIC_UNIVERSE", "0", "WEALTH_SYNTHETIC_UNIVERSE='0': expected a whole number >= 1"),
+    ("WEALTH_SYNTHETIC_LIFECYCLE", "maybe", "WEALTH_SYNTHETIC_LIFECYCLE='maybe': expected 1 or 0 (also true/false, yes/no, on/off)"),
+    ("WEALTH_SYNTHETIC_LIFECYCLE", "2", "WEALTH_SYNTHETIC_LIFECYCLE='2': expected 1 or 0"),
     ("WEALTH_BACKFILL_CHUNK_SESSIONS", "-5", "WEALTH_BACKFILL_CHUNK_SESSIONS='-5': expected a whole number >= 0"),
     ("WEALTH_MODEL_RETRAIN_SESSIONS", "2.5", "WEALTH_MODEL_RETRAIN_SESSIONS='2.5': expected a whole number >= 1"),
     ("WEALTH_ALERT_WEBHOOK_URL", "hooks.example.com/x", "WEALTH_ALERT_WEBHOOK_URL='hooks.example.com/x': expected an http:// or https:// URL"),
@@ -189,3 +191,22 @@ def test_resources_bind_each_set_variable_with_envvar_and_default_the_others(mon
 
     assert dg.materialize([reads], resources={k: resources[k] for k in ("alerts", "model_retrain", "market_data")}).success
     assert seen == {"url": "https://hooks.example.com/x", "threshold": 7, "http": {"WEALTH_HTTP_BARS_API_KEY": "k-123"}}
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False), (" Off ", False), ("TRUE", True), ("no", False)])
+def test_synthetic_lifecycle_variable_reaches_the_market(
+    value: str | None, expected: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """WEALTH_SYNTHETIC_LIFECYCLE (default on) decides whether the pipeline's synthetic market plants its events."""
+    from wealth_pipeline.definitions import build_resources
+
+    _clean_environment(monkeypatch, tmp_path)
+    if value is not None:
+        monkeypatch.setenv("WEALTH_SYNTHETIC_LIFECYCLE", value)
+    assert Settings.from_env().synthetic_lifecycle is expected
+    market = build_resources()["market_data"].get()
+    assert market.lifecycle is expected
+    # the default universe (50) holds every planted event; with the flag off it holds none
+    events = market.lifecycle_events()
+    assert (set(events["event"]) == {"ipo", "delisting", "ticker_change", "index_join", "index_leave"}) is expected
+    assert events.is_empty() is not expected

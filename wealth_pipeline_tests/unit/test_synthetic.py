@@ -97,7 +97,9 @@ def test_every_method_conforms_to_its_schema(market: SyntheticMarket) -> None:
 
 def test_symbol_master_universe(market: SyntheticMarket) -> None:
     master = market.symbol_master()
-    assert master.height == 50 and master["symbol"].n_unique() == 50
+    events = market.lifecycle_events()  # planted by default (#21): the former ticker is one more row
+    changes = events.filter(pl.col("event") == "ticker_change")
+    assert master.height == 50 + changes.height and master["symbol"].n_unique() == master.height
     assert master["is_synthetic"].all()  # prices are synthetic; names and identifiers are real (issue 21)
     named = {row["symbol"]: row for row in master.iter_rows(named=True)}
     for symbol in ("AAPL", "MSFT", "GOOGL"):
@@ -109,7 +111,15 @@ def test_symbol_master_universe(market: SyntheticMarket) -> None:
         "US02079K3059", "CA8911605092", "891160509")
     assert master["security_id"].n_unique() == 50 and master["security_id"].str.contains(r"^S[0-9A-F]{11}$").all()
     assert master.filter(pl.col("isin").is_not_null()).height >= 45 and set(master["security_type"]) == {"STOCK"}
-    assert master["valid_from"].unique().to_list() == [D(2015, 1, 2)] and master["valid_to"].is_null().all()
+    # listed from epoch to the end, but for the IPO, the delistings and the two sides of the ticker change
+    starts = {**dict.fromkeys(master["symbol"], D(2015, 1, 2)),
+              **dict(events.filter(pl.col("event").is_in(["ipo", "ticker_change"])).select("symbol", "event_date").iter_rows())}
+    ends = {**dict.fromkeys(master["symbol"]),
+            **dict(events.filter(pl.col("event") == "delisting").select("symbol", "event_date").iter_rows()),
+            **dict(changes.select("former_symbol", "event_date").iter_rows())}
+    assert dict(master.select("symbol", "valid_from").iter_rows()) == starts
+    assert dict(master.select("symbol", "valid_to").iter_rows()) == ends
+    assert master.filter(pl.col("symbol").is_in(["AAPL", "MSFT", "GOOGL", "TD.TO"]))["valid_to"].is_null().all()
     tsx = master.filter(pl.col("exchange") == "TSX")
     us = master.filter(pl.col("exchange") != "TSX")
     assert tsx.height >= 3 and us.filter(pl.col("exchange") == "NYSE").height >= 3
@@ -126,9 +136,11 @@ def test_bars_follow_each_listing_exchange_calendar(market: SyntheticMarket) -> 
     assert D(2024, 7, 4) in days["TD.TO"] and D(2024, 7, 4) not in days["AAPL"]
     assert D(2024, 7, 1) not in days["TD.TO"] and D(2024, 7, 1) in days["AAPL"]
     master = market.symbol_master()
-    for row in master.iter_rows(named=True):
-        expected = set(calendars.sessions(row["exchange"], D(2024, 6, 24), D(2024, 7, 12)))
-        assert days[row["symbol"]] == expected, row["symbol"]
+    for row in master.iter_rows(named=True):  # while listed (a delisting or ticker change ends a symbol)
+        expected = {d for d in calendars.sessions(row["exchange"], D(2024, 6, 24), D(2024, 7, 12))
+                    if row["valid_from"] <= d and (row["valid_to"] is None or d < row["valid_to"])}
+        assert days.get(row["symbol"], set()) == expected, row["symbol"]
+    assert master.filter(pl.col("valid_to") < D(2024, 6, 24))["symbol"].to_list()  # some are not listed here
     assert bars.select("symbol", "session_date").is_duplicated().sum() == 0
     assert bars.height == sum(len(v) for v in days.values())
     currency = dict(master.select("symbol", "currency").iter_rows())
@@ -181,15 +193,18 @@ def test_returns_follow_the_documented_factor_model() -> None:
     market = SyntheticMarket(seed=11, universe_size=30)
     start, end = D(2021, 1, 1), D(2024, 12, 31)
     wide = market.factor_returns(start, end).pivot(on="factor", index="session_date", values="value")
-    loadings = market.true_loadings()
     master = market.symbol_master()
-    us = master.filter(pl.col("exchange") != "TSX")["symbol"]
+    ids = master.select("symbol", "security_id")
+    # per security: the planted ticker change gives one security two symbols (#21)
+    loadings = market.true_loadings().join(ids, on="symbol").drop("symbol")
+    us = master.filter(pl.col("exchange") != "TSX")["security_id"].unique()
     total = (
         market.total_returns(start, end)
-        .filter(pl.col("symbol").is_in(us.implode()))
+        .join(ids, on="symbol")
+        .filter(pl.col("security_id").is_in(us.implode()))
         .join(wide, on="session_date")
     )
-    residual = total.join(loadings, on="symbol").with_columns(
+    residual = total.join(loadings, on="security_id").with_columns(
         (
             pl.col("return")
             - pl.col("rf")
@@ -200,16 +215,18 @@ def test_returns_follow_the_documented_factor_model() -> None:
             - pl.col("beta_momentum") * pl.col("momentum")
         ).alias("eps")
     )
-    per_symbol = residual.group_by("symbol").agg(
+    per_symbol = residual.group_by("security_id").agg(
         pl.col("eps").std().alias("sd"),
         pl.col("idio_vol").first(),
         pl.corr("eps", "market").alias("corr_market"),
         pl.col("eps").mean().alias("mean"),
+        pl.len().alias("n"),
     )
     assert per_symbol.height == us.len()
     assert ((per_symbol["sd"] / per_symbol["idio_vol"]) - 1).abs().max() < 0.1
     assert per_symbol["corr_market"].abs().max() < 0.12
-    assert (per_symbol["mean"].abs() < 4 * per_symbol["idio_vol"] / np.sqrt(1000)).all()
+    # 4 standard errors of the mean: an IPO or a delisting has fewer sessions in the window
+    assert (per_symbol["mean"].abs() < 4 * per_symbol["idio_vol"] / per_symbol["n"].sqrt()).all()
     assert loadings["beta_market"].is_between(0.6, 1.4).all()
     for name in ("beta_size", "beta_value", "beta_momentum"):
         assert loadings[name].is_between(-0.5, 0.5).all()
@@ -220,7 +237,9 @@ def test_returns_follow_the_documented_factor_model() -> None:
 def test_true_loadings_shape(market: SyntheticMarket) -> None:
     loadings = market.true_loadings()
     assert loadings.shape == (50, 7)
-    assert loadings["symbol"].to_list() == market.symbol_master()["symbol"].to_list()
+    former = market.lifecycle_events()["former_symbol"].drop_nulls()  # loadings are per security: latest symbol
+    master = market.symbol_master().filter(~pl.col("symbol").is_in(former.implode()))
+    assert loadings["symbol"].to_list() == master["symbol"].to_list()
 
 
 def test_splits_inside_2023_2024_and_dividends(market: SyntheticMarket, bars_2023_2024: pl.DataFrame) -> None:
@@ -333,9 +352,11 @@ def test_planted_signal_has_positive_rank_ic_and_none_without_it() -> None:
 def test_universe_of_5000(market: SyntheticMarket) -> None:
     big = SyntheticMarket(universe_size=5000)
     master = big.symbol_master()
-    assert master.height == 5000 and master["symbol"].n_unique() == 5000
+    assert master["security_id"].n_unique() == 5000 and master["symbol"].n_unique() == master.height
     bars = big.bars(D(2024, 7, 1), D(2024, 7, 5))
-    per_exchange = master.group_by("exchange").len()
+    listed = (pl.col("valid_from") <= D(2024, 7, 1)) & (pl.col("valid_to").is_null() | (pl.col("valid_to") > D(2024, 7, 5)))
+    assert master.filter(listed).height < 5000  # the planted delistings (and the former ticker) are not listed then
+    per_exchange = master.filter(listed).group_by("exchange").len()
     expected = sum(
         count * len(calendars.sessions(exchange, D(2024, 7, 1), D(2024, 7, 5)))
         for exchange, count in per_exchange.iter_rows()

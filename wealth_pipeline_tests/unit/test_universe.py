@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+import wealth_pipeline
 from wealth_pipeline.core import bars as bar_compute
 from wealth_pipeline.core import calendars, identifiers, universe
 from wealth_pipeline.core.schemas import SYMBOL_MASTER_SCHEMA
@@ -116,6 +118,45 @@ def test_listed_and_index_members_per_row() -> None:
 @pytest.fixture(scope="module")
 def market() -> SyntheticMarket:
     return SyntheticMarket(universe_size=14, lifecycle=True)
+
+
+# Issue 21 item 3, written out by hand: what the default market (universe 50) plants inside the demo's range.
+DEFAULT_EVENTS = [
+    ("ipo", "EXE", None, D(2023, 6, 1)),
+    ("ticker_change", "DLTR", "DLTROLD", D(2023, 10, 2)),
+    ("index_join", "EXE", None, D(2023, 12, 18)),
+    ("index_leave", "CB", None, D(2023, 12, 18)),
+    ("delisting", "GEHC", None, D(2024, 3, 15)),
+    ("index_leave", "GEHC", None, D(2024, 3, 15)),
+    ("index_join", "CME", None, D(2024, 3, 18)),
+    ("delisting", "YUM", None, D(2024, 8, 16)),
+    ("index_leave", "YUM", None, D(2024, 8, 16)),
+    ("delisting", "BNS.TO", None, D(2024, 10, 1)),
+]
+
+
+def test_the_default_market_plants_a_few_delistings_a_ticker_change_and_an_ipo_inside_the_demo_range() -> None:
+    from wealth_pipeline.cli import DEMO_END, DEMO_START
+
+    market = SyntheticMarket()  # the embedded default: lifecycle on
+    events = market.lifecycle_events()
+    assert events.select("event", "symbol", "former_symbol", "event_date").rows() == DEFAULT_EVENTS
+    assert events["event_date"].is_between(D.fromisoformat(DEMO_START), D.fromisoformat(DEMO_END)).all()
+    holdings = set(pl.read_csv(Path(wealth_pipeline.__file__).parent / "defs/portfolio/demo/transactions.csv")["symbol"].drop_nulls())
+    assert holdings == {"AAPL", "MSFT", "GOOGL", "TD.TO"} and not holdings & set(events["symbol"])
+    master = market.symbol_master()
+    assert set(events.select("symbol", "security_id").rows()) <= set(master.select("symbol", "security_id").rows())
+    # each delisted security's last bar is its exchange's session before the delisting; none after
+    bars = market.bars(D(2024, 1, 2), D(2024, 12, 31))
+    exchange = dict(master.select("symbol", "exchange").iter_rows())
+    for symbol, day in events.filter(pl.col("event") == "delisting").select("symbol", "event_date").iter_rows():
+        days = bars.filter(pl.col("symbol") == symbol)["session_date"]
+        assert days.max() == calendars.previous_sessions(exchange[symbol], day - dt.timedelta(days=1), 1)[0], symbol
+    assert len({exchange[s] for s in events.filter(pl.col("event") == "delisting")["symbol"]}) == 3  # NASDAQ, NYSE, TSX
+    # off: a master listed from epoch throughout, no events, every symbol trading through 2024
+    plain = SyntheticMarket(lifecycle=False)
+    assert plain.lifecycle_events().is_empty() and plain.symbol_master()["valid_to"].is_null().all()
+    assert plain.symbol_master().height == 50 and plain.index_membership()["valid_to"].is_null().all()
 
 
 def test_synthetic_lifecycle_events(market: SyntheticMarket) -> None:
@@ -244,13 +285,14 @@ def test_the_whole_reference_list_at_508_and_generated_names_after_it() -> None:
     from pytickersymbols import PyTickerSymbols
 
     shipped = {s["symbol"] for s in PyTickerSymbols().get_stocks_by_index("S&P 500")}
-    master = SyntheticMarket(universe_size=510).symbol_master()
+    # one row per listing of the reference list: without the planted ticker change's former-symbol row
+    master = SyntheticMarket(universe_size=510, lifecycle=False).symbol_master()
     real = master.filter(~pl.col("symbol").str.starts_with("SYN"))
     assert real.height == 508 and master.height == 510
     assert set(real.filter(pl.col("exchange") != "TSX")["symbol"]) == shipped - {"CBOE"}
     assert real.filter(pl.col("exchange") == "TSX").height == 6
     assert real["isin"].drop_nulls().len() == 454 and real["security_id"].n_unique() == 508
-    head = SyntheticMarket(universe_size=500).symbol_master()
+    head = SyntheticMarket(universe_size=500, lifecycle=False).symbol_master()
     assert head.height == 500 and set(head["symbol"]) <= set(real["symbol"])  # a prefix of the same order
 
 
