@@ -90,7 +90,10 @@ def test_window_lands_in_both_tiers_and_the_warehouse_and_reruns_change_nothing(
     days = {(s, d) for s, d in pipeline.query("SELECT symbol, session_date FROM market.bars_daily WHERE symbol IN ('AAPL','TD.TO')")}
     assert ("TD.TO", dt.date(2024, 7, 4)) in days and ("AAPL", dt.date(2024, 7, 4)) not in days
     assert ("AAPL", dt.date(2024, 7, 1)) in days and ("TD.TO", dt.date(2024, 7, 1)) not in days
-    assert pipeline.query("SELECT count(*) FROM ref.securities")[0][0] == 12
+    from wealth_pipeline.providers.synthetic import SyntheticMarket
+
+    master = SyntheticMarket(seed=7, universe_size=12).symbol_master()  # one row per symbol: a ticker change is two (#21)
+    assert pipeline.query("SELECT count(*), count(DISTINCT security_id) FROM ref.securities")[0] == (master.height, 12)
     fx = pipeline.query("SELECT count(*) FROM market.fx_rates WHERE base_currency='USD' AND quote_currency='CAD'")[0][0]
     assert fx == 10  # every weekday of the window
     factors = {f for (f,) in pipeline.query("SELECT DISTINCT factor FROM market.factor_returns")}
