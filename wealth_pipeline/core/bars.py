@@ -56,7 +56,7 @@ def build_bars(
     universe: pl.DataFrame,
     start: dt.date,
     end: dt.date,
-    source: str,
+    source: str | None = None,
     factors: pl.DataFrame | None = None,
 ) -> BuiltBars:
     """Validated, deduplicated, point-in-time adjusted bars of the window, its factor rows and rejects.
@@ -66,8 +66,14 @@ def build_bars(
     rejects name the raw file and row. The rows around the window give each bar both neighbours a
     spike is judged against and the close before a dividend. ``actions``: the corporate actions
     with ex_date in the window. ``factors``: the stored factor table (ADJUSTMENT_FACTORS_SCHEMA);
-    its rows before ``start`` carry the cumulative factors into the window.
+    its rows before ``start`` carry the cumulative factors into the window. Each bar's ``source``
+    is its raw row's (the provider that delivered it, issue 22); ``source`` is for raw rows without
+    that column (a ``ValueError`` when neither says it).
     """
+    if "source" not in raw_bars.columns:
+        if source is None:
+            raise ValueError("build_bars: raw_bars has no source column and no source was given")
+        raw_bars = raw_bars.with_columns(pl.lit(source, dtype=pl.Utf8).alias("source"))
     listings = dict(universe.select("symbol", "exchange").iter_rows())
     numbered = raw_bars.with_row_index("row_number", offset=1).with_columns(
         pl.col("row_number").cast(pl.Int64)
@@ -125,7 +131,7 @@ def build_bars(
     )
     window = window.join(
         listing.listing_columns(universe).select("symbol", "exchange", "security_id"), on="symbol", how="left"
-    ).with_columns(pl.lit(source).alias("source"))
+    ).join(_row_sources(numbered), on=["symbol", "session_date"], how="left")
     traced = trace_rejects(rejects, numbered, "bars")
     in_window = traced.filter(
         pl.col("session_date").is_null() | pl.col("session_date").is_between(start, end)
@@ -138,6 +144,13 @@ def build_bars(
         in_window,
         table,
         spiked.filter(pl.col("session_date") < start).select("symbol", "session_date"),
+    )
+
+
+def _row_sources(numbered: pl.DataFrame) -> pl.DataFrame:
+    """(symbol, session_date) -> the source of its raw row; ``unknown`` if two raw rows of a key disagree."""
+    return numbered.group_by("symbol", "session_date").agg(
+        pl.when(pl.col("source").n_unique() == 1).then(pl.col("source").first()).otherwise(pl.lit("unknown")).alias("source")
     )
 
 

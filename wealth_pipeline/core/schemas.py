@@ -90,6 +90,16 @@ BENCHMARK_RETURNS_SCHEMA: dict[str, pl.DataType] = {
 FACTORS: tuple[str, ...] = ("market", "size", "value", "momentum")
 RISK_FREE_FACTOR = "rf"
 
+# Source lineage per row (issue 22): the rights-registry key of the provider that delivered the row
+# (the synthetic market, the landing-zone vendor its file's path names, the HTTP adapter). Not part
+# of what a vendor file holds (the delivery schemas above): the raw ingest adds it to every row.
+SOURCE_COLUMN = "source"
+
+
+def with_source(schema: dict[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """``schema`` plus the per-row ``source`` column: what the raw and processed tiers store."""
+    return {**schema, SOURCE_COLUMN: pl.Utf8()}
+
 
 def empty_frame(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """An empty frame with ``schema``: what a provider returns for a window with no data."""
@@ -125,4 +135,5 @@ ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(), "session_date": pl.Date(), "model_id": pl.Utf8(), "score": pl.Float64(), "rank": pl.Int32(),
+    "security_id": pl.Utf8(),  # the scored bar's stable id (issue 21)
 }

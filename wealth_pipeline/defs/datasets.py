@@ -50,7 +50,7 @@ COLUMN_DOCS: dict[str, str] = {
     "valid_to": "First date it no longer applies (delisting, ticker change, index exit); null while current.",
     "change": "What opened this interval: listing, ticker_change, name_change, identifier_change.",
     "index_name": "Index the membership row belongs to (e.g. S&P 500).",
-    "source": "Where the row came from (`raw`: the raw tier's current delivery).",
+    "source": "Provider that delivered the row: its rights-registry key (synthetic, the landing-zone vendor its file's path names, the HTTP adapter); `unknown` when no single provider is on record.",
     "ex_date": "Ex-date of the corporate action: the first session that trades without it.",
     "action_type": "`split` (ratio = new shares per old share) or `dividend` (amount = cash per share).",
     "distribution_type": "Which distribution of the ex-date: regular, special, supplemental, capital_gain, return_of_capital (dividends; several may share a day) or split.",
@@ -209,11 +209,11 @@ INDEX_MEMBERSHIP = Dataset("index_membership", "processed", "ref.index_membershi
 RAW = {
     name: Dataset(f"raw_{name}", "raw", None, date_column, keys, schema, lake_name=name)
     for name, schema, date_column, keys in (
-        ("bars", schemas.BARS_SCHEMA, "session_date", _SESSION),
-        ("corporate_actions", schemas.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type", "distribution_type")),
-        ("fx_rates", schemas.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date")),
-        ("factor_returns", schemas.FACTOR_RETURNS_SCHEMA, "session_date", ("factor", "session_date")),
-        ("benchmark_returns", schemas.BENCHMARK_RETURNS_SCHEMA, "session_date", ("benchmark", "session_date")),
+        ("bars", schemas.with_source(schemas.BARS_SCHEMA), "session_date", _SESSION),
+        ("corporate_actions", schemas.with_source(schemas.CORPORATE_ACTIONS_SCHEMA), "ex_date", ("symbol", "ex_date", "action_type", "distribution_type")),
+        ("fx_rates", schemas.with_source(schemas.FX_RATES_SCHEMA), "session_date", ("base_currency", "quote_currency", "session_date")),
+        ("factor_returns", schemas.with_source(schemas.FACTOR_RETURNS_SCHEMA), "session_date", ("factor", "session_date")),
+        ("benchmark_returns", schemas.with_source(schemas.BENCHMARK_RETURNS_SCHEMA), "session_date", ("benchmark", "session_date")),
     )
 }
 
@@ -247,25 +247,25 @@ ADJUSTMENT_FACTORS = Dataset("adjustment_factors", "processed", "market.adjustme
 REFERENCE = {
     d.name: d for d in (
         Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type", "distribution_type"),
-                schemas.CORPORATE_ACTIONS_SCHEMA, checks=(quality.Check(
+                schemas.with_source(schemas.CORPORATE_ACTIONS_SCHEMA), checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeInSet(column="action_type", value_set=["split", "dividend"]),
                         e.ExpectColumnValuesToBeInSet(column="distribution_type",
                                                       value_set=sorted({k for v in schemas.DISTRIBUTION_TYPES.values() for k in v})),
                         e.ExpectColumnValuesToNotBeNull(column="symbol")])),)),
         Dataset("fx_rates", "processed", "market.fx_rates", "session_date", ("base_currency", "quote_currency", "session_date"),
-                schemas.FX_RATES_SCHEMA, checks=(quality.Check(
+                schemas.with_source(schemas.FX_RATES_SCHEMA), checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeBetween(column="rate", min_value=0, strict_min=True),
                         e.ExpectColumnValuesToNotBeNull(column="rate")])),)),
         Dataset("factor_returns", "processed", "market.factor_returns", "session_date", ("factor", "session_date"),
-                schemas.FACTOR_RETURNS_SCHEMA, checks=(quality.Check(
+                schemas.with_source(schemas.FACTOR_RETURNS_SCHEMA), checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeInSet(column="factor", value_set=[*schemas.FACTORS, schemas.RISK_FREE_FACTOR]),
                         e.ExpectColumnValuesToBeBetween(column="value", min_value=-0.5, max_value=0.5),
                         e.ExpectColumnValuesToNotBeNull(column="value")])),)),
         Dataset("benchmark_returns", "processed", "market.benchmark_returns", "session_date", ("benchmark", "session_date"),
-                schemas.BENCHMARK_RETURNS_SCHEMA, checks=(quality.Check(
+                schemas.with_source(schemas.BENCHMARK_RETURNS_SCHEMA), checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeBetween(column="level", min_value=0, strict_min=True),
                         e.ExpectColumnValuesToBeBetween(column="return", min_value=-0.5, max_value=0.5)])),)),

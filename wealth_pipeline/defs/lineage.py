@@ -21,17 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 import psycopg
 
 from wealth_pipeline.core import calendars
 from wealth_pipeline.defs import datasets
 from wealth_pipeline.rights import lineage, registry
 
-UNKNOWN = "unknown"  # a source without a record: not a registry key, so exports refuse it
+UNKNOWN = lineage.UNKNOWN  # a source without a record: not a registry key, so exports refuse it
 SOURCES = "sources"
 
 
-def _rights() -> registry.Registry:
+def rights() -> registry.Registry:
     """The rights registry; a bad one is a configuration error: the step fails once, without retries."""
     try:
         return registry.load()
@@ -41,8 +42,8 @@ def _rights() -> registry.Registry:
 
 def licence_status(sources: Sequence[str]) -> dg.MetadataValue:
     """Provider -> its policy and licence, as the UI shows it."""
-    rights = _rights()
-    return dg.MetadataValue.json({s: rights.status(s) for s in sorted(sources)})
+    known = rights()
+    return dg.MetadataValue.json({s: known.status(s) for s in sorted(sources)})
 
 
 def _metadata(
@@ -77,7 +78,7 @@ def raw_sources(
 ) -> dict[str, Any]:
     """Record which providers delivered ``dataset`` on each partition; the window's metadata for the UI."""
     try:
-        per_day = lineage.provider_sources(provider, dataset, start, end, _rights())
+        per_day = lineage.provider_sources(provider, dataset, start, end, rights())
     except registry.RegistryError as exc:
         raise dg.Failure(description=f"configuration error: {exc}", allow_retries=False) from None
     return _metadata(context, context.asset_key, per_day)
@@ -108,6 +109,30 @@ def _raw_lineage(
             break
         cursor = result.cursor
     return {day: found.get(day, (UNKNOWN,)) for day in days}
+
+
+def fill_row_sources(
+    context: dg.AssetExecutionContext, raw_key: dg.AssetKey, frame: pl.DataFrame, date_column: str
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Raw rows of ``raw_key`` with a source each (``rights.lineage.fill_sources``), and metadata when any lacked one.
+
+    A row without a source (a raw version written before rows carried it) takes its partition's
+    recorded provider (the raw materialization's ``sources``) when that is a single provider, else
+    ``unknown``, which is logged as a warning: re-materialize the raw partition to record the provider.
+    """
+    if lineage.SOURCE in frame.columns and not frame[lineage.SOURCE].has_nulls():
+        return frame, {}
+    column = frame[lineage.SOURCE] if lineage.SOURCE in frame.columns else None
+    days = sorted(set(frame.filter(column.is_null())[date_column].to_list() if column is not None
+                      else frame[date_column].to_list()))
+    filled, summary = lineage.fill_sources(frame, date_column, _raw_lineage(context.instance, raw_key, days))
+    if summary[UNKNOWN]:
+        context.log.warning(
+            f"{raw_key.to_user_string()}: {summary[UNKNOWN]} row(s) carry no source and their partition has no single "
+            f"recorded provider ({', '.join(summary.get('unknown_partitions', []))}): source '{UNKNOWN}' "
+            "(exports of them are refused); re-materialize those raw partitions to record their provider"
+        )
+    return filled, {"row_sources_filled": dg.MetadataValue.json(summary)}
 
 
 def record(

@@ -79,7 +79,15 @@ SOURCE_COLUMNS: dict[str, pl.DataType] = {"source_file": pl.Utf8(), "source_row"
 
 
 # Columns added to a raw dataset's schema after versions without them were written.
-LATER_COLUMNS: dict[str, tuple[str, ...]] = {"corporate_actions": ("distribution_type",)}  # issue 14
+# Issue 14: distribution_type. Issue 22: source, the provider of each row (versions written before it
+# read as null: the processed assets take the partition's recorded lineage, rights/lineage.py).
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bars": ("source",),
+    "corporate_actions": ("distribution_type", "source"),
+    "fx_rates": ("source",),
+    "factor_returns": ("source",),
+    "benchmark_returns": ("source",),
+}
 
 
 def read_current(

@@ -37,6 +37,7 @@ _SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "fx_rates": base.FX_RATES_SCHEMA,
 }
 _DATE_COLUMNS = {"bars": "session_date", "corporate_actions": "ex_date", "fx_rates": "session_date"}
+FILE_COLUMN = "file"  # with_files(): the landing key (path under the root) of the file each row comes from
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,16 @@ class VendorFileProvider:
 
     def factor_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """``factor_returns/`` and ``risk_free/`` files when the landing zone has any (issue 21), else the reference's."""
+        rows = self._factor_rows(start, end)
+        return self.reference.factor_returns(start, end) if rows is None else rows.drop(FILE_COLUMN)
+
+    def benchmark_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """``benchmark_returns/`` files when the landing zone has any (issue 21), else the reference's."""
+        rows = self._benchmark_rows(start, end)
+        return self.reference.benchmark_returns(start, end) if rows is None else rows.drop(FILE_COLUMN)
+
+    def _factor_rows(self, start: dt.date, end: dt.date) -> pl.DataFrame | None:
+        """The landing zone's factor rows of the window with their file; None without factor files."""
         factors = self._reference_files(
             reference_files.FACTOR_FOLDER, reference_files.factor_returns_from_csv
         )
@@ -154,30 +165,50 @@ class VendorFileProvider:
             reference_files.RISK_FREE_FOLDER, reference_files.risk_free_from_csv
         )
         if not factors and not risk_free:
-            return self.reference.factor_returns(start, end)
+            return None
         keys = ["session_date", "factor"]
-        merged = reference_files.merge(factors, keys, base.FACTOR_RETURNS_SCHEMA)
+        merged = reference_files.merge(factors, keys, base.FACTOR_RETURNS_SCHEMA, (FILE_COLUMN,))
         rf = reference_files.merge(
-            risk_free, keys, base.FACTOR_RETURNS_SCHEMA
+            risk_free, keys, base.FACTOR_RETURNS_SCHEMA, (FILE_COLUMN,)
         )  # a T-bill series replaces rf rows
         merged = pl.concat([merged.join(rf.select(keys), on=keys, how="anti"), rf]).sort(keys)
         return merged.filter(pl.col("session_date").is_between(start, end))
 
-    def benchmark_returns(self, start: dt.date, end: dt.date) -> pl.DataFrame:
-        """``benchmark_returns/`` files when the landing zone has any (issue 21), else the reference's."""
+    def _benchmark_rows(self, start: dt.date, end: dt.date) -> pl.DataFrame | None:
+        """The landing zone's benchmark rows of the window with their file; None without benchmark files."""
         files = self._reference_files(
             reference_files.BENCHMARK_FOLDER, reference_files.benchmark_returns_from_csv
         )
         if not files:
-            return self.reference.benchmark_returns(start, end)
-        merged = reference_files.merge(files, ["session_date", "benchmark"], base.BENCHMARK_RETURNS_SCHEMA)
+            return None
+        merged = reference_files.merge(
+            files, ["session_date", "benchmark"], base.BENCHMARK_RETURNS_SCHEMA, (FILE_COLUMN,)
+        )
         return merged.filter(pl.col("session_date").is_between(start, end))
 
     def _reference_files(
         self, folder: str, parse: Callable[[bytes, str], pl.DataFrame]
     ) -> list[pl.DataFrame]:
+        """Each file of ``folder`` parsed, with its landing key in ``FILE_COLUMN``."""
         keys = [k for k in self.landing.store.list_keys(folder + "/") if k.lower().endswith(".csv")]
-        return [parse(self.landing.read(k), self.landing.store.uri(k)) for k in sorted(keys)]
+        return [
+            parse(self.landing.read(k), self.landing.store.uri(k)).with_columns(pl.lit(k).alias(FILE_COLUMN))
+            for k in sorted(keys)
+        ]
+
+    def with_files(self, dataset: str, start: dt.date, end: dt.date) -> pl.DataFrame | None:
+        """The window's rows of ``dataset`` as delivered, plus ``FILE_COLUMN``: the landing key of the file each
+        row comes from (the later file when several delivered its key). None when the landing zone has no file
+        of the dataset and the reference provider delivers it (factor and benchmark returns)."""
+        if dataset in _KEYS:
+            rows, _ = self._merge(dataset)
+            return rows.filter(pl.col(_DATE_COLUMNS[dataset]).is_between(start, end))
+        if dataset == "factor_returns":
+            return self._factor_rows(start, end)
+        if dataset == "benchmark_returns":
+            return self._benchmark_rows(start, end)
+        raise ValueError(f"landing-zone rows with their files: {[*_KEYS, 'factor_returns', 'benchmark_returns']}, "
+                         f"not {dataset!r}")
 
     # ---- vendor datasets -----------------------------------------------------------------------
     def bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -226,6 +257,11 @@ class VendorFileProvider:
 
     def merged(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Good rows of all deliveries, later files superseding earlier rows per key, and the supersessions."""
+        rows, supersessions = self._merge(dataset)
+        return rows.drop(FILE_COLUMN), supersessions
+
+    def _merge(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """:meth:`merged`, each row with the landing key of its file (``FILE_COLUMN``)."""
         keys = list(_KEYS[dataset])
         frames = [
             d.good.with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
@@ -233,7 +269,7 @@ class VendorFileProvider:
             if d.good.height
         ]
         if not frames:
-            return pl.DataFrame(schema=_SCHEMAS[dataset]), pl.DataFrame()
+            return pl.DataFrame(schema={**_SCHEMAS[dataset], FILE_COLUMN: pl.Utf8()}), pl.DataFrame()
         stacked = pl.concat(frames)
         latest = stacked.sort("_delivery").unique(subset=keys, keep="last", maintain_order=True)
         value_cols = [c for c in _SCHEMAS[dataset] if c not in keys]
@@ -249,7 +285,7 @@ class VendorFileProvider:
         )
         differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in value_cols])
         supersessions = changed.filter(differs).select(*keys, pl.col("_file").alias("file"), "superseded_by")
-        return latest.select(list(_SCHEMAS[dataset])), supersessions
+        return latest.select(*_SCHEMAS[dataset], pl.col("_file").alias(FILE_COLUMN)), supersessions
 
     def _window(self, dataset: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         rows, _ = self.merged(dataset)

@@ -139,10 +139,15 @@ def benchmark_returns_from_csv(data: bytes, source: str) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) for c, t in BENCHMARK_RETURNS_SCHEMA.items()])
 
 
-def merge(frames: list[pl.DataFrame], keys: list[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Rows of files in delivery order, a later file's row superseding an earlier one per key."""
+def merge(
+    frames: list[pl.DataFrame], keys: list[str], schema: dict[str, pl.DataType], extra: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """Rows of files in delivery order, a later file's row superseding an earlier one per key.
+
+    ``extra``: columns of the frames kept beside ``schema`` (e.g. the landing key of each row's file).
+    """
     if not frames:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(extra, pl.Utf8())})
     stacked = pl.concat([f.with_columns(pl.lit(i).alias("_file")) for i, f in enumerate(frames)])
     latest = stacked.sort("_file").unique(subset=keys, keep="last", maintain_order=True)
-    return latest.select(list(schema)).sort(keys)
+    return latest.select(*schema, *extra).sort(keys)

@@ -2,7 +2,7 @@
 
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from wealth_pipeline.core import calendars, identifiers, universe
+from wealth_pipeline.core.schemas import with_source
 from wealth_pipeline.defs import datasets, lineage, publish, quality
 from wealth_pipeline.defs.ingest.symbol_history import publish_history
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
@@ -23,33 +24,37 @@ from wealth_pipeline.providers.http import CircuitOpenError, request_counts
 from wealth_pipeline.providers.http_adapters import HttpMarketData, ProviderConfigError
 from wealth_pipeline.providers.landing import VendorFileProvider
 from wealth_pipeline.providers.vendor_files import VendorFileError
+from wealth_pipeline.rights import lineage as row_sources
 
 OWNERS = ["team:market-data"]
 
 
 @dataclass(frozen=True)
 class RawDataset:
-    """One raw dataset: how to fetch it and which column routes its rows to partitions."""
+    """One raw dataset: what it stores and which column routes its rows to partitions.
+
+    ``schema``: the provider's delivery columns plus ``source``, the provider of each row (issue 22),
+    as ``rights.lineage.delivered`` fetches them.
+    """
 
     name: str
     schema: dict[str, pl.DataType]
     date_column: str
     keys: tuple[str, ...]
-    fetch: Callable[[MarketDataProvider, dt.date, dt.date], pl.DataFrame]
     description: str
 
 
 RAW_DATASETS: tuple[RawDataset, ...] = (
-    RawDataset("bars", base.BARS_SCHEMA, "session_date", ("symbol", "session_date"),
-               lambda p, s, e: p.bars(s, e), "Daily OHLCV bars exactly as the provider delivered them."),
-    RawDataset("corporate_actions", base.CORPORATE_ACTIONS_SCHEMA, "ex_date", ("symbol", "ex_date", "action_type", "distribution_type"),
-               lambda p, s, e: p.corporate_actions(s, e), "Splits and cash dividends, partitioned by ex-date."),
-    RawDataset("fx_rates", base.FX_RATES_SCHEMA, "session_date", ("base_currency", "quote_currency", "session_date"),
-               lambda p, s, e: p.fx_rates(s, e), "Daily FX rates (units of quote currency per base currency)."),
-    RawDataset("factor_returns", base.FACTOR_RETURNS_SCHEMA, "session_date", ("factor", "session_date"),
-               lambda p, s, e: p.factor_returns(s, e), "Daily factor returns (market excess, size, value, momentum) and the risk-free rate."),
-    RawDataset("benchmark_returns", base.BENCHMARK_RETURNS_SCHEMA, "session_date", ("benchmark", "session_date"),
-               lambda p, s, e: p.benchmark_returns(s, e), "Benchmark index levels and daily returns."),
+    RawDataset("bars", with_source(base.BARS_SCHEMA), "session_date", ("symbol", "session_date"),
+               "Daily OHLCV bars exactly as the provider delivered them."),
+    RawDataset("corporate_actions", with_source(base.CORPORATE_ACTIONS_SCHEMA), "ex_date",
+               ("symbol", "ex_date", "action_type", "distribution_type"), "Splits and cash dividends, partitioned by ex-date."),
+    RawDataset("fx_rates", with_source(base.FX_RATES_SCHEMA), "session_date", ("base_currency", "quote_currency", "session_date"),
+               "Daily FX rates (units of quote currency per base currency)."),
+    RawDataset("factor_returns", with_source(base.FACTOR_RETURNS_SCHEMA), "session_date", ("factor", "session_date"),
+               "Daily factor returns (market excess, size, value, momentum) and the risk-free rate."),
+    RawDataset("benchmark_returns", with_source(base.BENCHMARK_RETURNS_SCHEMA), "session_date", ("benchmark", "session_date"),
+               "Benchmark index levels and daily returns."),
 )
 
 
@@ -202,8 +207,8 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
                 fetched, http_outcome, http_summary = _fetch_http_bars(context, market_data, provider, store,
                                                                        start, end)
             else:
-                try:
-                    fetched = dataset.fetch(provider, start, end)
+                try:  # the provider's rows, each with the provider that delivered it (issue 22)
+                    fetched = row_sources.delivered(provider, dataset.name, start, end, lineage.rights())
                 except CircuitOpenError as exc:
                     raise dg.Failure(description=f"{asset_name}: {exc}. Nothing was written (the previous state "
                                      "is kept); the next run probes the vendor once.", allow_retries=False) from None

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from wealth_pipeline.core import calendars
+from wealth_pipeline.core.schemas import SOURCE_COLUMN, with_source
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.store import ObjectStore, frame_to_parquet, parquet_to_frame
 from wealth_pipeline.providers.base import BARS_SCHEMA, conform
@@ -38,6 +39,9 @@ from wealth_pipeline.providers.http import CircuitOpenError, ProviderDeadlineErr
 from wealth_pipeline.providers.http_adapters import AlphaVantageDailyBars, ProviderConfigError
 
 CACHE_PREFIX = "raw/http_fetches/bars"
+# The window's rows as raw_bars stores them: each with its provider (issue 22). Rows already in raw keep
+# theirs; cached and new answers are the adapter's.
+SOURCED_BARS_SCHEMA = with_source(BARS_SCHEMA)
 INCOMPLETE_POLICIES = ("fail", "complete_others")
 
 
@@ -120,7 +124,7 @@ def fetch_bars(
     """Fetch what the raw tier lacks for ``adapter.symbols`` in ``start..end`` (module docstring)."""
     deadline = time.monotonic() + deadline_seconds if deadline_seconds else None
     prefix = window_prefix(start, end)
-    existing = raw.read_current(store, "bars", start, end, BARS_SCHEMA)
+    existing = raw.read_current(store, "bars", start, end, SOURCED_BARS_SCHEMA)
     known: dict[str, set[dt.date]] = {}
     for symbol, day in existing.select("symbol", "session_date").iter_rows():
         known.setdefault(symbol, set()).add(day)
@@ -132,7 +136,7 @@ def fetch_bars(
     for (_, info), data in zip(parsed, store.get_many([key for key, _ in parsed]), strict=True):
         symbol, first, last = info
         frame = conform(parquet_to_frame(data), BARS_SCHEMA)
-        cached_frames.append(frame)
+        cached_frames.append(_from(adapter, frame))
         covered = known.setdefault(symbol, set())
         covered.update(frame["session_date"].to_list())
         if last is not None:
@@ -161,7 +165,7 @@ def fetch_bars(
         report.outputsizes[got.outputsize] = report.outputsizes.get(got.outputsize, 0) + 1
         store.put_bytes_if_absent(_cache_key(prefix, symbol, got.covered_start, got.covered_end, got.frame),
                                   frame_to_parquet(got.frame))
-        new_frames.append(got.frame)
+        new_frames.append(_from(adapter, got.frame))
         covered = known.setdefault(symbol, set())
         covered.update(got.frame["session_date"].to_list())
         if got.covered_end is not None:
@@ -176,10 +180,15 @@ def fetch_bars(
     return report
 
 
+def _from(adapter: AlphaVantageDailyBars, frame: pl.DataFrame) -> pl.DataFrame:
+    """An answer of ``adapter`` with its name as every row's source."""
+    return conform(frame, BARS_SCHEMA).with_columns(pl.lit(adapter.name, dtype=pl.Utf8).alias(SOURCE_COLUMN))
+
+
 def _assemble(frames: list[pl.DataFrame], start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Rows of the window, the last frame winning for each (symbol, session_date)."""
-    rows = [conform(frame, BARS_SCHEMA) for frame in frames if frame.height]
+    """Rows of the window (with their source), the last frame winning for each (symbol, session_date)."""
+    rows = [conform(frame, SOURCED_BARS_SCHEMA) for frame in frames if frame.height]
     if not rows:
-        return pl.DataFrame(schema=BARS_SCHEMA)
+        return pl.DataFrame(schema=SOURCED_BARS_SCHEMA)
     combined = pl.concat(rows).filter(pl.col("session_date").is_between(start, end))
     return combined.unique(["symbol", "session_date"], keep="last", maintain_order=True).sort("symbol", "session_date")

@@ -19,7 +19,7 @@ import polars as pl
 from wealth_pipeline.core import bars as compute
 from wealth_pipeline.core import quality_jumps
 from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_ACTIONS_SCHEMA
-from wealth_pipeline.defs import datasets, publish
+from wealth_pipeline.defs import datasets, lineage, publish
 from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -80,8 +80,11 @@ def bars(
         datasets.RAW["bars"].schema,
         with_source=True,
     )
+    # Each bar keeps the provider of its raw row (issue 22); raw versions from before rows carried one
+    # take their partition's recorded provider when it is a single one, else "unknown".
+    raw_bars, filled = lineage.fill_row_sources(context, datasets.RAW["bars"].key, raw_bars, "session_date")
     stored_factors = _read(lake, FACTORS, ADJUSTMENT_FACTORS_SCHEMA)
-    built = compute.build_bars(raw_bars, actions, universe, start, end, source="raw", factors=stored_factors)
+    built = compute.build_bars(raw_bars, actions, universe, start, end, factors=stored_factors)
     frame = built.frame
     restate_from, reasons = compute.restatement_start(
         built,
@@ -149,5 +152,6 @@ def bars(
         metadata={
             "symbols_covered": frame["symbol"].n_unique() if frame.height else 0,
             "symbols_expected": universe.height,
+            **filled,
         },
     )

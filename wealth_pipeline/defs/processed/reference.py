@@ -13,7 +13,8 @@ import polars as pl
 
 from wealth_pipeline.core import validation
 from wealth_pipeline.core.bars import trace_rejects
-from wealth_pipeline.defs import datasets, publish
+from wealth_pipeline.core.schemas import SOURCE_COLUMN
+from wealth_pipeline.defs import datasets, lineage, publish
 from wealth_pipeline.defs.datasets import Dataset
 from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.processed.bars import OWNERS, WAREHOUSE_TAGS
@@ -32,6 +33,23 @@ VALIDATORS: dict[str, Callable[[pl.DataFrame], validation.ValidationResult]] = {
     "corporate_actions": validation.validate_corporate_actions,
     "fx_rates": validation.validate_fx_rates,
 }
+
+
+def _validate_per_source(
+    validate: Callable[[pl.DataFrame], validation.ValidationResult], numbered: pl.DataFrame, name: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Good rows (each with its ``source``) and traced rejects: the rows of each provider validated together.
+
+    The validators keep the delivery columns only, so each provider's rows are validated as one group and
+    its good rows get its source back. A key delivered by two providers in one partition cannot come from the
+    raw assets (a landing key's later file wins); if it did, ``keys_unique`` fails the publication.
+    """
+    goods, rejects = [], []
+    for (provider,), rows in numbered.group_by(SOURCE_COLUMN, maintain_order=True):
+        result = validate(rows)
+        goods.append(result.good.with_columns(pl.lit(provider, dtype=pl.Utf8).alias(SOURCE_COLUMN)))
+        rejects.append(trace_rejects(result.rejects, rows, name))
+    return pl.concat(goods, how="vertical_relaxed"), pl.concat(rejects, how="diagonal_relaxed")
 
 
 def _make(dataset: Dataset) -> dg.AssetsDefinition:
@@ -53,16 +71,17 @@ def _make(dataset: Dataset) -> dg.AssetsDefinition:
         start, end = partition_window(context)
         lake = lakehouse.get()
         delivered = raw.read_current(lake.store, source.lake_dataset, start, end, source.schema, with_source=True)
+        # Every row's provider (issue 22); raw versions from before rows carried one: the partition's lineage.
+        delivered, filled = lineage.fill_row_sources(context, source.key, delivered, dataset.date_column)
         numbered = delivered.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
         rejects = pl.DataFrame(schema=validation.REJECT_SCHEMA)
         if validate is not None and numbered.height:
-            result = validate(numbered)
-            frame, rejects = result.good, trace_rejects(result.rejects, numbered, dataset.name)
+            frame, rejects = _validate_per_source(validate, numbered, dataset.name)
         else:
             frame = numbered.select(list(dataset.schema)).unique(maintain_order=True)
-        frame = frame.sort(list(dataset.keys))
+        frame = frame.select(list(dataset.schema)).sort(list(dataset.keys))
         yield from publish.publish(context, dataset, frame, (start, end), lake=lake, warehouse=warehouse,
-                                   outcomes=dataset.evaluate(frame), rejects=rejects)
+                                   outcomes=dataset.evaluate(frame), rejects=rejects, metadata=filled)
 
     return _asset
 
