@@ -4,6 +4,10 @@ Both take frames that already include the warm-up history before the window and 
 window's rows only, so a partition computed alone equals the same partition inside a backfill.
 Also the plain range predicates their checks run. Pure compute: the assets in
 ``defs/analytics/assets.py`` read the history and publish the result.
+
+Every row carries the ``security_id`` of its input bar (issue 21: the facts join on the stable id;
+``security_ids``): the id valid for the row's symbol and session, the one the processed bars took
+from the symbol master. The series themselves still run per symbol (see README "Symbol master").
 """
 
 from __future__ import annotations
@@ -22,9 +26,24 @@ EXPOSURE_MIN_OBS = 126
 WARM_AFTER_SESSIONS = 200
 
 INDICATOR_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.Utf8(), "session_date": pl.Date(), **dict.fromkeys(indicators.INDICATOR_COLUMNS, pl.Float64())
+    "symbol": pl.Utf8(), "session_date": pl.Date(), **dict.fromkeys(indicators.INDICATOR_COLUMNS, pl.Float64()),
+    "security_id": pl.Utf8(),
 }
-EXPOSURE_SCHEMA = factor_models.factor_exposure_schema(FACTORS)
+EXPOSURE_SCHEMA: dict[str, pl.DataType] = {**factor_models.factor_exposure_schema(FACTORS), "security_id": pl.Utf8()}
+
+
+def security_ids(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (keyed by symbol and session_date) with the ``security_id`` of the bar of its row.
+
+    The id comes from the input bars (the processed bars carry the symbol master's id valid that
+    session), not from a second lookup. Bars without the column (frames built by hand, not read
+    from the processed tier) give null, which the datasets' ``security_id_known`` check blocks.
+    """
+    frame = frame.drop("security_id", strict=False)
+    if "security_id" not in bars.columns:
+        return frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("security_id"))
+    ids = bars.select("symbol", "session_date", pl.col("security_id").cast(pl.Utf8)).unique(["symbol", "session_date"])
+    return frame.join(ids, on=["symbol", "session_date"], how="left", maintain_order="left")
 
 
 def calendar_days_before(day: dt.date, sessions: int) -> dt.date:
@@ -54,7 +73,7 @@ def indicators_for_window(history: pl.DataFrame, start: dt.date, end: dt.date,
             "symbol", (pl.col("obv_stored") - pl.col("obv_computed")).alias("obv_offset"))
         window = window.join(offsets, on="symbol", how="left").with_columns(
             (pl.col("obv") + pl.col("obv_offset").fill_null(0.0)).alias("obv")).drop("obv_offset")
-    return window.select(list(INDICATOR_SCHEMA)).sort(["symbol", "session_date"])
+    return security_ids(window, history).select(list(INDICATOR_SCHEMA)).sort(["symbol", "session_date"])
 
 
 def observed_sessions(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
@@ -102,8 +121,8 @@ def exposures_for_window(bars: pl.DataFrame, factor_returns: pl.DataFrame, start
         "symbol", "session_date", (pl.col("return") - pl.col(RISK_FREE_FACTOR)).alias("excess_return"))
     exposures = factor_models.rolling_factor_exposures(
         excess, wide.select("session_date", *FACTORS), factor_names=FACTORS, window=EXPOSURE_WINDOW, min_obs=EXPOSURE_MIN_OBS)
-    return exposures.filter(pl.col("session_date").is_between(start, end)).select(
-        [pl.col(c).cast(t) for c, t in EXPOSURE_SCHEMA.items()]).sort(["symbol", "session_date"])
+    window = security_ids(exposures.filter(pl.col("session_date").is_between(start, end)), bars)
+    return window.select([pl.col(c).cast(t) for c, t in EXPOSURE_SCHEMA.items()]).sort(["symbol", "session_date"])
 
 
 def exposure_ranges(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:

@@ -22,6 +22,9 @@ exists (``label_available``) and the training target (``target``: the cross-sect
 
 No look-ahead: the features at t depend on no row dated after t (tested by corrupting every input row
 after t); only the label columns look forward, by construction.
+
+When the bars carry ``security_id`` (the processed bars do, issue 21) every row keeps its bar's id
+next to the keys, an identifier and not a feature: predictions and training rows name the stable id.
 """
 
 from __future__ import annotations
@@ -161,6 +164,7 @@ def build_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.D
     sessions of history before ``start``; ``indicators`` and ``exposures`` need the window's rows (their
     own warm-up is already inside their values). Rows without indicators or exposures keep nulls.
     """
+    ids = _bar_ids(bars)
     bars = _require(bars, "bars", BAR_INPUTS)
     bad = bars.filter(~pl.col("adj_close").is_finite() | (pl.col("adj_close") <= 0))
     if bad.height:
@@ -174,7 +178,25 @@ def build_features(bars: pl.DataFrame, indicators: pl.DataFrame, exposures: pl.D
         frame = frame.filter(pl.col("session_date") >= start)
     if end is not None:
         frame = frame.filter(pl.col("session_date") <= end)
-    return cross_sectional_zscore(frame, FEATURE_COLUMNS).sort(list(KEY_COLUMNS))
+    normalized = cross_sectional_zscore(frame, FEATURE_COLUMNS).sort(list(KEY_COLUMNS))
+    return with_security_id(normalized, ids)
+
+
+def with_security_id(frame: pl.DataFrame, ids: pl.DataFrame | None) -> pl.DataFrame:
+    """``frame`` with ``security_id`` after the keys, from ``ids`` (symbol, session_date, security_id) of
+    the bars; ``frame`` unchanged when the bars had no ``security_id``."""
+    if ids is None:
+        return frame
+    joined = frame.join(ids, on=list(KEY_COLUMNS), how="left", maintain_order="left")
+    return joined.select(*KEY_COLUMNS, "security_id", *[c for c in frame.columns if c not in KEY_COLUMNS])
+
+
+def _bar_ids(bars: pl.DataFrame) -> pl.DataFrame | None:
+    """(symbol, session_date, security_id) of the bars when they carry the stable id (issue 21)."""
+    if "security_id" not in bars.columns:
+        return None
+    return bars.select(pl.col("symbol").cast(pl.Utf8), pl.col("session_date").cast(pl.Date),
+                       pl.col("security_id").cast(pl.Utf8)).unique(list(KEY_COLUMNS))
 
 
 def forward_returns(bars: pl.DataFrame, horizon: int = DEFAULT_HORIZON) -> pl.DataFrame:

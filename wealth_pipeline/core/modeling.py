@@ -374,7 +374,9 @@ def score_sessions(feature_frame: pl.DataFrame, chosen: dict[dt.date, str | None
             continue
         booster = boosters[model_id]
         scores = predict(booster, rows, booster.feature_names, nthread=1)
-        parts.append(rows.select("symbol", "session_date").with_columns(
+        # the stable id of the feature row's bar (features carry it from processed bars; issue 21)
+        security_id = pl.col("security_id") if "security_id" in rows.columns else pl.lit(None, dtype=pl.Utf8)
+        parts.append(rows.select("symbol", "session_date", security_id.cast(pl.Utf8).alias("security_id")).with_columns(
             pl.lit(model_id).alias("model_id"), pl.Series("score", scores, dtype=pl.Float64)))
     if not parts:
         return pl.DataFrame(schema=PREDICTION_SCHEMA)

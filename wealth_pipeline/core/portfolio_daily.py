@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from wealth_pipeline.core import calendars, factor_models
+from wealth_pipeline.core import calendars, factor_models, universe
 from wealth_pipeline.core import portfolio as accounting
 from wealth_pipeline.core import portfolio_metrics as perf
 from wealth_pipeline.core.portfolio_reference import EXTERNAL_FLOW_TYPES, ReferenceData
@@ -27,13 +27,16 @@ EXPOSURES_SCHEMA: dict[str, pl.DataType] = {
     **dict.fromkeys(EXPOSURE_COLUMNS, pl.Float64()),
     "coverage": pl.Float64(),
 }
+# The security-keyed tables also carry the stable id of their symbol (issue 21; null on the
+# attribution's portfolio-total rows, symbol = __portfolio__).
+SECURITY_ID: dict[str, pl.DataType] = {"security_id": pl.Utf8()}
 # The tables compute_all returns, by asset name, with their schemas.
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    "portfolio_positions": accounting.POSITIONS_SCHEMA,
+    "portfolio_positions": {**accounting.POSITIONS_SCHEMA, **SECURITY_ID},
     "portfolio_cash_balances": accounting.CASH_SCHEMA,
     "portfolio_valuations": accounting.VALUATIONS_SCHEMA,
     "portfolio_metrics": perf.METRICS_SCHEMA,
-    "currency_attribution": accounting.ATTRIBUTION_SCHEMA,
+    "currency_attribution": {**accounting.ATTRIBUTION_SCHEMA, **SECURITY_ID},
     "portfolio_factor_exposures": EXPOSURES_SCHEMA,
 }
 MARKET_INPUTS = (
@@ -53,6 +56,17 @@ class MissingMarketData(ValueError):
 
 def _range(frame: pl.DataFrame, column: str, start: dt.date, end: dt.date) -> pl.DataFrame:
     return frame.filter(pl.col(column).is_between(start, end))
+
+
+def with_security_ids(frame: pl.DataFrame, master: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (with ``symbol``) plus the ``security_id`` of each symbol in the symbol master.
+
+    The lookup the processed bars make (one row per symbol in ``ref.securities``, a former ticker
+    keeping its own row with the same id); a symbol the master does not know (the attribution's
+    ``__portfolio__`` total) gets null.
+    """
+    ids = universe.symbol_security_ids(master).unique("symbol")
+    return frame.join(ids, on="symbol", how="left", maintain_order="left")
 
 
 def empty_tables() -> dict[str, pl.DataFrame]:
@@ -143,11 +157,11 @@ def compute_all(
         )
         exposures = factor_models.portfolio_exposures(weights, as_of).select(list(EXPOSURES_SCHEMA))
     frames = {
-        "portfolio_positions": positions,
+        "portfolio_positions": with_security_ids(positions, master),
         "portfolio_cash_balances": _range(result.cash_balances, "session_date", start, end),
         "portfolio_valuations": _range(valuations, "session_date", start, end),
         "portfolio_metrics": _range(metrics, "session_date", start, end),
-        "currency_attribution": _range(result.attribution, "session_date", start, end),
+        "currency_attribution": with_security_ids(_range(result.attribution, "session_date", start, end), master),
         "portfolio_factor_exposures": exposures,
     }
     return frames, skipped, result.fx_carried, result

@@ -135,4 +135,5 @@ ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {
 
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(), "session_date": pl.Date(), "model_id": pl.Utf8(), "score": pl.Float64(), "rank": pl.Int32(),
+    "security_id": pl.Utf8(),  # the scored bar's stable id (issue 21)
 }

@@ -37,7 +37,6 @@ COLUMN_DOCS: dict[str, str] = {
     "name": "Name of the security.",
     "is_synthetic": "True for securities of the offline synthetic market (demo and tests).",
     # symbol master identity and history (issue 21; README "Symbol master")
-    "security_id": "Stable internal id of the security: never changes with ticker, name or identifier changes.",
     "isin": "ISO 6166 ISIN (check digit verified).",
     "cusip": "CUSIP (from a US/CA ISIN or the vendor; check digit verified).",
     "figi": "OpenFIGI identifier where a source provides it (check digit verified).",
@@ -273,17 +272,31 @@ REFERENCE = {
 }
 
 # ---- analytics ---------------------------------------------------------------------------------------
+def _security_id_known(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
+    """Every row carries the stable id of its bar (issue 21: the facts join on security_id)."""
+    if "security_id" not in frame.columns:
+        return False, {"rows_without_security_id": frame.height, "reason": "no security_id column"}
+    missing = frame.filter(pl.col("security_id").is_null())
+    return missing.is_empty(), {"rows_without_security_id": missing.height, "examples": [
+        f"{s} {d}" for s, d in missing.select("symbol", "session_date").head(5).rows()]}
+
+
+SECURITY_ID_KNOWN = quality.Check(
+    "security_id_known", "Every row carries its bar's stable security_id (ref.securities; processed bars written "
+    "before the symbol master have none: re-materialize bars for the window).", predicate=_security_id_known)
+
 INDICATORS = Dataset(
     "indicators", "processed", "analytics.indicators_daily", "session_date", _SESSION, analytics.INDICATOR_SCHEMA,
     checks=(quality.Check("values_in_range", "RSI and stochastic in [0, 100], Bollinger bands ordered, ATR and volatility >= 0.",
-                          predicate=analytics.indicator_ranges),),
+                          predicate=analytics.indicator_ranges), SECURITY_ID_KNOWN),
     computed=(("complete_after_warmup", "Every bar has an indicator row, with no missing value once "
                f"{analytics.WARM_AFTER_SESSIONS} sessions are observed.", True),),
 )
 FACTOR_EXPOSURES = Dataset(
     "factor_exposures", "processed", "analytics.factor_exposures", "session_date", _SESSION, analytics.EXPOSURE_SCHEMA,
     checks=(quality.Check("values_in_range", f"R² in [0, 1], residual vol >= 0, n_obs <= {analytics.EXPOSURE_WINDOW}, "
-                          f"estimates only with >= {analytics.EXPOSURE_MIN_OBS} observations.", predicate=analytics.exposure_ranges),),
+                          f"estimates only with >= {analytics.EXPOSURE_MIN_OBS} observations.", predicate=analytics.exposure_ranges),
+            SECURITY_ID_KNOWN),
     computed=(("complete_once_window_filled", f"Every security with {analytics.EXPOSURE_MIN_OBS}+ observations has "
                "estimates on every factor session.", False),),
 )
@@ -291,6 +304,7 @@ FACTOR_EXPOSURES = Dataset(
 # ---- models ------------------------------------------------------------------------------------------
 PREDICTIONS = Dataset(
     "predictions", "models", "models.predictions", "session_date", _SESSION, schemas.PREDICTION_SCHEMA,
+    checks=(SECURITY_ID_KNOWN,),
     computed=(("covers_universe", "Every security with a bar on a session that has a model gets a score; ranks 1..N.", True),),
 )
 

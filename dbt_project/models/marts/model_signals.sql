@@ -1,4 +1,5 @@
-{#- The latest session's predictions: score, rank (1 = highest score) and the model that made them. -#}
+{#- The latest session's predictions: score, rank (1 = highest score) and the model that made them.
+    Joined to the master row of the scored security (security_id) and the symbol it traded under. -#}
 with latest as (
     select max(session_date) as session_date
     from {{ ref('stg_predictions') }}
@@ -7,6 +8,7 @@ with latest as (
 select
     p.symbol,
     p.session_date,
+    p.security_id,
     p.model_id,
     p.score,
     p.score_rank as rank,
@@ -20,6 +22,6 @@ from {{ ref('stg_predictions') }} as p
 join latest
     on latest.session_date = p.session_date
 left join {{ ref('stg_securities') }} as s
-    on s.symbol = p.symbol
+    on s.security_id = p.security_id and s.symbol = p.symbol
 left join {{ ref('stg_model_registry') }} as r
     on r.model_id = p.model_id

@@ -6,13 +6,16 @@
   delete+insert writes it again. The contract (marts.yml) fixes its columns and types, so a change of
   them fails the build (on_schema_change='fail') until the table is rebuilt with --full-refresh;
   its primary key (symbol, session_date) comes from the contract's constraint.
+  Facts join on the stable security_id (issue 21), symbol kept for readability: the indicators of
+  the bar's security and session, the latest exposures of the security (across a ticker change:
+  estimates made under the former symbol count), and the master row of the symbol it traded under.
 -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['symbol', 'session_date'],
     on_schema_change='fail',
-    indexes=[{'columns': ['session_date']}],
+    indexes=[{'columns': ['session_date']}, {'columns': ['security_id', 'session_date']}],
     pre_hook="{{ delete_session_window('session_date') }}",
 ) }}
 
@@ -25,6 +28,7 @@ with bars as (
 select
     b.symbol,
     b.session_date,
+    b.security_id,
     s.security_name,
     s.sector,
     s.asset_class,
@@ -42,13 +46,13 @@ select
     e.alpha, e.beta_market, e.beta_size, e.beta_value, e.beta_momentum, e.r_squared, e.residual_vol
 from bars as b
 left join {{ ref('stg_securities') }} as s
-    on s.symbol = b.symbol
+    on s.security_id = b.security_id and s.symbol = b.symbol
 left join {{ ref('stg_indicators_daily') }} as i
-    on i.symbol = b.symbol and i.session_date = b.session_date
+    on i.security_id = b.security_id and i.session_date = b.session_date
 left join lateral (
     select *
     from {{ ref('stg_factor_exposures') }} as fe
-    where fe.symbol = b.symbol and fe.exposure_date <= b.session_date and fe.beta_market is not null
+    where fe.security_id = b.security_id and fe.exposure_date <= b.session_date and fe.beta_market is not null
     order by fe.exposure_date desc
     limit 1
 ) as e on true

@@ -1,6 +1,7 @@
 select
     symbol,
     session_date,
+    security_id,
     exchange,
     currency,
     open, high, low, close, volume,

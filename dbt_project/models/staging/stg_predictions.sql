@@ -1,2 +1,2 @@
-select symbol, session_date, model_id, score, rank as score_rank
+select symbol, session_date, security_id, model_id, score, rank as score_rank
 from {{ source('models', 'predictions') }}

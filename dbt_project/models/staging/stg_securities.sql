@@ -1,5 +1,8 @@
 select
     symbol,
+    security_id,
+    valid_from,
+    valid_to,
     name as security_name,
     exchange,
     currency,
