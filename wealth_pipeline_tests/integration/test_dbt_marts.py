@@ -31,6 +31,7 @@ from dagster.components import load_defs
 from psycopg import sql
 
 from wealth_pipeline.cli import materialize_range
+from wealth_pipeline.core import identifiers
 from wealth_pipeline.definitions import build_definitions
 from wealth_pipeline.defs.marts.__main__ import dbt_cli_env
 from wealth_pipeline.defs.marts.project import DBT_PROJECT_DIR, dbt_executable
@@ -49,6 +50,9 @@ MODEL_ID = "xgb-test-0001"
 PORTFOLIOS = {"alice": ("p_alice", "CAD"), "bob": ("p_bob", "USD")}
 SESSIONS = [dt.date(2024, 6, 24), dt.date(2024, 6, 25), dt.date(2024, 6, 26), dt.date(2024, 6, 27), dt.date(2024, 6, 28)]
 EXPOSURE_DATE = dt.date(2024, 5, 31)  # before the window: every bar of the window shows it (as of)
+# The stable ids the symbol master gives the seeded symbols (marts join facts on security_id, issue 21).
+SECURITY_IDS = {s: identifiers.security_id(identifiers.origin_key(isin, mic, s)) for s, isin, mic in (
+    ("AAPL", "US0378331005", "XNAS"), ("MSFT", "US5949181045", "XNAS"), ("GOOGL", "US02079K3059", "XNAS"))}
 
 
 class MartsPipeline(Pipeline):
@@ -99,8 +103,8 @@ def seed_portfolios_and_models(p: MartsPipeline) -> None:
         for day, scores in ((SESSIONS[-2], {"AAPL": 0.9, "MSFT": 0.1}), (SESSIONS[-1], {"AAPL": 0.2, "MSFT": 0.7, "GOOGL": 0.4})):
             ranked = sorted(scores, key=scores.get, reverse=True)
             for symbol, score in scores.items():
-                conn.execute("INSERT INTO models.predictions VALUES (%s, %s, %s, %s, %s)",
-                             (symbol, day, MODEL_ID, score, ranked.index(symbol) + 1))
+                conn.execute("INSERT INTO models.predictions VALUES (%s, %s, %s, %s, %s, %s)",
+                             (symbol, day, MODEL_ID, score, ranked.index(symbol) + 1, SECURITY_IDS[symbol]))
 
 
 _SHARED_WAREHOUSES: dict[str, MartsPipeline] = {}
@@ -130,8 +134,9 @@ def _build_marts_warehouse(pg_server_url: str, folder: Path) -> MartsPipeline:
     seed_portfolios_and_models(pipeline)
     # Exposures need ~6 months of history the short window does not have: one known row, before it.
     pipeline.execute("INSERT INTO analytics.factor_exposures (symbol, session_date, alpha, beta_market, beta_size, "
-                     "beta_value, beta_momentum, r_squared, residual_vol, n_obs) "
-                     "VALUES ('AAPL', %s, 0.0001, 1.234, -0.2, 0.3, 0.1, 0.55, 0.18, 252)", (EXPOSURE_DATE,))
+                     "beta_value, beta_momentum, r_squared, residual_vol, n_obs, security_id) "
+                     "VALUES ('AAPL', %s, 0.0001, 1.234, -0.2, 0.3, 0.1, 0.55, 0.18, 252, %s)",
+                     (EXPOSURE_DATE, SECURITY_IDS["AAPL"]))
     pipeline.runs = pipeline.run(START, END)
     assert all(r["success"] for r in pipeline.runs)
     return pipeline
