@@ -9,6 +9,18 @@ both. The session's own clusters run without fsync (``TEST_SERVER_SETTINGS``): t
 at the end, and durability is PostgreSQL's concern, not this project's. A database that several
 modules share (built once, read by many) is registered with ``keep_for_session`` and dropped when its
 server's fixture ends.
+
+Most tests want a freshly migrated warehouse, not a test of migrating: ``migrated_pg_url``,
+``migrated_timescale_url`` and ``migrated_flavoured_db`` (and ``migrated_database`` for module-scoped
+fixtures) clone a template database that the session migrates once per server by running the current
+migrations (``migrate.upgrade``; never a dump, so new migrations flow in). ``CREATE DATABASE ...
+TEMPLATE`` copies everything inside the database (schemas, grants, row-level security, TimescaleDB
+hypertables, continuous aggregates and their jobs, which TimescaleDB's scheduler then runs for the
+clone); what lives outside it (database privileges) is restored by ``migrate.upgrade`` on the clone,
+which applies nothing and re-runs its idempotent preparation, exactly as on a migrated warehouse. The
+template is marked ``datistemplate`` so TimescaleDB starts no scheduler on it (a connection to it
+would make the copy fail). Tests about migrating (test_warehouse_migrations, the bootstrap and CLI
+tests) still start from an empty database.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ import pytest
 from psycopg import sql
 
 from wealth_pipeline.environment import with_database
+from wealth_pipeline.warehouse import migrate
 from wealth_pipeline.warehouse.localpg import LocalPostgres
 from wealth_pipeline_tests.s3_server import s3_endpoint_url  # noqa: F401  (session fixture: moto S3 on loopback)
 
@@ -42,9 +55,74 @@ def keep_for_session(server_url: str, name: str) -> None:
 
 
 def _drop_session_databases(server_url: str) -> None:
+    _TEMPLATES.pop(server_url, None)
     for name in _SESSION_DATABASES.pop(server_url, []):
         with psycopg.connect(server_url, autocommit=True) as conn:
+            exists = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if exists and exists[0]:  # a template cannot be dropped
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# server URL -> name of the session's migrated template database on it (see the module docstring)
+_TEMPLATES: dict[str, str] = {}
+# CREATE DATABASE ... TEMPLATE fails while anything is connected to the template; PostgreSQL itself
+# waits 5 s for other sessions to leave, this is how many more times it is tried.
+CLONE_ATTEMPTS = 3
+
+
+def _migrated_template(server_url: str) -> str:
+    """The session's migrated template on ``server_url``, built on first use by running the migrations."""
+    name = _TEMPLATES.get(server_url)
+    if name is not None:
+        return name
+    name = f"tpl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    keep_for_session(server_url, name)
+    migrate.upgrade(with_database(server_url, name))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        # TimescaleDB stops the template's scheduler when it is copied. Its launcher restarts it at times
+        # (a copy then waits PostgreSQL's 5 s and is retried); refusing connections or ending the scheduler
+        # instead delayed the scheduler of every clone by the launcher's 60 s poll.
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true").format(sql.Identifier(name)))
+    _TEMPLATES[server_url] = name
+    return name
+
+
+def migrated_database(server_url: str, name: str | None = None) -> str:
+    """A new database on ``server_url``, cloned from the session's migrated template; returns its URL.
+
+    The caller drops it (``drop_database``, or ``keep_for_session``). ``migrate.upgrade`` on the clone
+    applies nothing (the template is at the head) and restores the database privileges, which a
+    copy does not carry.
+    """
+    template = _migrated_template(server_url)
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+    for attempt in range(1, CLONE_ATTEMPTS + 1):
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(statement)
+            break
+        except psycopg.errors.ObjectInUse as exc:
+            if attempt == CLONE_ATTEMPTS:
+                raise RuntimeError(
+                    f"cannot clone the migrated template {template} on {server_url}: something stays connected "
+                    f"to it ({exc}); it must have no sessions"
+                ) from exc
+    url = with_database(server_url, name)
+    applied = migrate.upgrade(url)
+    if applied:
+        raise RuntimeError(f"the migrated template {template} was not at the head: cloning it applied {applied}")
+    return url
+
+
+def drop_database(server_url: str, url: str) -> None:
+    """Drop the database of ``url`` on ``server_url`` (a superuser URL), whoever is connected to it."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")
@@ -171,3 +249,31 @@ def flavoured_db(request: pytest.FixtureRequest) -> tuple[str, str]:
     if request.param == "postgres":
         return "postgres", request.getfixturevalue("pg_url")
     return "timescale", request.getfixturevalue("timescale_url")
+
+
+@pytest.fixture
+def migrated_pg_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh database at the current migration head on the plain server (a template clone)."""
+    url = migrated_database(pg_server_url)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server_url, url)
+
+
+@pytest.fixture
+def migrated_timescale_url(timescale_server_url: str) -> Iterator[str]:
+    """URL of a fresh database at the current migration head on the TimescaleDB server (a template clone)."""
+    url = migrated_database(timescale_server_url)
+    try:
+        yield url
+    finally:
+        drop_database(timescale_server_url, url)
+
+
+@pytest.fixture(params=["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
+def migrated_flavoured_db(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(flavour, URL of a fresh migrated database): ``flavoured_db``, cloned from the migrated template."""
+    if request.param == "postgres":
+        return "postgres", request.getfixturevalue("migrated_pg_url")
+    return "timescale", request.getfixturevalue("migrated_timescale_url")

@@ -27,10 +27,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def bi_login(flavoured_db: tuple[str, str]) -> Iterator[tuple[str, str, str]]:
+def bi_login(migrated_flavoured_db: tuple[str, str]) -> Iterator[tuple[str, str, str]]:
     """(flavour, migrated warehouse URL, BI login URL of alice)."""
-    flavour, url = flavoured_db
-    migrate.upgrade(url)
+    flavour, url = migrated_flavoured_db
     role, password = f"bi_alice_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
     create_bi_user(url, "alice", role, password)
     try:
@@ -122,11 +121,10 @@ def test_bi_logins_cannot_open_the_dagster_instance_database(monkeypatch: pytest
         env.local_cluster.stop()
 
 
-def test_db_psql_keeps_the_password_out_of_the_process_arguments(pg_url: str) -> None:
-    migrate.upgrade(pg_url)
-    password = conninfo_to_dict(pg_url)["password"]
+def test_db_psql_keeps_the_password_out_of_the_process_arguments(migrated_pg_url: str) -> None:
+    password = conninfo_to_dict(migrated_pg_url)["password"]
     assert password
-    env = {**os.environ, "WEALTH_DATABASE_URL": pg_url}
+    env = {**os.environ, "WEALTH_DATABASE_URL": migrated_pg_url}
     env.pop("PGPASSWORD", None)
     cli = subprocess.Popen(
         [str(Path(sys.executable).parent / "wealth-pipeline"), "db", "psql", "-X", "-A", "-t", "-c",
@@ -151,7 +149,7 @@ def test_db_psql_keeps_the_password_out_of_the_process_arguments(pg_url: str) ->
         time.sleep(0.05)
     out, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
-    assert out.strip().startswith(conninfo_to_dict(pg_url)["dbname"] + "|")
+    assert out.strip().startswith(conninfo_to_dict(migrated_pg_url)["dbname"] + "|")
     assert seen, "psql was not observed running"
     cmdline, environ = seen[0]
     assert password not in cmdline and "PGPASSWORD" not in environ

@@ -13,7 +13,6 @@ import pytest
 
 from wealth_pipeline import cli
 from wealth_pipeline.environment import with_database
-from wealth_pipeline.warehouse import migrate
 from wealth_pipeline.warehouse.roles import create_bi_user, drop_bi_user
 
 pytestmark = pytest.mark.integration
@@ -21,7 +20,7 @@ DAYS = (dt.date(2024, 1, 2), dt.date(2024, 1, 3))
 
 
 @pytest.fixture
-def warehouse(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+def warehouse(migrated_pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
     """A migrated warehouse with predictions behind a stand-in ``marts.model_signals``; a BI login. (url, login)"""
     for name in (
         "DAGSTER_HOME",
@@ -34,10 +33,9 @@ def warehouse(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
     monkeypatch.setenv("WEALTH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WEALTH_DATABASE_URL", pg_url)
-    monkeypatch.setenv("WEALTH_DAGSTER_DATABASE_URL", with_database(pg_url, "postgres"))
-    migrate.upgrade(pg_url)
-    with psycopg.connect(pg_url) as conn:
+    monkeypatch.setenv("WEALTH_DATABASE_URL", migrated_pg_url)
+    monkeypatch.setenv("WEALTH_DAGSTER_DATABASE_URL", with_database(migrated_pg_url, "postgres"))
+    with psycopg.connect(migrated_pg_url) as conn:
         for day in DAYS:
             conn.execute(
                 "INSERT INTO models.predictions (symbol, session_date, model_id, score, rank) "
@@ -50,12 +48,12 @@ def warehouse(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
             "FROM models.predictions"
         )
     login, password = f"bi_cli_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
-    create_bi_user(pg_url, "carol", login, password)
+    create_bi_user(migrated_pg_url, "carol", login, password)
     monkeypatch.setenv("WEALTH_EXPORT_PASSWORD", password)
     try:
-        yield pg_url, login
+        yield migrated_pg_url, login
     finally:
-        drop_bi_user(pg_url, login)
+        drop_bi_user(migrated_pg_url, login)
 
 
 def _lineage(url: str, sources: list[str]) -> None:

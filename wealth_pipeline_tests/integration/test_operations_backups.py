@@ -31,7 +31,6 @@ from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import open_store
 from wealth_pipeline.operations.backup import create_backup, prune
 from wealth_pipeline.operations.location import BackupLocation, object_key
-from wealth_pipeline.warehouse import migrate
 from wealth_pipeline_tests.s3_server import create_bucket, s3_test_client
 
 pytestmark = pytest.mark.integration
@@ -40,8 +39,7 @@ SECURITIES = [("AAA", "Alpha", "NYSE", "USD"), ("BBB", "Beta", "NASDAQ", "USD"),
 
 
 def _seed(url: str) -> list[tuple]:
-    """A migrated warehouse with a few reference rows; returns them as read back."""
-    migrate.upgrade(url)
+    """A few reference rows in the migrated warehouse ``url``; returns them as read back."""
     with psycopg.connect(url) as conn:
         conn.cursor().executemany("INSERT INTO ref.securities (symbol, name, exchange, currency) VALUES (%s, %s, %s, %s)", SECURITIES)
     return _securities(url)
@@ -71,8 +69,8 @@ def _run_check(location: Path, **resource: str) -> dg.AssetCheckEvaluation:
 
 
 def test_latest_backup_restorable_passes_a_good_backup_and_fails_a_missing_corrupt_old_or_unreadable_one(
-        pg_url: str, tmp_path: Path) -> None:
-    _seed(pg_url)
+        migrated_pg_url: str, tmp_path: Path) -> None:
+    _seed(migrated_pg_url)
     lake = open_store(str(tmp_path / "lake"))
     lake.put_bytes_if_absent("raw/bars/date=2024-07-01/v0001-abc.parquet", b"delivered bytes")
     backups = tmp_path / "backups"
@@ -81,7 +79,7 @@ def test_latest_backup_restorable_passes_a_good_backup_and_fails_a_missing_corru
     assert not missing.passed and f"no complete backup in {backups}" in missing.description
 
     location = BackupLocation(str(backups))
-    result = create_backup(location, pg_url, None, lake)
+    result = create_backup(location, migrated_pg_url, None, lake)
     good = _run_check(backups)
     assert good.passed, good.description
     assert good.description == f"backup {result.backup_id} verified"
@@ -121,13 +119,13 @@ def test_latest_backup_restorable_passes_a_good_backup_and_fails_a_missing_corru
 
 
 def test_the_backup_job_backs_up_prunes_and_checks_and_refuses_bad_settings_without_retry(
-        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = _seed(pg_url)
+        migrated_pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _seed(migrated_pg_url)
     for name, value in {"WEALTH_HOME": str(tmp_path / "wealth"), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-                        "WEALTH_DATABASE_URL": pg_url, "WEALTH_DAGSTER_DATABASE_URL": pg_url}.items():
+                        "WEALTH_DATABASE_URL": migrated_pg_url, "WEALTH_DAGSTER_DATABASE_URL": migrated_pg_url}.items():
         monkeypatch.setenv(name, value)
     backups = tmp_path / "backups"
-    stale = create_backup(BackupLocation(str(backups)), pg_url, None, None, now=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    stale = create_backup(BackupLocation(str(backups)), migrated_pg_url, None, None, now=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
 
     def job_defs(**resource: str) -> dg.Definitions:
         return dg.Definitions(jobs=[backup_job], assets=[backups_spec], resources={
@@ -160,9 +158,9 @@ def test_the_backup_job_backs_up_prunes_and_checks_and_refuses_bad_settings_with
 
 
 def test_backup_to_s3_lists_prunes_and_restores_from_the_bucket(
-        pg_url: str, s3_endpoint_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        migrated_pg_url: str, s3_endpoint_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    rows = _seed(pg_url)
+    rows = _seed(migrated_pg_url)
     bucket = create_bucket(s3_endpoint_url)
     uri = f"s3://{bucket}/backups"
     s3 = s3_test_client(s3_endpoint_url)
@@ -178,10 +176,10 @@ def test_backup_to_s3_lists_prunes_and_restores_from_the_bucket(
 
     # Three backups on Mon 2024-07-01, Tue 07-02 (ISO week 27) and Tue 07-09 (week 28); the processed
     # file of the first is replaced before the second, so only the first references its bytes.
-    first = create_backup(location, pg_url, None, lake, now=dt.datetime(2024, 7, 1, 23, tzinfo=dt.UTC))
+    first = create_backup(location, migrated_pg_url, None, lake, now=dt.datetime(2024, 7, 1, 23, tzinfo=dt.UTC))
     lake.put_bytes("processed/bars/date=2024-07-01/part-0.parquet", b"processed one, corrected")
-    second = create_backup(location, pg_url, None, lake, now=dt.datetime(2024, 7, 2, 23, tzinfo=dt.UTC))
-    third = create_backup(location, pg_url, None, lake, now=dt.datetime(2024, 7, 9, 23, tzinfo=dt.UTC))
+    second = create_backup(location, migrated_pg_url, None, lake, now=dt.datetime(2024, 7, 2, 23, tzinfo=dt.UTC))
+    third = create_backup(location, migrated_pg_url, None, lake, now=dt.datetime(2024, 7, 9, 23, tzinfo=dt.UTC))
     ids = [first.backup_id, second.backup_id, third.backup_id]
     assert ids == ["20240701T230000Z", "20240702T230000Z", "20240709T230000Z"]
     assert location.backup_ids() == ids
@@ -196,12 +194,12 @@ def test_backup_to_s3_lists_prunes_and_restores_from_the_bucket(
     assert location.backup_ids() == ids[1:]
 
     # Lose the warehouse and the lakehouse; restore the latest backup from the bucket with the command.
-    _drop(pg_url)
+    _drop(migrated_pg_url)
     for path in sorted(lake_root.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
-    target_dagster = with_database(pg_url, f"d_{uuid.uuid4().hex[:10]}")  # not in the backup: left alone
+    target_dagster = with_database(migrated_pg_url, f"d_{uuid.uuid4().hex[:10]}")  # not in the backup: left alone
     for name, value in {"WEALTH_HOME": str(tmp_path / "wealth"), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-                        "WEALTH_DATABASE_URL": pg_url,
+                        "WEALTH_DATABASE_URL": migrated_pg_url,
                         "WEALTH_DAGSTER_DATABASE_URL": target_dagster, "WEALTH_LAKEHOUSE_URI": str(lake_root),
                         "WEALTH_S3_ENDPOINT_URL": s3_endpoint_url}.items():
         monkeypatch.setenv(name, value)
@@ -210,7 +208,7 @@ def test_backup_to_s3_lists_prunes_and_restores_from_the_bucket(
     out = capsys.readouterr().out
     report = json.loads(out[out.index("{"):])
     assert report["backup_id"] == third.backup_id and report["verified"] and report["checks"]["lakehouse"] == "identical"
-    assert _securities(pg_url) == rows
+    assert _securities(migrated_pg_url) == rows
     assert {p.relative_to(lake_root).as_posix(): p.read_bytes() for p in lake_root.rglob("*") if p.is_file()} == {
         "raw/bars/date=2024-07-01/v0001-aaa.parquet": b"day one",
         "processed/bars/date=2024-07-01/part-0.parquet": b"processed one, corrected",

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from wealth_pipeline.warehouse import loader, migrate, timescale
+from wealth_pipeline.warehouse import loader, timescale
 from wealth_pipeline.warehouse.loader import LoadError, load_window, replace_table, upsert
 
 pytestmark = pytest.mark.integration
@@ -25,20 +25,18 @@ FEB = (dt.date(2024, 2, 1), dt.date(2024, 2, 29))
 
 
 @pytest.fixture
-def wh(flavoured_db: tuple[str, str]) -> str:
+def wh(migrated_flavoured_db: tuple[str, str]) -> str:
     """A migrated warehouse database on the plain test server or on the TimescaleDB server."""
-    flavour, url = flavoured_db
-    migrate.upgrade(url)
+    flavour, url = migrated_flavoured_db
     with psycopg.connect(url) as conn:
         assert timescale.timescale_installed(conn) == (flavour == "timescale")
     return url
 
 
 @pytest.fixture
-def ts_wh(timescale_url: str) -> str:
+def ts_wh(migrated_timescale_url: str) -> str:
     """A migrated warehouse database on the TimescaleDB server only."""
-    migrate.upgrade(timescale_url)
-    return timescale_url
+    return migrated_timescale_url
 
 
 BAR_SCHEMA = {

@@ -25,10 +25,9 @@ PORTFOLIO_TABLES = ("portfolio.users", "portfolio.portfolios", "portfolio.transa
 
 
 @pytest.fixture
-def wh(flavoured_db: tuple[str, str]) -> Iterator[str]:
+def wh(migrated_flavoured_db: tuple[str, str]) -> Iterator[str]:
     """A migrated warehouse with two users' portfolios, on the plain or the TimescaleDB server."""
-    flavour, url = flavoured_db
-    migrate.upgrade(url)
+    flavour, url = migrated_flavoured_db
     with psycopg.connect(url) as conn:
         assert timescale.timescale_installed(conn) == (flavour == "timescale")
     _seed(url)
