@@ -33,8 +33,12 @@ demo: install-runtime  ## start the local PostgreSQL, migrate, materialize the w
 ui: install-runtime    ## the Dagster UI on the demo's state
 	$(BIN)/wealth-pipeline ui
 
+# Two pytest-xdist workers, each with its own clusters; a module (or a group of modules sharing a
+# built state, see wealth_pipeline_tests/conftest.py) stays on one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
+
 test: install          ## the whole test suite (starts its own PostgreSQL and S3 API on loopback)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check wealth_pipeline wealth_pipeline_tests bench

@@ -125,6 +125,40 @@ def drop_database(server_url: str, url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# ``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``): each worker starts
+# its own clusters, so a module's fixtures must stay on one worker. Every module is its own group;
+# modules that share a session-wide built state are one group: the e2e modules share one Dagster
+# stack, the marts modules one marts warehouse per flavour (``build_marts_warehouse``).
+SHARED_STATE_GROUPS = {
+    "e2e": ("wealth_pipeline_tests/e2e/",),
+    "marts": (
+        "wealth_pipeline_tests/integration/test_dbt_marts.py",
+        "wealth_pipeline_tests/integration/test_bi_reads.py",
+        "wealth_pipeline_tests/integration/test_data_rights.py",
+    ),
+}
+# Longest groups first (measured on the 2-core CI box), so neither worker starts one near the end.
+LONGEST_FIRST = ("e2e", "marts")
+
+
+def xdist_group_of(nodeid: str) -> str:
+    """The xdist group of a test: its shared-state group, else its module."""
+    module = nodeid.split("::", 1)[0]
+    for group, prefixes in SHARED_STATE_GROUPS.items():
+        if module.startswith(prefixes):
+            return group
+    return module
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its xdist group and run the longest groups first (stable otherwise)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.nodeid)))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_group_of(item.nodeid), len(rank)))
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """Superuser URL (database ``postgres``) of a real PostgreSQL server for the test session."""
