@@ -133,6 +133,15 @@ ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {
     "cum_factor": pl.Float64(), "cum_volume_factor": pl.Float64(),
 }
 
+# The stable id from the symbol master (issue 21) on the processed corporate actions and factor rows,
+# what the lake tiers and market.corporate_actions / market.adjustment_factors store (migration 0015):
+# the symbol's security_id, so a ticker change keeps one id. Not part of the delivery schema above nor
+# of the factor compute (core/adjustments.py works on ADJUSTMENT_FACTORS_SCHEMA, per symbol).
+PROCESSED_CORPORATE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
+    **with_source(CORPORATE_ACTIONS_SCHEMA), "security_id": pl.Utf8(),
+}
+PROCESSED_ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {**ADJUSTMENT_FACTORS_SCHEMA, "security_id": pl.Utf8()}
+
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.Utf8(), "session_date": pl.Date(), "model_id": pl.Utf8(), "score": pl.Float64(), "rank": pl.Int32(),
     "security_id": pl.Utf8(),  # the scored bar's stable id (issue 21)

@@ -215,6 +215,17 @@ def symbol_security_ids(universe: pl.DataFrame) -> pl.DataFrame:
     return listing_columns(universe).select("symbol", "security_id")
 
 
+def with_security_ids(frame: pl.DataFrame, master: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (with ``symbol``) with the ``security_id`` the symbol master gives each row's symbol.
+
+    The master has one row per symbol (a former ticker keeps its own row with the security's one
+    id), so the lookup is by symbol; a symbol it does not know gets null. An existing
+    ``security_id`` column is replaced, and the row order kept.
+    """
+    ids = symbol_security_ids(master).unique("symbol", keep="first")
+    return frame.drop("security_id", strict=False).join(ids, on="symbol", how="left", maintain_order="left")
+
+
 def point_in_time(
     frame: pl.DataFrame,
     master: pl.DataFrame,

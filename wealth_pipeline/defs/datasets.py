@@ -198,6 +198,28 @@ def _gx(build: Callable[[Any], list[Any]]) -> Callable[[], list[Any]]:
 
 _SESSION = ("symbol", "session_date")
 
+
+def security_id_known(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
+    """Every row carries the stable id of its symbol (issue 21: the facts join on security_id)."""
+    if "security_id" not in frame.columns:
+        return False, {"rows_without_security_id": frame.height, "reason": "no security_id column"}
+    date = next((c for c in ("session_date", "ex_date") if c in frame.columns), None)
+    missing = frame.filter(pl.col("security_id").is_null())
+    named = missing.select("symbol", date) if date else missing.select("symbol", pl.lit("").alias("_"))
+    return missing.is_empty(), {"rows_without_security_id": missing.height, "examples": [
+        f"{s} {d}".strip() for s, d in named.head(5).rows()]}
+
+
+SECURITY_ID_KNOWN = quality.Check(
+    "security_id_known", "Every row carries its bar's stable security_id (ref.securities; processed bars written "
+    "before the symbol master have none: re-materialize bars for the window).", predicate=security_id_known)
+# The same for rows keyed by symbol and ex-date: the id is the symbol master's for the row's symbol.
+ACTION_SECURITY_ID_KNOWN = quality.Check(
+    "security_id_known", "Every row carries its symbol's stable security_id from the symbol master (ref.securities; "
+    "symbols it does not know are rejected before this).", predicate=security_id_known)
+# What the bars asset reports for the factor rows it writes next to its window (they have no asset).
+FACTORS_SECURITY_ID_KNOWN = "adjustment_factors_security_id_known"
+
 # ---- ingest (declared here for deps and column schemas; written by defs/ingest) ---------------------
 SYMBOL_MASTER = Dataset("symbol_master", "processed", "ref.securities", None, ("symbol",), schemas.SYMBOL_MASTER_SCHEMA)
 # Written by the symbol_master asset with it (defs/ingest/symbol_history.py; issue 21), so not assets of their own.
@@ -234,24 +256,28 @@ BARS = Dataset(
                       "(judged against the day's market, the next session, split ratios and volume; core/quality_jumps.py).",
                       blocking=False, predicate=partial(quality_jumps.no_unexplained_jumps, threshold=bar_compute.JUMP_THRESHOLD)),
     ),
-    computed=(("complete_against_universe", "Every listing has a bar on every session of its exchange.", False),),
+    computed=(("complete_against_universe", "Every listing has a bar on every session of its exchange.", False),
+              (FACTORS_SECURITY_ID_KNOWN, "Every adjustment factor row written with the window "
+               "(market.adjustment_factors) carries its symbol's stable security_id.", True)),
 )
 
 # Written by ``bars`` next to its window (one row per symbol and ex-date; not an asset of its own):
 # the lakehouse copy carries the cumulative factors into the next window, the warehouse table is
 # versioned (known_at / superseded_at, warehouse/adjustments.py) for as-of reads.
+# Each row carries its symbol's security_id (issue 21; the bars asset's blocking
+# adjustment_factors_security_id_known check).
 ADJUSTMENT_FACTORS = Dataset("adjustment_factors", "processed", "market.adjustment_factors", "ex_date", ("symbol", "ex_date"),
-                             schemas.ADJUSTMENT_FACTORS_SCHEMA)
+                             schemas.PROCESSED_ADJUSTMENT_FACTORS_SCHEMA)
 
 REFERENCE = {
     d.name: d for d in (
         Dataset("corporate_actions", "processed", "market.corporate_actions", "ex_date", ("symbol", "ex_date", "action_type", "distribution_type"),
-                schemas.with_source(schemas.CORPORATE_ACTIONS_SCHEMA), checks=(quality.Check(
+                schemas.PROCESSED_CORPORATE_ACTIONS_SCHEMA, checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
                         e.ExpectColumnValuesToBeInSet(column="action_type", value_set=["split", "dividend"]),
                         e.ExpectColumnValuesToBeInSet(column="distribution_type",
                                                       value_set=sorted({k for v in schemas.DISTRIBUTION_TYPES.values() for k in v})),
-                        e.ExpectColumnValuesToNotBeNull(column="symbol")])),)),
+                        e.ExpectColumnValuesToNotBeNull(column="symbol")])), ACTION_SECURITY_ID_KNOWN)),
         Dataset("fx_rates", "processed", "market.fx_rates", "session_date", ("base_currency", "quote_currency", "session_date"),
                 schemas.with_source(schemas.FX_RATES_SCHEMA), checks=(quality.Check(
                     "values_in_range", "Not-null and range expectations (Great Expectations suite).", expectations=_gx(lambda e: [
@@ -272,19 +298,6 @@ REFERENCE = {
 }
 
 # ---- analytics ---------------------------------------------------------------------------------------
-def _security_id_known(frame: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
-    """Every row carries the stable id of its bar (issue 21: the facts join on security_id)."""
-    if "security_id" not in frame.columns:
-        return False, {"rows_without_security_id": frame.height, "reason": "no security_id column"}
-    missing = frame.filter(pl.col("security_id").is_null())
-    return missing.is_empty(), {"rows_without_security_id": missing.height, "examples": [
-        f"{s} {d}" for s, d in missing.select("symbol", "session_date").head(5).rows()]}
-
-
-SECURITY_ID_KNOWN = quality.Check(
-    "security_id_known", "Every row carries its bar's stable security_id (ref.securities; processed bars written "
-    "before the symbol master have none: re-materialize bars for the window).", predicate=_security_id_known)
-
 INDICATORS = Dataset(
     "indicators", "processed", "analytics.indicators_daily", "session_date", _SESSION, analytics.INDICATOR_SCHEMA,
     checks=(quality.Check("values_in_range", "RSI and stochastic in [0, 100], Bollinger bands ordered, ATR and volatility >= 0.",

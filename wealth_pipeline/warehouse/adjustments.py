@@ -5,6 +5,9 @@ NULL); a window's publish compares the current rows whose ex_date lies in the wi
 window's new factor rows and, in one transaction, marks the rows that changed or vanished
 superseded and inserts the new versions with ``known_at = now()``. Unchanged rows are not touched,
 so a re-run writes nothing and ``market.bars_adjusted_as_of(t)`` sees what was known at ``t``.
+Each row carries its symbol's stable ``security_id`` (issue 21, migration 0015) when the frame has the
+column: an identity, not a value, so a changed id alone is set on the current row in place (no new
+version); a retraction's row keeps the id of the row it retracts.
 A vanished row (a retracted action) is superseded by a row with factor 1, so the as-of function
 still sees the retraction as the knowledge of that time.
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import polars as pl
 import psycopg
 
-from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA
+from wealth_pipeline.core.schemas import PROCESSED_ADJUSTMENT_FACTORS_SCHEMA
 
 TABLE = "market.adjustment_factors"
 VALUES = ("factor", "volume_factor", "cum_factor", "cum_volume_factor")
@@ -43,21 +46,26 @@ def publish_factors(url: str, frame: pl.DataFrame, start: dt.date, end: dt.date)
             f"{TABLE}: {outside.height} factor row(s) with ex_date outside the window {start}..{end} "
             f"(first: {outside['symbol'][0]} {outside['ex_date'][0]})"
         )
-    new = {
-        (r["symbol"], r["ex_date"]): tuple(r[c] for c in VALUES)
-        for r in frame.select(list(ADJUSTMENT_FACTORS_SCHEMA)).iter_rows(named=True)
-    }
+    if "security_id" not in frame.columns:  # frames of the compute schema (no id): null ids
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias("security_id"))
+    rows_in = frame.select(list(PROCESSED_ADJUSTMENT_FACTORS_SCHEMA)).iter_rows(named=True)
+    new: dict[tuple[str, dt.date], tuple[float, ...]] = {}
+    ids: dict[tuple[str, dt.date], str | None] = {}
+    for r in rows_in:
+        new[(r["symbol"], r["ex_date"])] = tuple(r[c] for c in VALUES)
+        ids[(r["symbol"], r["ex_date"])] = r["security_id"]
     with psycopg.connect(url) as conn, conn.transaction():
         # One writer per table at a time: two windows' versions never interleave.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (TABLE,))
-        current = {
-            (symbol, ex_date): values
-            for symbol, ex_date, *values in conn.execute(
-                "SELECT symbol, ex_date, factor, volume_factor, cum_factor, cum_volume_factor "
-                "FROM market.adjustment_factors WHERE superseded_at IS NULL AND ex_date BETWEEN %s AND %s",
-                (start, end),
-            ).fetchall()
-        }
+        current: dict[tuple[str, dt.date], list[float]] = {}
+        current_ids: dict[tuple[str, dt.date], str | None] = {}
+        for symbol, ex_date, security_id, *values in conn.execute(
+            "SELECT symbol, ex_date, security_id, factor, volume_factor, cum_factor, cum_volume_factor "
+            "FROM market.adjustment_factors WHERE superseded_at IS NULL AND ex_date BETWEEN %s AND %s",
+            (start, end),
+        ).fetchall():
+            current[(symbol, ex_date)] = values
+            current_ids[(symbol, ex_date)] = security_id
         changed = [key for key, values in new.items() if key in current and tuple(current[key]) != values]
         added = [key for key in new if key not in current]
         retracted = [
@@ -71,7 +79,19 @@ def publish_factors(url: str, frame: pl.DataFrame, start: dt.date, end: dt.date)
                     "WHERE symbol = %s AND ex_date = %s AND superseded_at IS NULL",
                     superseded,
                 )
-        rows = [(s, d, *new[(s, d)]) for s, d in changed + added]
+        # unchanged values, another id (a row from before the id, or a corrected master): set in place
+        relabelled = [
+            (ids[key], *key) for key, values in new.items()
+            if key in current and tuple(current[key]) == values and ids[key] is not None and current_ids[key] != ids[key]
+        ]
+        if relabelled:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE market.adjustment_factors SET security_id = %s "
+                    "WHERE symbol = %s AND ex_date = %s AND superseded_at IS NULL",
+                    relabelled,
+                )
+        rows = [(s, d, *new[(s, d)], ids[(s, d)]) for s, d in changed + added]
         # a retraction: factor 1 from now on; its cumulative factors are those of the day before
         for symbol, ex_date in retracted:
             before = conn.execute(
@@ -79,13 +99,13 @@ def publish_factors(url: str, frame: pl.DataFrame, start: dt.date, end: dt.date)
                 "AND ex_date < %s AND superseded_at IS NULL ORDER BY ex_date DESC LIMIT 1",
                 (symbol, ex_date),
             ).fetchone()
-            rows.append((symbol, ex_date, 1.0, 1.0, *(before or (1.0, 1.0))))
+            rows.append((symbol, ex_date, 1.0, 1.0, *(before or (1.0, 1.0)), current_ids[(symbol, ex_date)]))
         if rows:
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO market.adjustment_factors "
-                    "(symbol, ex_date, factor, volume_factor, cum_factor, cum_volume_factor) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    "(symbol, ex_date, factor, volume_factor, cum_factor, cum_volume_factor, security_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     rows,
                 )
     return FactorWrite(inserted=len(rows), superseded=len(superseded))

@@ -199,3 +199,159 @@ def lake_facts_on_the_stable_id(lake: Lakehouse, master: pl.DataFrame, renamed_i
     former = master.filter(pl.col("security_id") == renamed_id).sort("valid_from")["symbol"].to_list()
     held = pl.DataFrame({"portfolio_id": ["p"] * 3, "symbol": [*former, "__portfolio__"]})
     assert portfolio_daily.with_security_ids(held, master)["security_id"].to_list() == [renamed_id, renamed_id, None]
+
+
+# ---- corporate actions and adjustment factors on the stable id (migration 0015) --------------------------
+# A vendor's ticker change inside the window: FB until 2024-06-12, META from 2024-06-13 (one ISIN, so one
+# security_id), a dividend under the former ticker and a split under the new one; AAPL alongside.
+TICKER_MASTER = (
+    "symbol,name,exchange,currency,asset_class,sector,isin,valid_from,valid_to\n"
+    "AAPL,Apple Inc.,NASDAQ,USD,equity,Technology,US0378331005,,\n"
+    "FB,Meta Platforms,NASDAQ,USD,equity,Communication,US30303M1027,,2024-06-13\n"
+    "META,Meta Platforms,NASDAQ,USD,equity,Communication,US30303M1027,2024-06-13,\n"
+)
+TICKER_BARS = (
+    "symbol,session_date,open,high,low,close,volume,currency\n"
+    "AAPL,2024-06-10,150,151,149,150,1000,USD\n"
+    "AAPL,2024-06-11,150,152,149,151,1000,USD\n"
+    "AAPL,2024-06-12,151,152,150,150,1000,USD\n"
+    "AAPL,2024-06-13,150,151,149,149,1000,USD\n"
+    "AAPL,2024-06-14,149,150,148,148,1000,USD\n"
+    "FB,2024-06-10,200,202,198,200,500,USD\n"
+    "FB,2024-06-11,199,201,197,199,500,USD\n"
+    "FB,2024-06-12,199,201,197,198,500,USD\n"
+    "META,2024-06-13,198,200,196,198,500,USD\n"
+    "META,2024-06-14,99,100,98,99,1000,USD\n"
+)
+TICKER_ACTIONS = (
+    "symbol,ex_date,action_type,ratio,amount,currency\n"
+    "FB,2024-06-11,dividend,,1.00,USD\n"
+    "AAPL,2024-06-12,dividend,,0.75,USD\n"
+    "META,2024-06-14,split,2,,\n"
+    "NOPE,2024-06-12,dividend,,1.00,USD\n"  # line 5: a symbol the master does not know: rejected
+)
+
+
+def test_corporate_actions_and_adjustment_factors_carry_the_stable_id_across_a_ticker_change(
+    migrated_flavoured_db: tuple[str, str], tmp_path: Path
+) -> None:
+    """Issue 21: every action and factor row names its security, the former ticker's and the new one's alike."""
+    import hashlib
+
+    from wealth_pipeline.core import identifiers
+    from wealth_pipeline_tests.integration.test_market_pipeline import Pipeline
+
+    _, url = migrated_flavoured_db
+    landing = tmp_path / "landing"
+    for folder, name, text in (("symbol_master", "master.csv", TICKER_MASTER), ("bars", "2024-06-14-vendor.csv", TICKER_BARS),
+                               ("corporate_actions", "2024-06-14-vendor.csv", TICKER_ACTIONS)):
+        (landing / folder).mkdir(parents=True)
+        (landing / folder / name).write_text(text)
+    pipeline = Pipeline(url, str(tmp_path / "lake"), None, provider="vendor", landing_uri=str(landing))
+    runs = pipeline.run("2024-06-10", "2024-06-14",
+                        selection="symbol_master raw_bars raw_corporate_actions corporate_actions bars")
+    assert all(r["success"] for r in runs)
+    meta, aapl = identifiers.security_id("US30303M1027"), identifiers.security_id("US0378331005")
+    assert meta != aapl
+    assert pipeline.query("SELECT symbol, security_id FROM ref.securities ORDER BY 1") == [
+        ("AAPL", aapl), ("FB", meta), ("META", meta)]
+    # Oracle: the CSV's numbers. Dividend factor 1 - amount / previous close; a 2-for-1 split 1/2, volume x 2.
+    fb_factor, aapl_factor = 1 - 1.00 / 200.0, 1 - 0.75 / 151.0
+    actions = pipeline.query("SELECT symbol, ex_date, action_type, security_id FROM market.corporate_actions ORDER BY 2, 1")
+    assert actions == [("FB", D(2024, 6, 11), "dividend", meta), ("AAPL", D(2024, 6, 12), "dividend", aapl),
+                       ("META", D(2024, 6, 14), "split", meta)]  # NOPE rejected
+    factors = pipeline.query("SELECT symbol, ex_date, security_id, factor, volume_factor, cum_factor FROM "
+                             "market.adjustment_factors WHERE superseded_at IS NULL ORDER BY 2, 1")
+    assert [r[:3] for r in factors] == [("FB", D(2024, 6, 11), meta), ("AAPL", D(2024, 6, 12), aapl),
+                                        ("META", D(2024, 6, 14), meta)]
+    assert [r[3:] for r in factors] == [pytest.approx((fb_factor, 1.0, fb_factor), rel=1e-12),
+                                        pytest.approx((aapl_factor, 1.0, aapl_factor), rel=1e-12),
+                                        pytest.approx((0.5, 2.0, 0.5), rel=1e-12)]  # META's own (per-symbol) product
+    # One series on the stable id: the security's actions and factors under both tickers, the bars and the
+    # adjusted views too; every row's id is its symbol's master id.
+    assert pipeline.query("SELECT symbol, ex_date FROM market.corporate_actions WHERE security_id = %s ORDER BY 2",
+                          (meta,)) == [("FB", D(2024, 6, 11)), ("META", D(2024, 6, 14))]
+    assert pipeline.query("SELECT symbol, ex_date FROM market.adjustment_factors WHERE security_id = %s ORDER BY 2",
+                          (meta,)) == [("FB", D(2024, 6, 11)), ("META", D(2024, 6, 14))]
+    series = [(D(2024, 6, 10), "FB"), (D(2024, 6, 11), "FB"), (D(2024, 6, 12), "FB"), (D(2024, 6, 13), "META"),
+              (D(2024, 6, 14), "META")]
+    for relation in ("market.bars_daily", "market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
+        assert pipeline.query(f"SELECT session_date, symbol FROM {relation} WHERE security_id = %s ORDER BY 1",
+                              (meta,)) == series, relation
+    unmatched = pipeline.query(
+        "SELECT count(*) FROM (SELECT symbol, security_id FROM market.corporate_actions UNION ALL "
+        "SELECT symbol, security_id FROM market.adjustment_factors) f "
+        "LEFT JOIN ref.securities s ON s.symbol = f.symbol WHERE f.security_id IS DISTINCT FROM s.security_id")
+    assert unmatched == [(0,)]
+    # The processed lake tiers carry the same ids.
+    lake = pipeline.lake
+    for name in ("corporate_actions", "adjustment_factors"):
+        frame = lake.read_partitions("processed", name, D(2024, 6, 10), D(2024, 6, 14))
+        assert sorted(frame.select("symbol", "ex_date", "security_id").rows()) == sorted(
+            (s, d, sid) for s, d, _, sid in actions), name
+    # The unknown symbol's action is quarantined with its file's row and field (not published without an id).
+    sha = hashlib.sha256(TICKER_ACTIONS.encode()).hexdigest()
+    report = lake.read_dataset("quarantine", "vendor/corporate_actions", sha)
+    assert (5, "symbol") in {(r["row_number"], r["field"]) for r in report.to_dicts()}
+    # The blocking checks passed on both datasets.
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for r in runs
+              for e in r["result"].get_asset_check_evaluations()}
+    assert checks[("corporate_actions", "security_id_known")] is True
+    assert checks[("bars", "adjustment_factors_security_id_known")] is True
+
+
+def test_migration_0015_gives_earlier_actions_and_factors_the_id_of_their_symbol_on_the_ex_date(
+    flavoured_db: tuple[str, str]
+) -> None:
+    """Rows loaded before 0015: the security whose dated record held the symbol on the ex-date (a reused
+    ticker names two securities), else ref.securities' row of the symbol; unknown symbols stay null."""
+    from wealth_pipeline.warehouse.adjustments import publish_factors
+
+    _, url = flavoured_db
+    migrate.upgrade(url, 14)
+    with psycopg.connect(url) as conn:
+        # XYZ was security A's ticker over [2010-01-04, 2015-01-02), then B's from 2020-01-02 (B holds it now).
+        conn.execute("INSERT INTO ref.securities (symbol, security_id, valid_from) VALUES ('XYZ', 'B', '2020-01-02'), "
+                     "('QQQ', 'A', '2015-01-02')")
+        conn.execute("INSERT INTO ref.securities_history (security_id, valid_from, valid_to, symbol, change) VALUES "
+                     "('A', '2010-01-04', '2015-01-02', 'XYZ', 'listing'), ('A', '2015-01-02', NULL, 'QQQ', 'ticker_change'), "
+                     "('B', '2020-01-02', NULL, 'XYZ', 'listing')")
+        for symbol, day in (("XYZ", D(2012, 3, 1)), ("XYZ", D(2017, 3, 1)), ("XYZ", D(2021, 3, 1)),
+                            ("QQQ", D(2016, 3, 1)), ("NOPE", D(2021, 3, 1))):
+            conn.execute("INSERT INTO market.corporate_actions (symbol, ex_date, action_type, amount, currency) "
+                         "VALUES (%s, %s, 'dividend', 0.1, 'USD')", (symbol, day))
+            conn.execute("INSERT INTO market.adjustment_factors (symbol, ex_date, factor, volume_factor, cum_factor, "
+                         "cum_volume_factor) VALUES (%s, %s, 0.99, 1, 0.99, 1)", (symbol, day))
+        # a superseded version is backfilled too
+        conn.execute("UPDATE market.adjustment_factors SET superseded_at = known_at + interval '1 day' WHERE symbol = 'QQQ'")
+        conn.execute("INSERT INTO market.adjustment_factors (symbol, ex_date, factor, volume_factor, cum_factor, "
+                     "cum_volume_factor, known_at) VALUES ('QQQ', '2016-03-01', 0.98, 1, 0.98, 1, now() + interval '1 day')")
+    migrate.upgrade(url, 15)
+    expected = [("NOPE", D(2021, 3, 1), None), ("QQQ", D(2016, 3, 1), "A"), ("XYZ", D(2012, 3, 1), "A"),
+                ("XYZ", D(2017, 3, 1), "B"), ("XYZ", D(2021, 3, 1), "B")]
+    with psycopg.connect(url) as conn:
+        actions = conn.execute("SELECT symbol, ex_date, security_id FROM market.corporate_actions ORDER BY 1, 2").fetchall()
+        factors = conn.execute("SELECT symbol, ex_date, security_id, superseded_at IS NULL FROM "
+                               "market.adjustment_factors ORDER BY 1, 2, 4").fetchall()
+        indexes = {r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'market' AND indexname LIKE '%%security_id_idx'")}
+    assert actions == expected
+    assert factors == [(*expected[0], True), (*expected[1], False), (*expected[1], True), *[(*e, True) for e in expected[2:]]]
+    assert any("corporate_actions" in d and "(security_id, ex_date)" in d for d in indexes)
+    assert any("adjustment_factors" in d and "(security_id, ex_date)" in d for d in indexes)
+    # A later publish with the same values and another id (a corrected master) relabels the current row in
+    # place, no new version; a null id never overwrites one.
+    frame = pl.DataFrame({"symbol": ["NOPE", "XYZ"], "ex_date": [D(2021, 3, 1)] * 2, "factor": [0.99] * 2,
+                          "volume_factor": [1.0] * 2, "cum_factor": [0.99] * 2, "cum_volume_factor": [1.0] * 2,
+                          "security_id": [None, "C"]})
+    written = publish_factors(url, frame, D(2021, 3, 1), D(2021, 3, 1))
+    assert (written.inserted, written.superseded) == (0, 0)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT symbol, security_id FROM market.adjustment_factors WHERE ex_date = '2021-03-01' "
+                            "ORDER BY 1").fetchall() == [("NOPE", None), ("XYZ", "C")]
+    migrate.downgrade(url, 14)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'market' AND "
+                            "column_name = 'security_id' AND table_name IN ('corporate_actions', 'adjustment_factors', "
+                            "'bars_adjusted')").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM market.corporate_actions").fetchone() == (5,)

@@ -3,8 +3,9 @@
 The compute is ``core/bars.py`` and ``core/adjustments.py``; this module reads the raw tier, the
 window's corporate actions and the stored factor table, publishes the window's bars, writes the
 window's factor rows (lakehouse ``processed/adjustment_factors`` and the versioned warehouse table
-``market.adjustment_factors``) and says when its result makes later stored sessions stale
-(``restatement`` metadata, which ``defs/processed/restatement.py`` turns into one range run).
+``market.adjustment_factors``, each row with its symbol's ``security_id``, issue 21) and says when
+its result makes later stored sessions stale (``restatement`` metadata, which
+``defs/processed/restatement.py`` turns into one range run).
 Nothing outside the window is rewritten here (ARCHITECTURE.md, "Adjustment model").
 """
 
@@ -19,6 +20,7 @@ import polars as pl
 from wealth_pipeline.core import bars as compute
 from wealth_pipeline.core import quality_jumps
 from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_ACTIONS_SCHEMA
+from wealth_pipeline.core.universe import with_security_ids
 from wealth_pipeline.defs import datasets, lineage, publish
 from wealth_pipeline.defs.partitions import partition_window
 from wealth_pipeline.defs.resources import WarehouseResource
@@ -114,22 +116,27 @@ def bars(
     outcomes.append(
         BARS.outcome(COMPLETENESS, *compute.completeness(frame, compute.expected_bars(universe, start, end)))
     )
+    # The window's factor rows with their symbol's stable id (issue 21); blocking when one has none.
+    factors = with_security_ids(built.factors, universe).select(
+        [pl.col(c).cast(t) for c, t in FACTORS.schema.items()]
+    )
+    outcomes.append(BARS.outcome(datasets.FACTORS_SECURITY_ID_KNOWN, *datasets.security_id_known(factors)))
 
     def factors_and_rollups() -> dict[str, Any]:
         written = publish.write_window(
-            lake, FACTORS.lake_dataset, built.factors, "ex_date", start, end, tier=FACTORS.tier
+            lake, FACTORS.lake_dataset, factors, "ex_date", start, end, tier=FACTORS.tier
         )
         from wealth_pipeline.warehouse.adjustments import publish_factors
         from wealth_pipeline.warehouse.timescale import refresh_rollups
 
-        versions = publish_factors(warehouse.url, built.factors, start, end)
+        versions = publish_factors(warehouse.url, factors, start, end)
         # Weekly/monthly rollups (continuous aggregates or materialized views) follow the window's bars,
         # including windows a backfill wrote outside the refresh policy's reach.
         rollups = refresh_rollups(warehouse.url, start, end)
         return {
             "adjustment_factors": dg.MetadataValue.json(
                 {
-                    "window_rows": built.factors.height,
+                    "window_rows": factors.height,
                     "lakehouse_version": written.version,
                     "warehouse_versions_inserted": versions.inserted,
                     "warehouse_versions_superseded": versions.superseded,

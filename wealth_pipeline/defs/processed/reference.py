@@ -3,15 +3,21 @@
 Each reads the current raw versions of its window, validates them (bad rows are quarantined with
 their field and reason) and publishes: one processed partition per session and the warehouse
 window in one transaction. The datasets are declared in ``defs/datasets.py``.
+
+Corporate actions also read the symbol master (issue 21): an action of a symbol it does not know is
+rejected like a bar's (quarantined with its file, row and field), and every published action carries
+the ``security_id`` of its symbol (``core/universe.with_security_ids``; a ticker change keeps one id),
+which the blocking ``security_id_known`` check requires.
 """
 
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import dagster as dg
 import polars as pl
 
-from wealth_pipeline.core import validation
+from wealth_pipeline.core import universe, validation
 from wealth_pipeline.core.bars import trace_rejects
 from wealth_pipeline.core.schemas import SOURCE_COLUMN
 from wealth_pipeline.defs import datasets, lineage, publish
@@ -29,10 +35,13 @@ DESCRIPTIONS = {
     "benchmark_returns": "Benchmark index levels and daily simple returns.",
 }
 # Row validation beyond the checks (rejected rows are quarantined); the others are taken as delivered.
-VALIDATORS: dict[str, Callable[[pl.DataFrame], validation.ValidationResult]] = {
+# corporate_actions' validator also gets the symbol master's symbols (known_symbols: unknown ones rejected).
+VALIDATORS: dict[str, Callable[..., validation.ValidationResult]] = {
     "corporate_actions": validation.validate_corporate_actions,
     "fx_rates": validation.validate_fx_rates,
 }
+# The datasets keyed by security: they read the symbol master and carry each row's security_id.
+ON_SECURITY_ID = frozenset({"corporate_actions"})
 
 
 def _validate_per_source(
@@ -55,10 +64,11 @@ def _validate_per_source(
 def _make(dataset: Dataset) -> dg.AssetsDefinition:
     source = datasets.RAW[dataset.name]
     validate = VALIDATORS.get(dataset.name)
+    on_security_id = dataset.name in ON_SECURITY_ID
 
     @publish.dataset_asset(
         dataset,
-        deps=[source],
+        deps=[source, datasets.SYMBOL_MASTER] if on_security_id else [source],
         group_name="processed",
         kinds={"polars", "parquet", "postgres"},
         owners=OWNERS,
@@ -75,10 +85,19 @@ def _make(dataset: Dataset) -> dg.AssetsDefinition:
         delivered, filled = lineage.fill_row_sources(context, source.key, delivered, dataset.date_column)
         numbered = delivered.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
         rejects = pl.DataFrame(schema=validation.REJECT_SCHEMA)
-        if validate is not None and numbered.height:
-            frame, rejects = _validate_per_source(validate, numbered, dataset.name)
+        master = None
+        checker = validate
+        if on_security_id:
+            master = lake.read_dataset(datasets.SYMBOL_MASTER.tier, datasets.SYMBOL_MASTER.lake_dataset)
+            if validate is not None:
+                known = dict(master.select("symbol", "exchange").iter_rows())
+                checker = partial(validate, known_symbols=known)
+        if checker is not None and numbered.height:
+            frame, rejects = _validate_per_source(checker, numbered, dataset.name)
         else:
-            frame = numbered.select(list(dataset.schema)).unique(maintain_order=True)
+            frame = numbered.select([c for c in dataset.schema if c != "security_id"]).unique(maintain_order=True)
+        if master is not None:  # the symbol's stable id (issue 21)
+            frame = universe.with_security_ids(frame, master)
         frame = frame.select(list(dataset.schema)).sort(list(dataset.keys))
         yield from publish.publish(context, dataset, frame, (start, end), lake=lake, warehouse=warehouse,
                                    outcomes=dataset.evaluate(frame), rejects=rejects, metadata=filled)
