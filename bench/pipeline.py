@@ -34,7 +34,6 @@ import functools
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
@@ -334,12 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, default=1, help="2:1 splits on the extra session (issue 14)")
     args = parser.parse_args(argv)
 
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # Started in the background by a non-interactive shell (``cmd &``, nohup), SIGINT is ignored;
-        # Dagster maps SIGTERM to SIGINT's handler around every run in the main thread (the model run
-        # here), so every later run's compute-log ``tail -F`` children would ignore SIGTERM and cost
-        # 2 x 30 s of ``communicate(timeout=30)`` each (measured: the extra session's two runs 120 s slower).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     total_started = time.perf_counter()
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     home.chmod(0o755)
@@ -349,9 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     })
     for name in ("WEALTH_DATABASE_URL", "WEALTH_DAGSTER_DATABASE_URL", "DAGSTER_HOME", "WEALTH_LAKEHOUSE_URI"):
         os.environ.pop(name, None)
-    from wealth_pipeline.settings import apply_dagster_tuning
+    from wealth_pipeline.settings import apply_dagster_tuning, restore_interrupt_handler
 
     apply_dagster_tuning()
+    # Started in the background (``cmd &``, nohup), SIGINT is ignored and every run after the model's
+    # would wait 2 x 30 s for its compute-log tails (settings.restore_interrupt_handler).
+    restore_interrupt_handler()
 
     started = time.perf_counter()
     instrument()

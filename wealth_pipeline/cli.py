@@ -1115,10 +1115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # platformdirs (via a dependency's import) warns on every start in containers without a session.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    from wealth_pipeline.settings import apply_dagster_tuning
+    from wealth_pipeline.settings import apply_dagster_tuning, restore_interrupt_handler
 
     # Before any instance exists: in-process runs, and `ui`'s webserver and daemon, which inherit it.
     apply_dagster_tuning()
+    restore_interrupt_handler()
     try:
         _check_settings()
         return int(args.func(args) or 0)

@@ -289,6 +289,22 @@ def apply_dagster_tuning() -> dict[str, str]:
     return {name: os.environ[name] for name in DAGSTER_TUNING}
 
 
+def restore_interrupt_handler() -> bool:
+    """Give SIGINT its default handler back when the process started with it ignored; True if it did.
+
+    A process started in the background by a non-interactive shell (``cmd &``, nohup, some CI
+    runners) inherits SIGINT ignored. Dagster maps SIGTERM to SIGINT's handler around every run in
+    the main thread, so each later run's compute-log ``tail -F`` children ignore SIGTERM and Dagster
+    waits ``communicate(timeout=30)`` for each: measured 60 s more per run (bench/pipeline.py, 20 x 1).
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return True
+
+
 def wealth_home() -> Path:
     """The state folder of the embedded defaults."""
     return Path(_env("WEALTH_HOME", str(Path.cwd() / ".wealth"))).expanduser().resolve()

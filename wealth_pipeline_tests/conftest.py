@@ -150,6 +150,15 @@ def xdist_group_of(nodeid: str) -> str:
     return module
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started in the background (SIGINT ignored) would make every in-process Dagster run
+    after the first wait 60 s for its compute-log tails, and pass the ignore on to the webserver,
+    daemon and CLI processes it starts: give SIGINT its handler back first (before xdist's workers)."""
+    from wealth_pipeline.settings import restore_interrupt_handler
+
+    restore_interrupt_handler()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its xdist group and run the longest groups first (stable otherwise)."""

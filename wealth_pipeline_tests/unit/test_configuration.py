@@ -210,3 +210,25 @@ def test_synthetic_lifecycle_variable_reaches_the_market(
     events = market.lifecycle_events()
     assert (set(events["event"]) == {"ipo", "delisting", "ticker_change", "index_join", "index_leave"}) is expected
     assert events.is_empty() is not expected
+
+
+def test_a_process_started_with_sigint_ignored_gets_its_handler_back() -> None:
+    """Backgrounded by a non-interactive shell, SIGINT is ignored; Dagster would pass the ignore to
+    SIGTERM around each run and then wait 30 s per compute-log tail (settings.restore_interrupt_handler)."""
+    import signal
+    import subprocess
+    import sys
+
+    probe = (
+        "import signal; from wealth_pipeline.settings import restore_interrupt_handler as r; "
+        "first = r(); print(first, r(), signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    )
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    backgrounded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                  preexec_fn=ignore_sigint, check=True)
+    assert backgrounded.stdout.split() == ["True", "False", "True"]
+    interactive = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert interactive.stdout.split() == ["False", "False", "True"]
