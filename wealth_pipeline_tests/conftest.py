@@ -67,8 +67,10 @@ def _drop_session_databases(server_url: str) -> None:
 # server URL -> name of the session's migrated template database on it (see the module docstring)
 _TEMPLATES: dict[str, str] = {}
 # CREATE DATABASE ... TEMPLATE fails while anything is connected to the template; PostgreSQL itself
-# waits 5 s for other sessions to leave, this is how many more times it is tried.
-CLONE_ATTEMPTS = 3
+# waits 5 s for other sessions to leave, this is how many more times it is tried. Before each retry
+# the sessions on the template are ended: the only ones are TimescaleDB's scheduler, which its
+# launcher restarts now and then (three plain retries were not enough on the loaded 2-core box).
+CLONE_ATTEMPTS = 6
 
 
 def _migrated_template(server_url: str) -> str:
@@ -111,6 +113,11 @@ def migrated_database(server_url: str, name: str | None = None) -> str:
                     f"cannot clone the migrated template {template} on {server_url}: something stays connected "
                     f"to it ({exc}); it must have no sessions"
                 ) from exc
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (template,),
+                )
     url = with_database(server_url, name)
     applied = migrate.upgrade(url)
     if applied:
