@@ -50,6 +50,37 @@ def trace_rejects(rejects: pl.DataFrame, numbered: pl.DataFrame, dataset: str) -
     return traced.with_columns(pl.lit(dataset).alias("dataset"))
 
 
+def name_vendor_lines(rejects: pl.DataFrame, raw_bars: pl.DataFrame, delivered: pl.DataFrame) -> pl.DataFrame:
+    """``rejects`` whose raw row came from a landing-zone file, naming that file and line instead of the raw tier.
+
+    ``rejects``: ``trace_rejects`` output (``source_file``/``source_row``: the raw-tier version and row).
+    ``raw_bars``: the raw rows they were traced to (``source_file``, ``source_row`` and the bar's values).
+    ``delivered``: the landing zone's current rows (the bar's values plus ``file``, the file's URI, and
+    ``line``, the row's line there). A reject is renamed only when the file's row for its (symbol,
+    session_date) holds the same values as the raw row (not a later correction); others are unchanged.
+    A spike or a listing reject is found after the file was parsed, yet names the file and line a
+    vendor can look at, as the parser's own rejects do.
+    """
+    if rejects.is_empty() or delivered.is_empty() or "source_file" not in rejects.columns:
+        return rejects
+    values = [c for c in ("open", "high", "low", "close", "volume", "currency") if c in raw_bars.columns]
+    raw_rows = raw_bars.select("source_file", "source_row", "symbol", "session_date", *values)
+    files = delivered.select(
+        "symbol", "session_date", *[pl.col(c).alias(f"_vendor_{c}") for c in values], "file", "line"
+    ).unique(subset=["symbol", "session_date"], keep="last")
+    matched = (
+        raw_rows.join(files, on=["symbol", "session_date"], how="inner")
+        .filter(pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"_vendor_{c}")) for c in values]))
+        .filter(pl.col("line").is_not_null())
+        .select("source_file", "source_row", pl.col("file").alias("_file"), pl.col("line").alias("_line"))
+    )
+    located = rejects.join(matched, on=["source_file", "source_row"], how="left")
+    return located.with_columns(
+        pl.coalesce("_file", "source_file").alias("source_file"),
+        pl.coalesce(pl.col("_line").cast(pl.Int64), pl.col("source_row")).alias("source_row"),
+    ).drop("_file", "_line")
+
+
 def build_bars(
     raw_bars: pl.DataFrame,
     actions: pl.DataFrame,

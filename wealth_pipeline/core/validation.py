@@ -99,11 +99,16 @@ class ColumnTypeError(ValueError):
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Rows that passed every rule (``good``) and one reject per failing (row, field)."""
+    """Rows that passed every rule (``good``) and one reject per failing (row, field).
+
+    ``good_row_numbers``: the input ``row_number`` of each good row, in ``good``'s order (a vendor
+    file's line, so a row judged bad later, e.g. a spike, can still name its file and line).
+    """
 
     good: pl.DataFrame
     rejects: pl.DataFrame
     warnings: list[str] = field(default_factory=list)
+    good_row_numbers: pl.Series = field(default_factory=lambda: pl.Series(_RN, [], dtype=pl.Int64))
 
     @property
     def rejected_rows(self) -> int:
@@ -416,8 +421,11 @@ def _run(
     rejected = (
         pl.any_horizontal([pl.col(f"__fail{i}") for i in range(len(checks))]) if checks else pl.lit(False)
     )
-    good = work.filter(~rejected).select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
-    return ValidationResult(good=good, rejects=rejects, warnings=warnings + extra_warnings)
+    kept = work.filter(~rejected)
+    good = kept.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+    return ValidationResult(
+        good=good, rejects=rejects, warnings=warnings + extra_warnings, good_row_numbers=kept[_RN]
+    )
 
 
 def finish_rejects(parts: list[pl.DataFrame]) -> pl.DataFrame:

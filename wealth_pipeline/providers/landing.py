@@ -38,6 +38,8 @@ _SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 }
 _DATE_COLUMNS = {"bars": "session_date", "corporate_actions": "ex_date", "fx_rates": "session_date"}
 FILE_COLUMN = "file"  # with_files(): the landing key (path under the root) of the file each row comes from
+# with_files() of vendor datasets: the row's line in that file (parquet: its 1-based row)
+LINE_COLUMN = "line"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class Delivery:
     rejects: pl.DataFrame = field(repr=False)
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    lines: pl.Series | None = field(default=None, repr=False)  # the line of each good row
+
+    def good_with_lines(self) -> pl.DataFrame:
+        """The good rows plus ``LINE_COLUMN`` (null when the lines are unknown)."""
+        if self.lines is not None and self.lines.len() == self.good.height:
+            return self.good.with_columns(self.lines.cast(pl.Int64).alias(LINE_COLUMN))
+        return self.good.with_columns(pl.lit(None, dtype=pl.Int64).alias(LINE_COLUMN))
 
     def dates(self) -> list[dt.date]:
         if self.good.is_empty():
@@ -253,23 +262,27 @@ class VendorFileProvider:
                 (),
                 error=str(exc),
             )
-        return Delivery(key, dataset, sha, data, parsed.good, parsed.rejects, tuple(parsed.warnings))
+        return Delivery(
+            key, dataset, sha, data, parsed.good, parsed.rejects, tuple(parsed.warnings), lines=parsed.good_lines
+        )
 
     def merged(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Good rows of all deliveries, later files superseding earlier rows per key, and the supersessions."""
         rows, supersessions = self._merge(dataset)
-        return rows.drop(FILE_COLUMN), supersessions
+        return rows.drop(FILE_COLUMN, LINE_COLUMN), supersessions
 
     def _merge(self, dataset: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """:meth:`merged`, each row with the landing key of its file (``FILE_COLUMN``)."""
+        """:meth:`merged`, each row with the landing key of its file (``FILE_COLUMN``) and its line there."""
         keys = list(_KEYS[dataset])
         frames = [
-            d.good.with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
+            d.good_with_lines().with_columns(pl.lit(i).alias("_delivery"), pl.lit(d.key).alias("_file"))
             for i, d in enumerate(self.deliveries(dataset))
             if d.good.height
         ]
         if not frames:
-            return pl.DataFrame(schema={**_SCHEMAS[dataset], FILE_COLUMN: pl.Utf8()}), pl.DataFrame()
+            return pl.DataFrame(
+                schema={**_SCHEMAS[dataset], FILE_COLUMN: pl.Utf8(), LINE_COLUMN: pl.Int64()}
+            ), pl.DataFrame()
         stacked = pl.concat(frames)
         latest = stacked.sort("_delivery").unique(subset=keys, keep="last", maintain_order=True)
         value_cols = [c for c in _SCHEMAS[dataset] if c not in keys]
@@ -285,7 +298,7 @@ class VendorFileProvider:
         )
         differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_new")) for c in value_cols])
         supersessions = changed.filter(differs).select(*keys, pl.col("_file").alias("file"), "superseded_by")
-        return latest.select(*_SCHEMAS[dataset], pl.col("_file").alias(FILE_COLUMN)), supersessions
+        return latest.select(*_SCHEMAS[dataset], pl.col("_file").alias(FILE_COLUMN), LINE_COLUMN), supersessions
 
     def _window(self, dataset: str, start: dt.date, end: dt.date) -> pl.DataFrame:
         rows, _ = self.merged(dataset)

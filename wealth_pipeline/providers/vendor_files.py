@@ -74,6 +74,8 @@ class ParsedFile:
     good: pl.DataFrame
     rejects: pl.DataFrame
     warnings: list[str] = field(default_factory=list)
+    # The line (CSV; parquet: 1-based row) of each good row, in ``good``'s order.
+    good_lines: pl.Series = field(default_factory=lambda: pl.Series("row_number", [], dtype=pl.Int64))
 
     @property
     def rejected_rows(self) -> int:
@@ -348,6 +350,7 @@ def parse_vendor_file(
         good=result.good,
         rejects=rejects,
         warnings=warnings,
+        good_lines=result.good_row_numbers,
     )
 
 

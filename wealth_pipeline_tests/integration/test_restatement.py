@@ -250,6 +250,8 @@ def assert_same_tables(left: dict[str, pl.DataFrame], right: dict[str, pl.DataFr
             raise AssertionError(f"{name}: {what}: {exc}") from None
 
 
+# ~10 runs of the vendor graph with dbt (4-5 min idle; 9-10 min on a loaded shared 2-core box)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("flavour", ["postgres", pytest.param("timescale", marks=pytest.mark.timescale)])
 def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_backfill(
     flavour: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -346,6 +348,11 @@ def test_late_split_todays_dividend_corrected_bar_and_edge_spike_equal_a_fresh_b
     )
     assert (
         quarantined.height == 1 and quarantined["field"][0] == "close" and "20x" in quarantined["reason"][0]
+    )
+    # The report names the delivered vendor file and line (header, AAPL, MSFT), not the raw-tier version.
+    assert (quarantined["source_file"][0], quarantined["source_row"][0]) == (
+        landing.uri("bars/2024-07-23T2200Z-day11.csv"),
+        3,
     )
     assert r.react("restatement") == [], "the restatement run itself asks for nothing more"
 

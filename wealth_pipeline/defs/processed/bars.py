@@ -23,7 +23,7 @@ from wealth_pipeline.core.schemas import ADJUSTMENT_FACTORS_SCHEMA, CORPORATE_AC
 from wealth_pipeline.core.universe import with_security_ids
 from wealth_pipeline.defs import datasets, lineage, publish
 from wealth_pipeline.defs.partitions import partition_window
-from wealth_pipeline.defs.resources import WarehouseResource
+from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
 from wealth_pipeline.lakehouse.resource import LakehouseResource
 from wealth_pipeline.lakehouse.store import Lakehouse
@@ -49,6 +49,26 @@ def _read(
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
+def _vendor_lines(market_data: MarketDataResource, rejects: pl.DataFrame, raw_bars: pl.DataFrame) -> pl.DataFrame:
+    """Rejects of rows from landing-zone files name the file and line (``core.bars.name_vendor_lines``)."""
+    if rejects.is_empty() or market_data.provider != "vendor" or not market_data.landing_uri:
+        return rejects
+    from wealth_pipeline.providers.landing import FILE_COLUMN, LINE_COLUMN, VendorFileProvider
+
+    provider = market_data.get()
+    days = rejects["session_date"].drop_nulls() if "session_date" in rejects.columns else pl.Series([])
+    if not isinstance(provider, VendorFileProvider) or days.is_empty():
+        return rejects
+    rows = provider.with_files("bars", days.min(), days.max())
+    if rows is None or rows.is_empty():
+        return rejects
+    uris = {key: provider.landing.store.uri(key) for key in rows[FILE_COLUMN].unique().to_list()}
+    delivered = rows.with_columns(
+        pl.col(FILE_COLUMN).replace_strict(uris, return_dtype=pl.Utf8).alias("file"), pl.col(LINE_COLUMN).alias("line")
+    )
+    return compute.name_vendor_lines(rejects, raw_bars, delivered)
+
+
 @publish.dataset_asset(
     BARS,
     deps=[datasets.RAW["bars"], datasets.REFERENCE["corporate_actions"], datasets.SYMBOL_MASTER],
@@ -67,7 +87,10 @@ def _read(
     tags=WAREHOUSE_TAGS,
 )
 def bars(
-    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    warehouse: WarehouseResource,
+    market_data: MarketDataResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     start, end = partition_window(context)
     lake = lakehouse.get()
@@ -154,7 +177,7 @@ def bars(
         lake=lake,
         warehouse=warehouse,
         outcomes=outcomes,
-        rejects=built.rejects,
+        rejects=_vendor_lines(market_data, built.rejects, raw_bars),  # spikes name the vendor file and line
         after_load=factors_and_rollups,
         metadata={
             "symbols_covered": frame["symbol"].n_unique() if frame.height else 0,
