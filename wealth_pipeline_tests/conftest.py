@@ -144,17 +144,20 @@ SHARED_STATE_GROUPS = {
         "wealth_pipeline_tests/integration/test_data_rights.py",
     ),
 }
+# Modules whose tests share no fixture wider than a test and each take minutes: every test is its
+# own group, so the two flavours of the restatement scenario (5-10 min each) run side by side.
+ONE_GROUP_PER_TEST = ("wealth_pipeline_tests/integration/test_restatement.py",)
 # Longest groups first (measured on the 2-core CI box), so neither worker starts one near the end.
-LONGEST_FIRST = ("e2e", "marts")
+LONGEST_FIRST = ("e2e", "marts", "wealth_pipeline_tests/integration/test_restatement.py")
 
 
 def xdist_group_of(nodeid: str) -> str:
-    """The xdist group of a test: its shared-state group, else its module."""
+    """The xdist group of a test: its shared-state group, else itself (ONE_GROUP_PER_TEST), else its module."""
     module = nodeid.split("::", 1)[0]
     for group, prefixes in SHARED_STATE_GROUPS.items():
         if module.startswith(prefixes):
             return group
-    return module
+    return nodeid if module in ONE_GROUP_PER_TEST else module
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -172,7 +175,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.nodeid)))
     rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(xdist_group_of(item.nodeid), len(rank)))
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], rank.get(xdist_group_of(item.nodeid), len(rank))))
 
 
 @pytest.fixture(scope="session")
