@@ -408,8 +408,12 @@ def test_rate_limiter_spaces_requests_retries_included(server, fake_time):
             client.get("/ok")
     arrivals = [hit.at for hit in server.hits]
     assert len(arrivals) == 10  # 8 calls, 2 retries: every attempt takes a slot
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) >= 0.05 / 2  # 20/s: one request per 50 ms (server arrival times jitter; ~1 ms unlimited)
+    # 20/s: one request per 50 ms (~1 ms apart unlimited). The server stamps arrivals, which jitter on a
+    # loaded box (one gap of 12 ms was seen on the 2-core CI machine, the next one longer), so the
+    # assertions are the span and the median gap, which one late arrival cannot move.
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+    assert arrivals[-1] - arrivals[0] >= 9 * 0.05 - 0.05
+    assert gaps[len(gaps) // 2] >= 0.05 * 0.8
     assert _max_in_window(arrivals, 0.5 - 0.05) <= 10  # at most 10 in any 0.5 s
 
 
