@@ -266,7 +266,8 @@ def test_corporate_actions_and_adjustment_factors_carry_the_stable_id_across_a_t
                                         ("META", D(2024, 6, 14), meta)]
     assert [r[3:] for r in factors] == [pytest.approx((fb_factor, 1.0, fb_factor), rel=1e-12),
                                         pytest.approx((aapl_factor, 1.0, aapl_factor), rel=1e-12),
-                                        pytest.approx((0.5, 2.0, 0.5), rel=1e-12)]  # META's own (per-symbol) product
+                                        # one chain per security: META's cum_factor continues from FB's
+                                        pytest.approx((0.5, 2.0, fb_factor * 0.5), rel=1e-12)]
     # One series on the stable id: the security's actions and factors under both tickers, the bars and the
     # adjusted views too; every row's id is its symbol's master id.
     assert pipeline.query("SELECT symbol, ex_date FROM market.corporate_actions WHERE security_id = %s ORDER BY 2",
@@ -278,6 +279,23 @@ def test_corporate_actions_and_adjustment_factors_carry_the_stable_id_across_a_t
     for relation in ("market.bars_daily", "market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
         assert pipeline.query(f"SELECT session_date, symbol FROM {relation} WHERE security_id = %s ORDER BY 1",
                               (meta,)) == series, relation
+    # Adjusted as of now, one series: FB's closes before its dividend are raw x FB's dividend factor x
+    # META's split factor, after it raw x the split factor; META's last close as traded (oracle: the CSV).
+    raw = {(D(2024, 6, 10), "FB"): 200.0, (D(2024, 6, 11), "FB"): 199.0, (D(2024, 6, 12), "FB"): 198.0,
+           (D(2024, 6, 13), "META"): 198.0, (D(2024, 6, 14), "META"): 99.0}
+    expected = [raw[k] * (fb_factor if k[0] < D(2024, 6, 11) else 1.0) * (0.5 if k[0] < D(2024, 6, 14) else 1.0)
+                for k in series]
+    for relation in ("market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
+        closes = pipeline.query(f"SELECT adj_close FROM {relation} WHERE security_id = %s ORDER BY session_date",
+                                (meta,))
+        assert [c for (c,) in closes] == pytest.approx(expected, rel=1e-12), relation
+    volumes = pipeline.query("SELECT adj_volume FROM market.bars_adjusted WHERE security_id = %s ORDER BY session_date",
+                             (meta,))
+    assert [v for (v,) in volumes] == pytest.approx([1000.0] * 5, rel=1e-12)  # 500 x 2 before the split
+    # The per-symbol latest factor (the rollups' *_adjusted views join it) is the security's, former ticker too.
+    assert pipeline.query("SELECT symbol, cum_factor FROM market.latest_adjustment WHERE symbol IN ('FB', 'META') "
+                          "ORDER BY 1") == [("FB", pytest.approx(fb_factor * 0.5, rel=1e-12)),
+                                            ("META", pytest.approx(fb_factor * 0.5, rel=1e-12))]
     unmatched = pipeline.query(
         "SELECT count(*) FROM (SELECT symbol, security_id FROM market.corporate_actions UNION ALL "
         "SELECT symbol, security_id FROM market.adjustment_factors) f "
