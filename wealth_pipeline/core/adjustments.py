@@ -37,6 +37,13 @@ Edge cases:
 * An action whose ex_date is after the symbol's last bar is not yet reflected (it changes nothing),
   so the latest bar always has factor 1 and the result depends only on the bars given.
 * Actions on symbols that have no bars are ignored; bars of symbols without actions get factor 1.
+* One chain per security (issue 21): when the bars and the actions (the factor table, for the
+  point-in-time functions) both have a ``security_id`` column, every chain is keyed by it instead
+  of the symbol, so a ticker change (FB -> META, one id) keeps one continuous series: META's
+  first cumulative factor continues from FB's last, a split under META scales FB's earlier bars,
+  and a dividend on META's first session is measured against FB's last close. A row whose
+  ``security_id`` is null keeps a chain of its own symbol. Frames without the column (on either
+  side) are keyed by symbol, as before.
 * Bad input raises ``AdjustmentInputError`` naming the frame, row and field: missing columns,
   nulls, duplicate (symbol, session_date) bars, non-positive closes, unknown action types, a split
   ratio that is not a positive finite number, a negative dividend, or a dividend not smaller than
@@ -65,6 +72,19 @@ ADJUSTED_COLUMNS: tuple[str, ...] = (
 
 class AdjustmentInputError(ValueError):
     """Bars or corporate actions that cannot be adjusted; the message names the row and field."""
+
+
+def _by_security(*frames: pl.DataFrame) -> bool:
+    """Chains keyed by ``security_id``: every frame has the column."""
+    return all("security_id" in frame.columns for frame in frames)
+
+
+def _keyed(frame: pl.DataFrame, by_security: bool) -> pl.DataFrame:
+    """``frame`` with ``_key``: the row's chain, its security_id (else ``symbol:<symbol>``) or its symbol."""
+    if not by_security:
+        return frame.with_columns(pl.col("symbol").alias("_key"))
+    fallback = pl.lit("symbol:") + pl.col("symbol")
+    return frame.with_columns(pl.coalesce(pl.col("security_id").cast(pl.Utf8), fallback).alias("_key"))
 
 
 def _require_columns(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -154,18 +174,18 @@ def _factor_per_bar(keys: pl.DataFrame, per_action: pl.DataFrame, name: str) -> 
     if per_action.height == 0:
         return keys.with_columns(pl.lit(1.0, dtype=pl.Float64).alias(name))
     suffix = (
-        per_action.group_by("symbol", "ex_date")
+        per_action.group_by("_key", "ex_date")
         .agg(pl.col("factor").product())
-        .sort("symbol", "ex_date")
-        .with_columns(pl.col("factor").cum_prod(reverse=True).over("symbol").alias("_after"))
-        .select("symbol", "ex_date", "_after")
+        .sort("_key", "ex_date")
+        .with_columns(pl.col("factor").cum_prod(reverse=True).over("_key").alias("_after"))
+        .select("_key", "ex_date", "_after")
         .sort("ex_date")
     )
     joined = keys.sort("session_date").join_asof(
         suffix,
         left_on="session_date",
         right_on="ex_date",
-        by="symbol",
+        by="_key",
         strategy="forward",
         allow_exact_matches=False,
         check_sortedness=False,
@@ -176,18 +196,18 @@ def _factor_per_bar(keys: pl.DataFrame, per_action: pl.DataFrame, name: str) -> 
 
 
 def _with_previous_close(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
-    """Actions of symbols with bars, with the close and date of the symbol's last bar before ex_date."""
+    """Actions of chains with bars, with the close and date of the chain's last bar before ex_date."""
     previous = bars.select(
-        "symbol", pl.col("session_date").alias("_prev_date"), pl.col("close").alias("_prev_close")
+        "_key", pl.col("session_date").alias("_prev_date"), pl.col("close").alias("_prev_close")
     ).sort("_prev_date")
     return (
-        actions.join(bars.select("symbol").unique(), on="symbol", how="inner")
+        actions.join(bars.select("_key").unique(), on="_key", how="inner")
         .sort("ex_date")
         .join_asof(
             previous,
             left_on="ex_date",
             right_on="_prev_date",
-            by="symbol",
+            by="_key",
             strategy="backward",
             allow_exact_matches=False,
             check_sortedness=False,
@@ -203,7 +223,9 @@ def _day_factors(effective: pl.DataFrame) -> pl.DataFrame:
     """
     is_split = pl.col("action_type") == "split"
     is_dividend = pl.col("action_type") == "dividend"
-    days = effective.group_by("symbol", "ex_date").agg(
+    ids = [pl.col("security_id").first()] if "security_id" in effective.columns else []
+    days = effective.group_by("_key", "symbol", "ex_date").agg(
+        *ids,
         pl.col("ratio").filter(is_split).product().alias("volume_factor"),
         pl.col("amount").filter(is_dividend).sum().alias("_dividends"),
         pl.col("_prev_close").first(),
@@ -220,23 +242,27 @@ def _day_factors(effective: pl.DataFrame) -> pl.DataFrame:
             f"smaller than the close {row['_prev_close']!r} of the previous bar ({row['_prev_date']})"
         )
     return days.select(
+        "_key",
         "symbol",
         "ex_date",
         (pl.col("_dividend_part") / pl.col("volume_factor")).alias("factor"),
         pl.col("volume_factor"),
         pl.col("_dividend_part"),
+        *(["security_id"] if ids else []),
     ).sort("symbol", "ex_date")
 
 
 def _factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
-    keys = bars.select("symbol", "session_date", "close").with_row_index("_bar_row")
-    last = keys.group_by("symbol").agg(pl.col("session_date").max().alias("_last_bar"))
+    by_security = _by_security(bars, actions)
+    bars, actions = _keyed(bars, by_security), _keyed(actions, by_security)
+    keys = bars.select("symbol", "session_date", "close", "_key").with_row_index("_bar_row")
+    last = keys.group_by("_key").agg(pl.col("session_date").max().alias("_last_bar"))
     effective = _with_previous_close(
-        keys, actions.join(last, on="symbol", how="inner").filter(pl.col("ex_date") <= pl.col("_last_bar"))
+        keys, actions.join(last, on="_key", how="inner").filter(pl.col("ex_date") <= pl.col("_last_bar"))
     ).filter(pl.col("_prev_date").is_not_null())
     days = _day_factors(effective)
-    splits = days.select("symbol", "ex_date", (1.0 / pl.col("volume_factor")).alias("factor"))
-    dividends = days.select("symbol", "ex_date", pl.col("_dividend_part").alias("factor"))
+    splits = days.select("_key", "ex_date", (1.0 / pl.col("volume_factor")).alias("factor"))
+    dividends = days.select("_key", "ex_date", pl.col("_dividend_part").alias("factor"))
     split_part = _factor_per_bar(keys.drop("close"), splits, "split_factor")
     dividend_part = _factor_per_bar(keys.drop("close"), dividends, "dividend_factor")
     return split_part.with_columns(dividend_part["dividend_factor"]).with_columns(
@@ -286,46 +312,66 @@ def action_factors(bars: pl.DataFrame, actions: pl.DataFrame) -> pl.DataFrame:
 
     ``bars`` (``symbol``, ``session_date``, ``close``) supplies the close of the last bar before each
     ex-date; an action without such a bar (it predates the bars given) is left out, as is an action
-    of a symbol without bars. Returns ADJUSTMENT_FACTORS_SCHEMA's first four columns, sorted.
+    of a symbol without bars. Returns ADJUSTMENT_FACTORS_SCHEMA's first four columns, sorted, and
+    ``security_id`` when both frames have it (the previous close is then the security's, under any
+    of its tickers: a dividend on a new ticker's first session is measured against the former's).
     """
     frame = _validated_bars(bars, ("close",))
-    effective = _with_previous_close(frame, _validated_actions(actions)).filter(
+    valid = _validated_actions(actions)
+    by_security = _by_security(frame, valid)
+    effective = _with_previous_close(_keyed(frame, by_security), _keyed(valid, by_security)).filter(
         pl.col("_prev_date").is_not_null()
     )
-    return _day_factors(effective).drop("_dividend_part")
+    return _day_factors(effective).drop("_dividend_part", "_key")
 
 
 def cumulate(factors: pl.DataFrame, carried: pl.DataFrame | None = None) -> pl.DataFrame:
     """``factors`` (one row per symbol and ex-date) with ``cum_factor`` and ``cum_volume_factor``.
 
-    ``carried``: per symbol the cumulative factors before the first of ``factors``' ex-dates (the
-    last row of the factor table before a window); symbols not in it start at 1.
+    ``carried``: per chain the cumulative factors before the first of ``factors``' ex-dates (the
+    last row of the factor table before a window, ``last_before``); chains not in it start at 1.
+    A chain is a symbol, or, when ``factors`` has ``security_id`` (``carried`` must have it too), a
+    security: a new ticker's first row continues from the former ticker's cumulative factors.
+    Returns ADJUSTMENT_FACTORS_SCHEMA (plus ``security_id`` when given), sorted by symbol and ex-date.
     """
+    by_security = _by_security(factors)
+    if by_security and carried is not None:
+        _require_columns(
+            carried, ("security_id",), "carried cumulative factors (the factors have security_id)"
+        )
+    columns = {**ADJUSTMENT_FACTORS_SCHEMA, **({"security_id": pl.Utf8()} if by_security else {})}
     start = (
-        carried.select("symbol", pl.col("cum_factor").alias("_g0"), pl.col("cum_volume_factor").alias("_v0"))
+        _keyed(carried, by_security).select(
+            "_key", pl.col("cum_factor").alias("_g0"), pl.col("cum_volume_factor").alias("_v0")
+        )
         if carried is not None and carried.height
-        else pl.DataFrame(schema={"symbol": pl.Utf8(), "_g0": pl.Float64(), "_v0": pl.Float64()})
+        else pl.DataFrame(schema={"_key": pl.Utf8(), "_g0": pl.Float64(), "_v0": pl.Float64()})
     )
     return (
-        factors.sort("symbol", "ex_date")
-        .join(start, on="symbol", how="left")
+        _keyed(factors, by_security)
+        .sort("_key", "ex_date", "symbol")
+        .join(start, on="_key", how="left")
         .with_columns(
-            (pl.col("_g0").fill_null(1.0) * pl.col("factor").cum_prod().over("symbol")).alias("cum_factor"),
-            (pl.col("_v0").fill_null(1.0) * pl.col("volume_factor").cum_prod().over("symbol")).alias(
+            (pl.col("_g0").fill_null(1.0) * pl.col("factor").cum_prod().over("_key")).alias("cum_factor"),
+            (pl.col("_v0").fill_null(1.0) * pl.col("volume_factor").cum_prod().over("_key")).alias(
                 "cum_volume_factor"
             ),
         )
-        .select([pl.col(c).cast(t) for c, t in ADJUSTMENT_FACTORS_SCHEMA.items()])
+        .select([pl.col(c).cast(t) for c, t in columns.items()])
+        .sort("symbol", "ex_date")
     )
 
 
 def last_before(table: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-    """Per symbol, the factor-table row of its last ex-date before ``day`` (what a window carries)."""
+    """Per chain (symbol, or security when ``table`` has ``security_id``), the factor-table row of
+    its last ex-date before ``day`` (what a window carries)."""
     return (
-        table.filter(pl.col("ex_date") < day)
-        .sort("symbol", "ex_date")
-        .group_by("symbol", maintain_order=True)
+        _keyed(table.filter(pl.col("ex_date") < day), _by_security(table))
+        .sort("_key", "ex_date", "symbol")
+        .group_by("_key", maintain_order=True)
         .last()
+        .drop("_key")
+        .sort("symbol", "ex_date")
     )
 
 
@@ -334,21 +380,27 @@ def point_in_time(bars: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
 
     ``table``: ADJUSTMENT_FACTORS_SCHEMA rows covering every ex-date up to the bars' last session
     (from ``cumulate``). Each bar takes the cumulative factors of its symbol's last ex-date on or
-    before its session (1 before the first). Adds ``split_factor`` (product of split ratios),
+    before its session (1 before the first; its security's, under any ticker, when ``bars`` and
+    ``table`` both have ``security_id``). Adds ``split_factor`` (product of split ratios),
     ``dividend_factor``, ``adj_factor = 1 / cum_factor = split_factor * dividend_factor``,
     ``adj_open/high/low/close = raw * adj_factor``, ``adj_volume = volume / split_factor`` and
     ``cum_factor``; rows keep the order of ``bars``.
     """
     frame = _validated_bars(bars, ("open", "high", "low", "close", "volume"))
-    keys = frame.select("symbol", "session_date").with_row_index("_bar_row")
-    cums = table.select("symbol", "ex_date", "cum_factor", "cum_volume_factor").sort("ex_date")
+    by_security = _by_security(frame, table)
+    keys = _keyed(frame, by_security).select("_key", "session_date").with_row_index("_bar_row")
+    cums = (
+        _keyed(table, by_security)
+        .select("_key", "ex_date", "cum_factor", "cum_volume_factor")
+        .sort("ex_date")
+    )
     joined = (
         keys.sort("session_date")
         .join_asof(
             cums,
             left_on="session_date",
             right_on="ex_date",
-            by="symbol",
+            by="_key",
             strategy="backward",
             allow_exact_matches=True,
             check_sortedness=False,
@@ -376,17 +428,22 @@ def adjusted_as_of(bars: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
     """Point-in-time ``bars`` re-expressed "as of" the last ex-date in ``table`` (the on-read view).
 
     ``adj_*`` become ``raw * G(latest) / G(t)`` and ``adj_volume`` ``volume * V(latest) / V(t)``,
-    per symbol, with ``G(latest)``/``V(latest)`` the cumulative factors of the symbol's last row in
-    ``table`` (the same arithmetic as the warehouse view ``market.bars_adjusted``).
+    per chain, with ``G(latest)``/``V(latest)`` the cumulative factors of the chain's last row in
+    ``table`` (the same arithmetic as the warehouse view ``market.bars_adjusted``); a chain is the
+    symbol, or the security when ``bars`` and ``table`` both have ``security_id``.
     """
+    by_security = _by_security(bars, table)
     latest = (
-        table.sort("symbol", "ex_date")
-        .group_by("symbol", maintain_order=True)
+        _keyed(table, by_security)
+        .sort("_key", "ex_date", "symbol")
+        .group_by("_key", maintain_order=True)
         .last()
-        .select("symbol", pl.col("cum_factor").alias("_g"), pl.col("cum_volume_factor").alias("_v"))
+        .select("_key", pl.col("cum_factor").alias("_g"), pl.col("cum_volume_factor").alias("_v"))
     )
-    joined = bars.join(latest, on="symbol", how="left").with_columns(
-        pl.col("_g").fill_null(1.0), pl.col("_v").fill_null(1.0)
+    joined = (
+        _keyed(bars, by_security)
+        .join(latest, on="_key", how="left", maintain_order="left")
+        .with_columns(pl.col("_g").fill_null(1.0), pl.col("_v").fill_null(1.0))
     )
     return joined.with_columns(
         *[
@@ -394,4 +451,4 @@ def adjusted_as_of(bars: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
             for name in ("open", "high", "low", "close")
         ],
         (pl.col("adj_volume") * pl.col("_v")).alias("adj_volume"),
-    ).drop("_g", "_v")
+    ).drop("_g", "_v", "_key")

@@ -152,14 +152,19 @@ def build_bars(
     stored = (
         factors if factors is not None and factors.height else pl.DataFrame(schema=ADJUSTMENT_FACTORS_SCHEMA)
     )
-    seen = good.filter(pl.col("session_date") <= end)
+    # One factor chain per security (issue 21): bars, actions and stored factor rows carry the id the
+    # symbol master gives their symbol, so a ticker change continues its former ticker's chain.
+    seen = listing.with_security_ids(good.filter(pl.col("session_date") <= end), universe)
+    stored = _with_master_ids(stored, universe)
     table = adjustments.cumulate(
-        adjustments.action_factors(seen, window_actions), adjustments.last_before(stored, start)
+        adjustments.action_factors(seen, listing.with_security_ids(window_actions, universe)),
+        adjustments.last_before(stored, start),
     )
     window = adjustments.point_in_time(
         seen.filter(pl.col("session_date").is_between(start, end)),
-        pl.concat([stored.filter(pl.col("ex_date") < start), table]),
-    )
+        pl.concat([stored.filter(pl.col("ex_date") < start), table.select(stored.columns)]),
+    ).drop("security_id")
+    table = table.select(list(ADJUSTMENT_FACTORS_SCHEMA))
     window = window.join(
         listing.listing_columns(universe).select("symbol", "exchange", "security_id"), on="symbol", how="left"
     ).join(_row_sources(numbered), on=["symbol", "session_date"], how="left")
@@ -176,6 +181,17 @@ def build_bars(
         table,
         spiked.filter(pl.col("session_date") < start).select("symbol", "session_date"),
     )
+
+
+def _with_master_ids(factors: pl.DataFrame, universe: pl.DataFrame) -> pl.DataFrame:
+    """Factor rows (ADJUSTMENT_FACTORS_SCHEMA) with ``security_id``: the stored one, else the master's for the symbol."""
+    stored_ids = factors["security_id"] if "security_id" in factors.columns else None
+    frame = listing.with_security_ids(factors.select(list(ADJUSTMENT_FACTORS_SCHEMA)), universe)
+    if stored_ids is not None:
+        frame = frame.with_columns(
+            pl.coalesce(stored_ids.cast(pl.Utf8), pl.col("security_id")).alias("security_id")
+        )
+    return frame
 
 
 def _row_sources(numbered: pl.DataFrame) -> pl.DataFrame:

@@ -136,7 +136,8 @@ ADJUSTMENT_FACTORS_SCHEMA: dict[str, pl.DataType] = {
 # The stable id from the symbol master (issue 21) on the processed corporate actions and factor rows,
 # what the lake tiers and market.corporate_actions / market.adjustment_factors store (migration 0015):
 # the symbol's security_id, so a ticker change keeps one id. Not part of the delivery schema above nor
-# of the factor compute (core/adjustments.py works on ADJUSTMENT_FACTORS_SCHEMA, per symbol).
+# of the factor compute's base (core/adjustments.py works on ADJUSTMENT_FACTORS_SCHEMA and chains by
+# security_id when the frames carry it, by symbol otherwise).
 PROCESSED_CORPORATE_ACTIONS_SCHEMA: dict[str, pl.DataType] = {
     **with_source(CORPORATE_ACTIONS_SCHEMA), "security_id": pl.Utf8(),
 }

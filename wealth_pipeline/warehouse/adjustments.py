@@ -92,12 +92,15 @@ def publish_factors(url: str, frame: pl.DataFrame, start: dt.date, end: dt.date)
                     relabelled,
                 )
         rows = [(s, d, *new[(s, d)], ids[(s, d)]) for s, d in changed + added]
-        # a retraction: factor 1 from now on; its cumulative factors are those of the day before
+        # a retraction: factor 1 from now on; its cumulative factors are those of the day before in
+        # its chain (the security's, under any ticker, migration 0016; the symbol's without an id)
         for symbol, ex_date in retracted:
+            security_id = current_ids[(symbol, ex_date)]
             before = conn.execute(
-                "SELECT cum_factor, cum_volume_factor FROM market.adjustment_factors WHERE symbol = %s "
-                "AND ex_date < %s AND superseded_at IS NULL ORDER BY ex_date DESC LIMIT 1",
-                (symbol, ex_date),
+                "SELECT cum_factor, cum_volume_factor FROM market.adjustment_factors WHERE "
+                + ("security_id = %s" if security_id is not None else "symbol = %s AND security_id IS NULL")
+                + " AND ex_date < %s AND superseded_at IS NULL ORDER BY ex_date DESC LIMIT 1",
+                (security_id if security_id is not None else symbol, ex_date),
             ).fetchone()
             rows.append((symbol, ex_date, 1.0, 1.0, *(before or (1.0, 1.0)), current_ids[(symbol, ex_date)]))
         if rows:

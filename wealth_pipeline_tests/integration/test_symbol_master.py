@@ -266,7 +266,8 @@ def test_corporate_actions_and_adjustment_factors_carry_the_stable_id_across_a_t
                                         ("META", D(2024, 6, 14), meta)]
     assert [r[3:] for r in factors] == [pytest.approx((fb_factor, 1.0, fb_factor), rel=1e-12),
                                         pytest.approx((aapl_factor, 1.0, aapl_factor), rel=1e-12),
-                                        pytest.approx((0.5, 2.0, 0.5), rel=1e-12)]  # META's own (per-symbol) product
+                                        # one chain per security: META's cum_factor continues from FB's
+                                        pytest.approx((0.5, 2.0, fb_factor * 0.5), rel=1e-12)]
     # One series on the stable id: the security's actions and factors under both tickers, the bars and the
     # adjusted views too; every row's id is its symbol's master id.
     assert pipeline.query("SELECT symbol, ex_date FROM market.corporate_actions WHERE security_id = %s ORDER BY 2",
@@ -278,6 +279,23 @@ def test_corporate_actions_and_adjustment_factors_carry_the_stable_id_across_a_t
     for relation in ("market.bars_daily", "market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
         assert pipeline.query(f"SELECT session_date, symbol FROM {relation} WHERE security_id = %s ORDER BY 1",
                               (meta,)) == series, relation
+    # Adjusted as of now, one series: FB's closes before its dividend are raw x FB's dividend factor x
+    # META's split factor, after it raw x the split factor; META's last close as traded (oracle: the CSV).
+    raw = {(D(2024, 6, 10), "FB"): 200.0, (D(2024, 6, 11), "FB"): 199.0, (D(2024, 6, 12), "FB"): 198.0,
+           (D(2024, 6, 13), "META"): 198.0, (D(2024, 6, 14), "META"): 99.0}
+    expected = [raw[k] * (fb_factor if k[0] < D(2024, 6, 11) else 1.0) * (0.5 if k[0] < D(2024, 6, 14) else 1.0)
+                for k in series]
+    for relation in ("market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
+        closes = pipeline.query(f"SELECT adj_close FROM {relation} WHERE security_id = %s ORDER BY session_date",
+                                (meta,))
+        assert [c for (c,) in closes] == pytest.approx(expected, rel=1e-12), relation
+    volumes = pipeline.query("SELECT adj_volume FROM market.bars_adjusted WHERE security_id = %s ORDER BY session_date",
+                             (meta,))
+    assert [v for (v,) in volumes] == pytest.approx([1000.0] * 5, rel=1e-12)  # 500 x 2 before the split
+    # The per-symbol latest factor (the rollups' *_adjusted views join it) is the security's, former ticker too.
+    assert pipeline.query("SELECT symbol, cum_factor FROM market.latest_adjustment WHERE symbol IN ('FB', 'META') "
+                          "ORDER BY 1") == [("FB", pytest.approx(fb_factor * 0.5, rel=1e-12)),
+                                            ("META", pytest.approx(fb_factor * 0.5, rel=1e-12))]
     unmatched = pipeline.query(
         "SELECT count(*) FROM (SELECT symbol, security_id FROM market.corporate_actions UNION ALL "
         "SELECT symbol, security_id FROM market.adjustment_factors) f "
@@ -355,3 +373,81 @@ def test_migration_0015_gives_earlier_actions_and_factors_the_id_of_their_symbol
                             "column_name = 'security_id' AND table_name IN ('corporate_actions', 'adjustment_factors', "
                             "'bars_adjusted')").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM market.corporate_actions").fetchone() == (5,)
+
+
+def test_migration_0016_keys_the_latest_factor_and_the_as_of_product_by_security_and_0015_restores_symbols(
+    flavoured_db: tuple[str, str]
+) -> None:
+    """FB -> META (one id S1) with a dividend under FB and a split under META, X without an id: as of
+    now FB's earlier prices carry both factors; downgraded to 0015 the views are per symbol again."""
+    _, url = flavoured_db
+    migrate.upgrade(url)
+    fb, split, x = 0.995, 0.5, 0.98  # factor rows written by hand: the oracle is these numbers
+    bars = [("FB", D(2024, 6, 10), 200.0, 1.0, "S1"), ("FB", D(2024, 6, 11), 199.0, fb, "S1"),
+            ("META", D(2024, 6, 13), 198.0, fb, "S1"), ("META", D(2024, 6, 14), 99.0, fb * split, "S1"),
+            ("X", D(2024, 6, 10), 50.0, 1.0, None), ("X", D(2024, 6, 11), 49.0, x, None)]
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO ref.securities (symbol, security_id, valid_from) VALUES ('FB', 'S1', NULL), "
+                     "('META', 'S1', '2024-06-13')")
+        for symbol, day, close, cum, sid in bars:
+            conn.execute("INSERT INTO market.bars_daily (symbol, session_date, currency, open, high, low, close, volume, "
+                         "cum_factor, adj_open, adj_high, adj_low, adj_close, adj_volume, security_id) VALUES "
+                         "(%s, %s, 'USD', %s, %s, %s, %s, 100, %s, %s, %s, %s, %s, 100, %s)",
+                         (symbol, day, close, close, close, close, cum, *[close / cum] * 4, sid))
+        conn.execute("INSERT INTO analytics.indicators_daily (symbol, session_date, sma_20, security_id) VALUES "
+                     "('FB', '2024-06-10', 190.0, 'S1')")
+        conn.execute("INSERT INTO market.adjustment_factors (symbol, ex_date, factor, volume_factor, cum_factor, "
+                     "cum_volume_factor, security_id) VALUES ('FB', '2024-06-11', %s, 1, %s, 1, 'S1'), "
+                     "('META', '2024-06-14', %s, 2, %s, 2, 'S1'), ('X', '2024-06-11', %s, 1, %s, 1, NULL)",
+                     (fb, fb, split, fb * split, x, x))
+
+    def read(relation: str) -> list[tuple]:
+        with psycopg.connect(url) as conn:
+            return conn.execute(f"SELECT symbol, session_date, adj_close FROM {relation} ORDER BY 1, 2").fetchall()
+
+    def latest() -> list[tuple]:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT symbol, cum_factor, cum_volume_factor FROM market.latest_adjustment "
+                                "ORDER BY 1").fetchall()
+
+    def sma() -> float:
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT sma_20 FROM analytics.indicators_adjusted").fetchone()[0]
+
+    by_security = [200.0 * fb * split, 199.0 * split, 198.0 * split, 99.0, 50.0 * x, 49.0]
+    for relation in ("market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
+        assert [r[2] for r in read(relation)] == pytest.approx(by_security, rel=1e-12), relation
+    assert latest() == [("FB", pytest.approx(fb * split), 2.0), ("META", pytest.approx(fb * split), 2.0), ("X", x, 1.0)]
+    assert sma() == pytest.approx(190.0 * fb * split, rel=1e-12)
+    migrate.downgrade(url, 15)
+    by_symbol = [200.0 * fb, 199.0, 198.0 / fb * fb * split, 99.0, 50.0 * x, 49.0]
+    for relation in ("market.bars_adjusted", "market.bars_adjusted_as_of(now())"):
+        assert [r[2] for r in read(relation)] == pytest.approx(by_symbol, rel=1e-12), relation
+    assert latest() == [("FB", fb, 1.0), ("META", pytest.approx(fb * split), 2.0), ("X", x, 1.0)]
+    assert sma() == pytest.approx(190.0 * fb, rel=1e-12)
+    migrate.upgrade(url)
+    assert [r[2] for r in read("market.bars_adjusted")] == pytest.approx(by_security, rel=1e-12)
+
+
+def test_a_retraction_under_the_new_ticker_carries_the_former_tickers_cumulative_factors(
+    flavoured_db: tuple[str, str]
+) -> None:
+    """A retracted META split (S1) is superseded by factor 1 with the chain's previous cum: FB's (same id)."""
+    from wealth_pipeline.core.schemas import PROCESSED_ADJUSTMENT_FACTORS_SCHEMA
+    from wealth_pipeline.warehouse.adjustments import publish_factors
+
+    _, url = flavoured_db
+    migrate.upgrade(url)
+
+    def row(symbol: str, day: dt.date, factor: float, volume: float, cum: float, cum_volume: float) -> pl.DataFrame:
+        return pl.DataFrame([(symbol, day, factor, volume, cum, cum_volume, "S1")],
+                            schema=PROCESSED_ADJUSTMENT_FACTORS_SCHEMA, orient="row")
+
+    publish_factors(url, row("FB", D(2024, 6, 11), 0.995, 1.0, 0.995, 1.0), D(2024, 6, 11), D(2024, 6, 11))
+    publish_factors(url, row("META", D(2024, 6, 14), 0.5, 2.0, 0.4975, 2.0), D(2024, 6, 14), D(2024, 6, 14))
+    written = publish_factors(url, pl.DataFrame(schema=PROCESSED_ADJUSTMENT_FACTORS_SCHEMA), D(2024, 6, 14), D(2024, 6, 14))
+    assert (written.inserted, written.superseded) == (1, 1)
+    with psycopg.connect(url) as conn:
+        current = conn.execute("SELECT symbol, factor, volume_factor, cum_factor, cum_volume_factor, security_id FROM "
+                               "market.adjustment_factors WHERE superseded_at IS NULL ORDER BY ex_date").fetchall()
+    assert current == [("FB", 0.995, 1.0, 0.995, 1.0, "S1"), ("META", 1.0, 1.0, 0.995, 1.0, "S1")]

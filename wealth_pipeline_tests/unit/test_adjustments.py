@@ -311,3 +311,20 @@ def test_synthetic_raw_prices_jump_on_split_days_and_drop_by_dividends(synthetic
             (row["prev_close"] - row["amount"]) * (1 + row["return"]), rel=1e-12
         )
     assert dividends.height == actions.filter(pl.col("action_type") == "dividend").height
+
+
+def test_backward_factors_chain_by_security_id_across_a_ticker_change() -> None:
+    # FB until Jan 4, META (same security_id) from Jan 5; FB dividend 1.0 ex Jan 3 (close before 100),
+    # META 2-for-1 split ex Jan 6. With the ids FB's history is scaled by both, the last META bar as traded.
+    bars = _bars([("FB", D(2024, 1, 2), 100.0, 10), ("FB", D(2024, 1, 3), 99.0, 10), ("FB", D(2024, 1, 4), 98.0, 10),
+                  ("META", D(2024, 1, 5), 98.0, 10), ("META", D(2024, 1, 6), 49.0, 20)])
+    actions = _actions([("FB", D(2024, 1, 3), "dividend", None, 1.0), ("META", D(2024, 1, 6), "split", 2.0, None)])
+    ids = pl.lit("S1").alias("security_id")
+    adjusted = apply_adjustments(bars.with_columns(ids), actions.with_columns(ids))
+    div = 1 - 1.0 / 100.0
+    assert adjusted["adj_factor"].to_list() == pytest.approx([div * 0.5, 0.5, 0.5, 0.5, 1.0], rel=1e-12)
+    assert adjusted["adj_close"][0] == pytest.approx(100.0 * div * 0.5, rel=1e-12)
+    assert adjusted["adj_volume"].to_list() == pytest.approx([20.0, 20.0, 20.0, 20.0, 20.0], rel=1e-12)
+    # Without the ids each symbol is its own series: FB's last bar as traded, the split only on META.
+    by_symbol = adjustment_factors(bars, actions)
+    assert by_symbol["adj_factor"].to_list() == pytest.approx([div, 1.0, 1.0, 0.5, 1.0], rel=1e-12)

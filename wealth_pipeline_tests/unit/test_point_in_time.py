@@ -212,3 +212,76 @@ def test_session_basis_needs_the_cumulative_factor() -> None:
     frame = indicators.compute_indicators(_pit(_bars("X", _walk(5, 1)), _actions([]))[0])
     with pytest.raises(ValueError, match="bars: missing column 'cum_factor'"):
         indicators.to_session_basis(frame, _bars("X", _walk(5, 1)))
+
+
+# ---- one chain per security across a ticker change (issue 21) -------------------------------------------
+# FB trades Jan 1..3, renamed META from Jan 4 (one security_id S1); X (no id) alongside.
+# FB dividend 1.00 ex Jan 2 (close before: 200), META 2-for-1 split ex Jan 5, X dividend 0.5 ex Jan 3 (close 50).
+def _renamed() -> tuple[pl.DataFrame, pl.DataFrame]:
+    bars = pl.concat(
+        [_bars("FB", [200.0, 199.0, 198.0]), _bars("META", [198.0, 99.0], start=D(2024, 1, 4)),
+         _bars("X", [50.0, 50.0, 49.5, 49.0, 48.0])]
+    ).with_columns(pl.when(pl.col("symbol") == "X").then(None).otherwise(pl.lit("S1")).alias("security_id"))
+    actions = _actions(
+        [("FB", D(2024, 1, 2), "dividend", None, 1.0), ("META", D(2024, 1, 5), "split", 2.0, None),
+         ("X", D(2024, 1, 3), "dividend", None, 0.5)]
+    ).with_columns(pl.when(pl.col("symbol") == "X").then(None).otherwise(pl.lit("S1")).alias("security_id"))
+    return bars, actions
+
+
+def test_a_ticker_change_keeps_one_continuous_chain_under_the_security_id() -> None:
+    bars, actions = _renamed()
+    fb_div, meta_split, x_div = 1 - 1.0 / 200.0, 0.5, 1 - 0.5 / 50.0  # oracle: the numbers above
+    adjusted, table = _pit(bars, actions)
+    assert table.columns == [*adjustments.FACTOR_TABLE_COLUMNS, "security_id"]
+    rows = {(r["symbol"], r["ex_date"]): r for r in table.to_dicts()}
+    assert rows[("FB", D(2024, 1, 2))]["cum_factor"] == pytest.approx(fb_div, rel=1e-12)
+    # META's first cumulative factor continues from FB's last (not 0.5 alone); X keeps its own chain.
+    assert rows[("META", D(2024, 1, 5))]["cum_factor"] == pytest.approx(fb_div * meta_split, rel=1e-12)
+    assert rows[("META", D(2024, 1, 5))]["cum_volume_factor"] == pytest.approx(2.0, rel=1e-12)
+    assert rows[("X", D(2024, 1, 3))]["cum_factor"] == pytest.approx(x_div, rel=1e-12)
+    assert rows[("X", D(2024, 1, 3))]["security_id"] is None
+    # Point in time: META's first session carries FB's factor; adjusted as of now, FB's history is
+    # raw x FB dividend x META split (the latest META bar as traded).
+    pit = {(r["symbol"], r["session_date"]): r for r in adjusted.to_dicts()}
+    assert pit[("META", D(2024, 1, 4))]["adj_close"] == pytest.approx(198.0 / fb_div, rel=1e-12)
+    now = {
+        (r["symbol"], r["session_date"]): r
+        for r in adjustments.adjusted_as_of(adjusted, table).to_dicts()
+    }
+    assert now[("FB", D(2024, 1, 1))]["adj_close"] == pytest.approx(200.0 * fb_div * meta_split, rel=1e-12)
+    assert now[("FB", D(2024, 1, 3))]["adj_close"] == pytest.approx(198.0 * meta_split, rel=1e-12)
+    assert now[("FB", D(2024, 1, 3))]["adj_volume"] == pytest.approx(1000 * 2.0, rel=1e-12)
+    assert now[("META", D(2024, 1, 5))]["adj_close"] == pytest.approx(99.0, rel=1e-12)
+    assert now[("X", D(2024, 1, 2))]["adj_close"] == pytest.approx(50.0 * x_div, rel=1e-12)
+    assert now[("X", D(2024, 1, 5))]["adj_close"] == pytest.approx(48.0, rel=1e-12)
+    # Window by window (the window after the change carries FB's row) equals the single pass.
+    first = adjustments.cumulate(
+        adjustments.action_factors(bars, actions.filter(pl.col("ex_date") <= D(2024, 1, 3)))
+    )
+    second = adjustments.cumulate(
+        adjustments.action_factors(bars, actions.filter(pl.col("ex_date") >= D(2024, 1, 4))),
+        adjustments.last_before(first, D(2024, 1, 4)),
+    )
+    assert pl.concat([first, second]).sort("symbol", "ex_date").equals(table)
+
+
+def test_a_dividend_on_the_new_tickers_first_session_uses_the_former_tickers_close() -> None:
+    bars, _ = _renamed()
+    actions = _actions([("META", D(2024, 1, 4), "dividend", None, 0.99)]).with_columns(
+        pl.lit("S1").alias("security_id")
+    )
+    table = adjustments.cumulate(adjustments.action_factors(bars, actions))
+    assert table["factor"].to_list() == [pytest.approx(1 - 0.99 / 198.0, rel=1e-12)]  # FB's Jan 3 close
+    # Keyed by symbol (no id on either side) META has no bar before it: the action changes nothing.
+    assert adjustments.action_factors(bars.drop("security_id"), actions.drop("security_id")).height == 0
+
+
+def test_symbol_frames_keep_per_symbol_chains_and_a_carried_frame_without_ids_is_refused() -> None:
+    bars, actions = _renamed()
+    table = adjustments.cumulate(adjustments.action_factors(bars.drop("security_id"), actions.drop("security_id")))
+    assert table.columns == list(adjustments.FACTOR_TABLE_COLUMNS)
+    meta = table.filter(pl.col("symbol") == "META").row(0, named=True)
+    assert meta["cum_factor"] == pytest.approx(0.5, rel=1e-12)  # META's own product: no id, no chain
+    with pytest.raises(adjustments.AdjustmentInputError, match=r"carried cumulative factors.*'security_id'"):
+        adjustments.cumulate(adjustments.action_factors(bars, actions), table)
