@@ -7,7 +7,9 @@ Also the plain range predicates their checks run. Pure compute: the assets in
 
 Every row carries the ``security_id`` of its input bar (issue 21: the facts join on the stable id;
 ``security_ids``): the id valid for the row's symbol and session, the one the processed bars took
-from the symbol master. The series themselves still run per symbol (see README "Symbol master").
+from the symbol master. The series run per security (``by_security``): across a ticker change the
+indicators and exposures continue the old ticker's history instead of warming up again, and each
+row keeps the symbol it traded under.
 """
 
 from __future__ import annotations
@@ -46,6 +48,31 @@ def security_ids(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
     return frame.join(ids, on=["symbol", "session_date"], how="left", maintain_order="left")
 
 
+_SERIES_SYMBOL = "_traded_symbol"
+
+
+def by_security(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``symbol`` replaced by its series key: the row's ``security_id``, else its symbol.
+
+    The window computations group by ``symbol``; keyed this way one security's rows form one series
+    across a ticker change. Frames without ``security_id`` (built by hand) stay per symbol.
+    """
+    if "security_id" not in frame.columns:
+        return frame
+    return frame.with_columns(pl.coalesce(pl.col("security_id").cast(pl.Utf8), pl.col("symbol")).alias("symbol"))
+
+
+def traded_symbols(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """Undo ``by_security`` on a computed ``frame``: each row's symbol is its input bar's symbol."""
+    if "security_id" not in bars.columns:
+        return frame
+    labels = by_security(bars.select("symbol", "session_date", "security_id")).select(
+        "symbol", "session_date", bars.get_column("symbol").alias(_SERIES_SYMBOL)
+    ).unique(["symbol", "session_date"])
+    joined = frame.join(labels, on=["symbol", "session_date"], how="left", maintain_order="left")
+    return joined.with_columns(pl.col(_SERIES_SYMBOL).alias("symbol")).drop(_SERIES_SYMBOL)
+
+
 def calendar_days_before(day: dt.date, sessions: int) -> dt.date:
     """A date early enough that every exchange has at least ``sessions`` sessions before ``day``."""
     earliest = min(calendars.previous_sessions(exchange, day, sessions + 1)[0] for exchange in calendars.EXCHANGE_CALENDAR_CODES)
@@ -61,6 +88,8 @@ def indicators_for_window(history: pl.DataFrame, start: dt.date, end: dt.date,
     OBV of the session before the window is given (``anchor``: symbol, session_date, obv), the
     window continues from it, exactly as if computed from the first bar.
     """
+    bars, history = history, by_security(history)
+    anchor = by_security(anchor) if anchor is not None else None
     computed = indicators.compute_indicators(history)
     window = computed.filter(pl.col("session_date").is_between(start, end))
     if anchor is not None and anchor.height:
@@ -73,15 +102,16 @@ def indicators_for_window(history: pl.DataFrame, start: dt.date, end: dt.date,
             "symbol", (pl.col("obv_stored") - pl.col("obv_computed")).alias("obv_offset"))
         window = window.join(offsets, on="symbol", how="left").with_columns(
             (pl.col("obv") + pl.col("obv_offset").fill_null(0.0)).alias("obv")).drop("obv_offset")
-    return security_ids(window, history).select(list(INDICATOR_SCHEMA)).sort(["symbol", "session_date"])
+    return security_ids(traded_symbols(window, bars), bars).select(list(INDICATOR_SCHEMA)).sort(["symbol", "session_date"])
 
 
 def observed_sessions(frame: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with ``observed_sessions``: how many bars of the symbol lie at or before each row."""
     if bars.is_empty():
         return frame.with_columns(pl.lit(0).alias("observed_sessions"))
-    counted = bars.sort("session_date").with_columns(
+    counted = by_security(bars).sort("session_date").with_columns(
         pl.int_range(1, pl.len() + 1).over("symbol").alias("observed_sessions")).select("symbol", "session_date", "observed_sessions")
+    counted = traded_symbols(counted, bars)
     return frame.join(counted, on=["symbol", "session_date"], how="left")
 
 
@@ -110,7 +140,7 @@ def no_nan_after_warmup(observed: pl.DataFrame) -> tuple[bool, dict[str, Any]]:
 def exposures_for_window(bars: pl.DataFrame, factor_returns: pl.DataFrame, start: dt.date, end: dt.date) -> pl.DataFrame:
     """Rolling exposures of the window's rows from bars and factor returns that include the regression window."""
     returns = (
-        bars.sort(["symbol", "session_date"])
+        by_security(bars).sort(["symbol", "session_date"])
         .with_columns((pl.col("adj_close") / pl.col("adj_close").shift(1).over("symbol") - 1).alias("return"))
         .select("symbol", "session_date", "return")
     )
@@ -121,7 +151,7 @@ def exposures_for_window(bars: pl.DataFrame, factor_returns: pl.DataFrame, start
         "symbol", "session_date", (pl.col("return") - pl.col(RISK_FREE_FACTOR)).alias("excess_return"))
     exposures = factor_models.rolling_factor_exposures(
         excess, wide.select("session_date", *FACTORS), factor_names=FACTORS, window=EXPOSURE_WINDOW, min_obs=EXPOSURE_MIN_OBS)
-    window = security_ids(exposures.filter(pl.col("session_date").is_between(start, end)), bars)
+    window = security_ids(traded_symbols(exposures.filter(pl.col("session_date").is_between(start, end)), bars), bars)
     return window.select([pl.col(c).cast(t) for c, t in EXPOSURE_SCHEMA.items()]).sort(["symbol", "session_date"])
 
 

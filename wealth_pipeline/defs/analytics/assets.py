@@ -51,7 +51,7 @@ def indicators_asset(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     bars = BARS.read(lake, history_start, end)
     window_bars = bars.filter(pl.col("session_date").is_between(start, end)) if bars.height else bars
     anchor_rows = INDICATORS.read(lake, start - dt.timedelta(days=14), start - dt.timedelta(days=1))
-    anchor = anchor_rows.select("symbol", "session_date", "obv") if anchor_rows.height else None
+    anchor = anchor_rows.select("symbol", "session_date", "obv", "security_id") if anchor_rows.height else None
     # Computed on the point-in-time total-return series (adj_* = raw / G); level indicators are then
     # put on each session's own price basis (x G(t)): nothing depends on a later corporate action.
     frame = (indicators.to_session_basis(analytics.indicators_for_window(bars, start, end, anchor), bars)
