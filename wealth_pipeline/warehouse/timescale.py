@@ -8,7 +8,8 @@ branch on ``ops.timescale_enabled()`` (the extension is present in the database)
 * time-series tables become hypertables (``ops.enable_timeseries``) with compression segmented by the
   entity column and a compression policy on old chunks; without TimescaleDB they stay plain tables;
 * rollups (``market.bars_weekly``, ``market.bars_monthly``) are continuous aggregates with refresh
-  policies; without TimescaleDB, materialized views with a unique index refreshed concurrently.
+  policies; without TimescaleDB, tables whose buckets covering a loaded window are recomputed by
+  ``ops.refresh_rollup(view, start, end)`` (migration 0017; materialized views refreshed whole before).
 
 Queries use the same names and columns on both, so user SQL works unchanged.
 """
@@ -101,9 +102,11 @@ def refresh_rollups(
     TimescaleDB job owned by ``wealth_owner`` run the same refresh, and waits up to ``timeout``
     seconds for ``ops.rollup_refresh_status`` to say it is done (the job scheduler starts it within
     a few seconds); a failed refresh raises ``RuntimeError`` with the job's error.
-    Without TimescaleDB: ``ops.refresh_rollup(view)`` (SECURITY DEFINER, callable by the loader) runs
-    ``REFRESH MATERIALIZED VIEW CONCURRENTLY``, which recomputes the whole view (the window is only
-    used to validate the call). Returns the refreshed view names.
+    Without TimescaleDB the rollups are tables (migration 0017): ``ops.refresh_rollup(view, start,
+    end)`` (SECURITY DEFINER, callable by the loader) deletes and inserts the same whole buckets from
+    ``market.bars_daily``, so a daily load recomputes one week and one month, not ten years (a
+    warehouse before 0017 still has materialized views, refreshed whole). Returns the refreshed
+    view names.
     """
     if start > end:
         raise ValueError(f"refresh_rollups: window start {start} is after end {end}")
@@ -128,20 +131,49 @@ def refresh_rollups(
             }
         if caggs and any(view_name in caggs for view_name, _ in rows) and not _owns_rollups(conn):
             return _request_refresh(conn, start, end, [v for v, _ in rows], timeout)
+        windowed = conn.execute(
+            "SELECT to_regprocedure('ops.refresh_rollup(text, date, date)') IS NOT NULL"
+        ).fetchone() == (True,)
         refreshed: list[str] = []
         for view_name, bucket in rows:
             if view_name in caggs:
                 lo, hi = _bucket_bounds(conn, bucket, start, end)
-                conn.execute(
-                    "CALL refresh_continuous_aggregate(%s::regclass, %s::date, %s::date)",
-                    (view_name, lo, hi),
-                )
+                _refresh_aggregate(conn, view_name, lo, hi, timeout)
+            elif windowed:
+                conn.execute("SELECT ops.refresh_rollup(%s, %s, %s)", (view_name, start, end))
             else:
                 conn.execute("SELECT ops.refresh_rollup(%s)", (view_name,))
             refreshed.append(view_name)
         return refreshed
     finally:
         conn.autocommit = previous
+
+
+def _refresh_aggregate(conn: psycopg.Connection, view_name: str, lo: dt.date, hi: dt.date, timeout: float) -> None:
+    """``refresh_continuous_aggregate`` of [lo, hi), one at a time per aggregate, waiting out others.
+
+    TimescaleDB refuses a refresh whose window overlaps one in progress (``LockNotAvailable``: "due
+    to a concurrent refresh"), which two runs of a chunked backfill sharing a week at their boundary
+    would hit. Our own refreshes queue on a session advisory lock (the key ``ops.refresh_rollup``
+    takes on plain PostgreSQL); one that still meets a refresh policy's job is tried again until
+    ``timeout``.
+    """
+    key = f"ops.refresh_rollup:{view_name}"
+    deadline = time.monotonic() + timeout
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+    try:
+        delay = 0.2
+        while True:
+            try:
+                conn.execute("CALL refresh_continuous_aggregate(%s::regclass, %s::date, %s::date)", (view_name, lo, hi))
+                return
+            except psycopg.errors.LockNotAvailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 1.5, 2.0)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def _owns_rollups(conn: psycopg.Connection) -> bool:

@@ -153,7 +153,7 @@ def bars(
         from wealth_pipeline.warehouse.timescale import refresh_rollups
 
         versions = publish_factors(warehouse.url, factors, start, end)
-        # Weekly/monthly rollups (continuous aggregates or materialized views) follow the window's bars,
+        # Weekly/monthly rollups (continuous aggregates or, on plain PostgreSQL, tables) follow the window's bars,
         # including windows a backfill wrote outside the refresh policy's reach.
         rollups = refresh_rollups(warehouse.url, start, end)
         return {
