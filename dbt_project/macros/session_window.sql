@@ -1,10 +1,18 @@
 {#-
-  The inclusive session window of this run from the `start_date` / `end_date` vars, validated as
-  ISO dates (so they are safe to inline), or none when the run has no window.
+  The inclusive session window of this run, validated as ISO dates (so they are safe to inline), or
+  none when the run has no window: the `start_date` / `end_date` vars (a hand-run `dbt build --vars`),
+  else WEALTH_DBT_START_DATE / WEALTH_DBT_END_DATE (what Dagster's marts_dbt sets). The environment
+  is read only while executing: dbt re-parses the whole project when its vars change, and the files
+  that read an env_var when it changes, so a window read while parsing would cost every new
+  session's run a parse.
 -#}
 {% macro session_window() -%}
     {%- set start = var('start_date', none) -%}
     {%- set end = var('end_date', none) -%}
+    {%- if start is none and end is none and execute -%}
+        {%- set start = env_var('WEALTH_DBT_START_DATE', '') or none -%}
+        {%- set end = env_var('WEALTH_DBT_END_DATE', '') or none -%}
+    {%- endif -%}
     {%- if start is none and end is none -%}
         {{ return(none) }}
     {%- endif -%}

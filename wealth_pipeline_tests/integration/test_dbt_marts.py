@@ -339,6 +339,34 @@ def test_dbt_test_runs_with_the_projects_profile(
     assert {r["status"] for r in results} == {"pass"}
 
 
+def test_a_windowed_run_tests_its_window_and_a_run_by_hand_tests_every_row(
+    pg_server_url: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """`where: session_window` (macros/get_where_subquery.sql): a bad mart row outside the window does
+    not fail a window's tests (that window's own run tested it), one inside does, and `dbt test`
+    with no window checks every row. PostgreSQL only: the macro is SQL rendering, not flavour."""
+    marts = build_marts_warehouse(pg_server_url, tmp_path_factory.mktemp("marts-postgres"))
+    bad, other = SESSIONS[2], dt.date(2024, 6, 10)
+    test_name = "accepted_range_security_daily_close__False__0"
+    (saved,) = marts.query("SELECT close FROM marts.security_daily WHERE symbol = 'MSFT' AND session_date = %s", (bad,))
+    marts.execute("UPDATE marts.security_daily SET close = -1 WHERE symbol = 'MSFT' AND session_date = %s", (bad,))
+    try:
+        def failed(*window: dt.date) -> set[str]:
+            args = ["--vars", json.dumps({"start_date": str(window[0]), "end_date": str(window[1])})] if window else []
+            target = tmp_path / f"target-{len(window)}-{window[0] if window else 'all'}"
+            done = wealth_dbt(marts.warehouse_url, tmp_path, "test", "--select", "security_daily",
+                              "--target-path", str(target), *args)
+            results = json.loads((target / "run_results.json").read_text())["results"]
+            assert results, done.stdout + done.stderr
+            return {r["unique_id"].split(".")[2] for r in results if r["status"] != "pass"}
+
+        assert failed(other, other) == set()
+        assert failed(other, bad) == {test_name}
+        assert failed() == {test_name}
+    finally:
+        marts.execute("UPDATE marts.security_daily SET close = %s WHERE symbol = 'MSFT' AND session_date = %s", (saved[0], bad))
+
+
 def test_source_freshness_grades_each_source_by_its_newest_session(marts: MartsPipeline, tmp_path: Path) -> None:
     today = dt.datetime.now(dt.UTC).date()
     yesterday, five_days_ago = today - dt.timedelta(days=1), today - dt.timedelta(days=5)
@@ -485,6 +513,23 @@ def test_wealth_pipeline_dbt_points_dbt_at_the_embedded_local_cluster() -> None:
 
 # ---- the lone-session vendor run (defect: its marts_dbt step failed on a fresh warehouse) ---------------
 LONE_SESSION = "2024-07-18"
+
+
+def test_the_dbt_resource_knows_dbt_cores_version_without_starting_dbt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dagster-dbt asks ``dbt --version`` (a 2.7 s process) per run; our resource reads the package's."""
+    import importlib.metadata
+
+    import dagster_dbt.core.resource as dbt_resource_module
+    from dagster_dbt import DbtCliResource
+    from packaging import version
+
+    from wealth_pipeline.defs.marts.project import dbt_resource
+
+    assert "_cli_version" in vars(DbtCliResource), "dagster-dbt renamed the property ProjectDbtCliResource overrides"
+    started: list[object] = []
+    monkeypatch.setattr(dbt_resource_module, "check_output", lambda *args, **kwargs: started.append(args) or b"")
+    assert dbt_resource()._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    assert started == []
 
 
 def test_a_vendor_run_of_a_lone_session_builds_the_marts_on_a_fresh_warehouse(

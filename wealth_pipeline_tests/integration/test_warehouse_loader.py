@@ -409,7 +409,7 @@ def test_rollups_are_refreshed_per_window_and_equal_a_whole_aggregation(wh: str)
         try:
             load(wh, bars(["AAA", "BBB"], *window, base=base), window, run_id=f"run-{window[0]}")
             timescale.refresh_rollups(wh, *window)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(w, b)) for w, b in ((april, 200.0), (may, 300.0))]

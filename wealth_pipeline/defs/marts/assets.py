@@ -3,8 +3,10 @@
 Each dbt source names the asset that loads it (``meta.dagster.asset_key`` in
 ``dbt_project/models/sources.yml``); each model is an asset in group ``marts`` with its dbt tests as
 asset checks. The dbt assets share the ``trading_sessions`` partitions and the single-run backfill
-policy of the pipeline: a run over a window passes it to dbt as ``--vars {start_date, end_date}``,
-which the incremental ``marts.security_daily`` deletes and inserts again. Marts follow their
+policy of the pipeline: a run over a window passes it to dbt in the environment
+(``WEALTH_DBT_START_DATE``/``_END_DATE``, read by ``macros/session_window.sql`` like the
+``start_date``/``end_date`` vars a hand-run ``dbt build`` may pass), and the incremental
+``marts.security_daily`` deletes and inserts that window again. Marts follow their
 upstream with ``AutomationCondition.eager()``.
 """
 
@@ -22,6 +24,7 @@ from wealth_pipeline.defs import lineage
 from wealth_pipeline.defs.marts.project import (
     dbt_connection,
     dbt_project,
+    keep_partial_parse,
     prepare_manifest,
     require_owner_login,
 )
@@ -53,12 +56,6 @@ class WealthDbtTranslator(DagsterDbtTranslator):
 
 
 translator = WealthDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
-
-
-def dbt_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The session window of this run as dbt vars (a partition, or a single-run backfill range)."""
-    start, end = partition_window(context)
-    return {"start_date": start.isoformat(), "end_date": end.isoformat()}
 
 
 def missing_upstream_relations(manifest: Mapping[str, Any], selected: set[dg.AssetKey], url: str) -> list[str]:
@@ -104,7 +101,7 @@ def marts_dbt(
     dbt connects with the owner login (``WEALTH_DBT_DATABASE_URL``, else the warehouse resource's URL);
     a login that cannot act as the owner is a configuration error, never retried.
     """
-    args = ["build", "--vars", json.dumps(dbt_vars(context))]
+    args = ["build"]
     url, from_dbt_variable = warehouse.dbt_login
     try:
         require_owner_login(url, from_dbt_variable=from_dbt_variable)
@@ -115,6 +112,8 @@ def marts_dbt(
     if missing:
         raise dg.Failure(description="; ".join(missing), allow_retries=False)
     start, end = partition_window(context)
-    with dbt_connection(url):  # each mart's materialization shows its inputs' sources (issue 22)
-        for event in dbt.cli(args, context=context).stream():
+    with dbt_connection(url, window=(start, end)):  # each mart's materialization shows its inputs' sources (issue 22)
+        invocation = dbt.cli(args, context=context)
+        for event in invocation.stream():
             yield lineage.with_mart_sources(context, event, warehouse.url, MANIFEST_PATH, start, end)
+    keep_partial_parse(invocation.target_path)
