@@ -26,6 +26,7 @@ import psycopg
 
 from wealth_pipeline.core import calendars
 from wealth_pipeline.defs import datasets
+from wealth_pipeline.defs.partition_metadata import add_per_partition
 from wealth_pipeline.rights import lineage, registry
 
 UNKNOWN = lineage.UNKNOWN  # a source without a record: not a registry key, so exports refuse it
@@ -52,14 +53,11 @@ def _metadata(
     per_day: Mapping[dt.date, Sequence[str]],
     strict: bool = True,
 ) -> dict[str, Any]:
+    shared: dict[str, Any] = {}
     if context.has_partition_key or context.has_partition_key_range:
-        for partition in context.partition_keys:
-            day = dt.date.fromisoformat(partition)
-            context.add_asset_metadata(
-                {SOURCES: dg.MetadataValue.json(list(per_day.get(day, ())))},
-                asset_key=key,
-                partition_key=partition,
-            )
+        shared = add_per_partition(context, key, {
+            partition: {SOURCES: dg.MetadataValue.json(list(per_day.get(dt.date.fromisoformat(partition), ())))}
+            for partition in context.partition_keys})
     window = sorted({s for sources in per_day.values() for s in sources})
     try:
         status: Any = licence_status(window)
@@ -70,7 +68,7 @@ def _metadata(
         # reported here and refuses every export until it is fixed.
         context.log.warning(str(exc.description))
         status = f"unknown: {exc.description}"
-    return {"window_sources": dg.MetadataValue.json(window), "licence_status": status}
+    return {**shared, "window_sources": dg.MetadataValue.json(window), "licence_status": status}
 
 
 def raw_sources(

@@ -23,6 +23,7 @@ import polars as pl
 
 from wealth_pipeline.defs import lineage, quality
 from wealth_pipeline.defs.datasets import RECONCILE, Dataset, asset_deps
+from wealth_pipeline.defs.partition_metadata import add_per_partition
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
@@ -135,17 +136,22 @@ def _per_partition_counts(frame: pl.DataFrame, column: str | None) -> dict[str, 
 
 
 def partition_metadata(context: dg.AssetExecutionContext, dataset: Dataset, frame: pl.DataFrame,
-                       rejects: pl.DataFrame | None = None) -> None:
-    """Per-partition figures on each partition's own materialization (not the window's total)."""
+                       rejects: pl.DataFrame | None = None) -> dict[str, Any]:
+    """Per-partition figures on each partition's own materialization (not the window's total).
+
+    Returns the run-level part for the ``MaterializeResult`` (``partition_metadata.add_per_partition``).
+    """
     if not context.has_partition_key_range and not context.has_partition_key:
-        return
+        return {}
     rows = _per_partition_counts(frame, dataset.date_column)
     rejected = _per_partition_counts(rejects, dataset.date_column) if rejects is not None else {}
+    per_partition: dict[str, dict[str, Any]] = {}
     for key in context.partition_keys:
         figures: dict[str, Any] = {"dagster/row_count": rows.get(key, 0)}
         if rejects is not None:
             figures["rejected_rows"] = rejected.get(key, 0)
-        context.add_asset_metadata(figures, asset_key=dataset.key, partition_key=key)
+        per_partition[key] = figures
+    return add_per_partition(context, dataset.key, per_partition)
 
 
 # ---- the gate ------------------------------------------------------------------------------------------
@@ -226,10 +232,10 @@ def publish(
     if dataset.table:
         passed, details = reconcile(warehouse.url, dataset.table, dataset.date_column, start, end, frame.height, entity_filter)
         checks.append(dg.AssetCheckResult(asset_key=dataset.key, check_name=RECONCILE, passed=passed, metadata=details))
-    partition_metadata(context, dataset, frame, rejects)
+    shared = partition_metadata(context, dataset, frame, rejects)
     yield dg.MaterializeResult(
         asset_key=dataset.key,
-        metadata={**summary, **extra, **(metadata or {}), "preview": preview(frame, dataset, preview_columns)},
+        metadata={**shared, **summary, **extra, **(metadata or {}), "preview": preview(frame, dataset, preview_columns)},
         check_results=checks,
         data_version=dg.DataVersion(f"v{version}") if version is not None else None,
     )

@@ -1,0 +1,47 @@
+"""Per-partition metadata of a ranged run, with as few ``add_asset_metadata`` calls as possible.
+
+Every ``context.add_asset_metadata`` call copies and type-checks the step's whole metadata
+accumulator (Dagster 1.13's ``OutputMetadataAccumulator``), so one call per partition and table
+costs O(calls x partitions): over 2,608 sessions, 55 s of the 82 s ``portfolio_daily`` took
+(py-spy, 6 tables x 2 calls per session), and seconds in every other ranged step. Each
+partition's materialization also carries the run's own metadata (its per-partition metadata wins),
+so a value most partitions share is put on the run once and only the partitions that differ get a
+call: the same metadata on every partition, in far fewer calls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+
+def add_per_partition(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, per_partition: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Record ``per_partition[partition]`` on each partition of ``asset_key``; return the run-level part.
+
+    ``per_partition`` must name every partition of the run (the returned values apply to all of
+    them): for each name every partition has, its most common value is returned for the caller to
+    put on the run's ``MaterializeResult`` and left out of the partitions holding it.
+    """
+    if not per_partition:
+        return {}
+    missing = set(context.partition_keys) - set(per_partition)
+    if missing:
+        raise ValueError(f"add_per_partition: no metadata for partitions {sorted(missing)[:5]} of {asset_key.to_user_string()}")
+    names = {name for values in per_partition.values() for name in values}
+    shared: dict[str, Any] = {}
+    for name in sorted(names):
+        if not all(name in values for values in per_partition.values()):
+            continue
+        seen = Counter(repr(values[name]) for values in per_partition.values())
+        common = seen.most_common(1)[0][0]
+        shared[name] = next(values[name] for values in per_partition.values() if repr(values[name]) == common)
+    for partition, values in per_partition.items():
+        own = {name: value for name, value in values.items() if name not in shared or repr(value) != repr(shared[name])}
+        if own:
+            context.add_asset_metadata(own, asset_key=asset_key, partition_key=partition)
+    return shared
