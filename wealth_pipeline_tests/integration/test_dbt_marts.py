@@ -516,7 +516,7 @@ LONE_SESSION = "2024-07-18"
 
 
 def test_the_dbt_resource_knows_dbt_cores_version_without_starting_dbt(monkeypatch: pytest.MonkeyPatch) -> None:
-    """dagster-dbt asks ``dbt --version`` (a 2.7 s process) per run; our resource reads the package's."""
+    """dagster-dbt asks ``dbt --version`` (a 2.7 s process) and builds an adapter (1.8 s) per run; ours does neither."""
     import importlib.metadata
 
     import dagster_dbt.core.resource as dbt_resource_module
@@ -525,11 +525,14 @@ def test_the_dbt_resource_knows_dbt_cores_version_without_starting_dbt(monkeypat
 
     from wealth_pipeline.defs.marts.project import dbt_resource
 
-    assert "_cli_version" in vars(DbtCliResource), "dagster-dbt renamed the property ProjectDbtCliResource overrides"
+    for name in ("_cli_version", "_initialize_dbt_core_adapter"):
+        assert name in vars(DbtCliResource), f"dagster-dbt renamed {name}, which ProjectDbtCliResource overrides"
     started: list[object] = []
     monkeypatch.setattr(dbt_resource_module, "check_output", lambda *args, **kwargs: started.append(args) or b"")
-    assert dbt_resource()._cli_version == version.parse(importlib.metadata.version("dbt-core"))
+    resource = dbt_resource()
+    assert resource._cli_version == version.parse(importlib.metadata.version("dbt-core"))
     assert started == []
+    assert resource._initialize_dbt_core_adapter(["build"]) is None  # no in-process adapter (row counts unused)
 
 
 def test_a_vendor_run_of_a_lone_session_builds_the_marts_on_a_fresh_warehouse(
