@@ -34,6 +34,8 @@ DAGSTER_SERVICES = ("code-location", "webserver", "daemon")
 # person exporting, never given to a service).
 NOT_FOR_CONTAINERS = {"WEALTH_PG_BINDIR", "WEALTH_PG_HOST", "WEALTH_PG_PORT", "WEALTH_EXPORT_PASSWORD"}
 SET_BY_IMAGE = {"WEALTH_HOME"}
+# Set by marts_dbt for its own dbt process (the run's window), never by a deployment.
+SET_BY_THE_PIPELINE = {"WEALTH_DBT_START_DATE", "WEALTH_DBT_END_DATE"}
 PASSWORDS = {"WEALTH_OWNER_PASSWORD", "WEALTH_LOADER_PASSWORD", "WEALTH_BI_PASSWORD"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ACCESS_KEY|TOKEN", re.I)
 
@@ -171,7 +173,7 @@ def test_published_ports_bind_to_loopback(resolved: dict) -> None:
 
 
 def test_code_services_get_every_setting_the_code_reads(resolved: dict) -> None:
-    production = set(ENVIRONMENT) - NOT_FOR_CONTAINERS - SET_BY_IMAGE
+    production = set(ENVIRONMENT) - NOT_FOR_CONTAINERS - SET_BY_IMAGE - SET_BY_THE_PIPELINE
     runtime = DOCKERFILE.read_text().split("AS runtime")[1].replace("\\\n", " ")
     assert any(line.startswith("ENV ") and " WEALTH_HOME=/" in line for line in runtime.splitlines())
     migrate = service_environment(resolved["services"]["migrate"])
