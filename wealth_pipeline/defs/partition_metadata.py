@@ -32,16 +32,16 @@ def add_per_partition(
     missing = set(context.partition_keys) - set(per_partition)
     if missing:
         raise ValueError(f"add_per_partition: no metadata for partitions {sorted(missing)[:5]} of {asset_key.to_user_string()}")
-    names = {name for values in per_partition.values() for name in values}
-    shared: dict[str, Any] = {}
-    for name in sorted(names):
-        if not all(name in values for values in per_partition.values()):
-            continue
-        seen = Counter(repr(values[name]) for values in per_partition.values())
-        common = seen.most_common(1)[0][0]
-        shared[name] = next(values[name] for values in per_partition.values() if repr(values[name]) == common)
-    for partition, values in per_partition.items():
-        own = {name: value for name, value in values.items() if name not in shared or repr(value) != repr(shared[name])}
+    # Metadata values (MetadataValue objects among them) compare by their repr, computed once each.
+    keyed = {partition: {name: (repr(value), value) for name, value in values.items()}
+             for partition, values in per_partition.items()}
+    common_names = set.intersection(*(set(values) for values in keyed.values()))
+    shared: dict[str, tuple[str, Any]] = {}
+    for name in sorted(common_names):
+        common = Counter(values[name][0] for values in keyed.values()).most_common(1)[0][0]
+        shared[name] = next(values[name] for values in keyed.values() if values[name][0] == common)
+    for partition, values in keyed.items():
+        own = {name: value for name, (text, value) in values.items() if name not in shared or text != shared[name][0]}
         if own:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=partition)
-    return shared
+    return {name: value for name, (_, value) in shared.items()}
