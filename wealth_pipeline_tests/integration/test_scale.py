@@ -76,6 +76,13 @@ def _run(url: str, home: Path, assets: list[dg.AssetsDefinition]) -> dict[str, o
             "success": result.success,
             "commits": committed,
             "materialized": {a.key: instance.get_materialized_partitions(a.key) for a in assets},
+            # each materialization's partition and metadata, in storage-id order, and the asset's latest
+            "events": {a.key: [(r.partition_key, r.asset_materialization.metadata["partitions"].value) for r in
+                               instance.fetch_materializations(a.key, limit=10_000, ascending=True).records
+                               if r.run_id == result.run_id]
+                       for a in assets},
+            "latest": {a.key: (lambda e: e and (e.run_id == result.run_id, e.dagster_event.partition))(
+                instance.get_latest_materialization_event(a.key)) for a in assets},
             # partitions planned by a run and never materialized (what the UI shows as failed/in progress)
             "missing": {a.key: set(storage.get_latest_asset_partition_materialization_attempts_without_materializations(a.key))
                         for a in assets},
@@ -112,6 +119,9 @@ def test_the_project_tuning_writes_a_many_partition_run_in_few_transactions(
     for key, partitions in result["materialized"].items():
         assert partitions == set(KEYS), key
         assert result["missing"][key] == set()
+        # one event per partition, stored in the run's order with the run's metadata; the latest is the last
+        assert result["events"][key] == [(k, len(KEYS)) for k in KEYS], key
+        assert result["latest"][key] == (True, KEYS[-1]), key
 
 
 def test_a_failed_batched_run_still_marks_each_planned_partition(project_home: Path, pg_url: str) -> None:
