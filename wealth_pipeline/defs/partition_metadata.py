@@ -45,3 +45,24 @@ def add_per_partition(
         if own:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=partition)
     return {name: value for name, (_, value) in shared.items()}
+
+
+def add_window_summary(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, summary: Mapping[str, Any],
+    everywhere: tuple[str, ...] = ("window",),
+) -> dict[str, Any]:
+    """Put the run's window summary on the last partition of a ranged run; return what every partition gets.
+
+    A preview, window totals, paths and checksums describe the run's window, not one session, yet
+    Dagster copies a result's metadata into every partition's materialization: 2,608 copies of a
+    12 KB preview made ``bars``' events 17 KB each and their serialization most of the event
+    recording of a ten-year backfill (issue 23). The last partition's materialization is the
+    asset's latest, so the UI still shows the summary; every partition keeps the names in
+    ``everywhere`` (which window wrote it) and its own figures (``add_per_partition``).
+    """
+    keys = context.partition_keys if (context.has_partition_key_range or context.has_partition_key) else []
+    if len(keys) <= 1:
+        return dict(summary)
+    context.add_asset_metadata({k: v for k, v in summary.items() if k not in everywhere},
+                               asset_key=asset_key, partition_key=keys[-1])
+    return {k: v for k, v in summary.items() if k in everywhere}

@@ -23,7 +23,7 @@ import polars as pl
 
 from wealth_pipeline.defs import lineage, quality
 from wealth_pipeline.defs.datasets import RECONCILE, Dataset, asset_deps
-from wealth_pipeline.defs.partition_metadata import add_per_partition
+from wealth_pipeline.defs.partition_metadata import add_per_partition, add_window_summary
 from wealth_pipeline.defs.partitions import single_run, trading_sessions
 from wealth_pipeline.lakehouse.store import Lakehouse
 
@@ -233,9 +233,11 @@ def publish(
         passed, details = reconcile(warehouse.url, dataset.table, dataset.date_column, start, end, frame.height, entity_filter)
         checks.append(dg.AssetCheckResult(asset_key=dataset.key, check_name=RECONCILE, passed=passed, metadata=details))
     shared = partition_metadata(context, dataset, frame, rejects)
+    window_summary = {**summary, **(metadata or {}), "preview": preview(frame, dataset, preview_columns)}
+    everywhere = add_window_summary(context, dataset.key, window_summary, ("window", "lakehouse/table_version"))
     yield dg.MaterializeResult(
         asset_key=dataset.key,
-        metadata={**shared, **summary, **extra, **(metadata or {}), "preview": preview(frame, dataset, preview_columns)},
+        metadata={**shared, **extra, **everywhere},
         check_results=checks,
         data_version=dg.DataVersion(f"v{version}") if version is not None else None,
     )

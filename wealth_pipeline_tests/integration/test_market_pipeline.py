@@ -209,10 +209,14 @@ def test_each_partition_materialization_carries_its_own_figures_and_checks_follo
     assert partitions == [d.isoformat() for d in calendars.weekdays(first, last)] and day.isoformat() in partitions
     for m in materializations:
         assert m.metadata["dagster/row_count"].value == per_day.get(dt.date.fromisoformat(m.partition), 0)
-        assert m.metadata["window_rows"].value == sum(per_day.values())
-        latest = m.metadata["preview"].value
-        assert {r.data["session_date"] for r in latest.records} == {max(per_day).isoformat()}
-        assert [c.name for c in latest.schema.columns][:2] == ["symbol", "session_date"]
+        assert m.metadata["window"].value == f"{first}..{last}"
+    # the window's summary once, on its last partition (the asset's latest materialization), not copied to each
+    *earlier, final = sorted(materializations, key=lambda m: m.partition)
+    assert all("window_rows" not in m.metadata and "preview" not in m.metadata for m in earlier)
+    assert final.metadata["window_rows"].value == sum(per_day.values())
+    latest = final.metadata["preview"].value
+    assert {r.data["session_date"] for r in latest.records} == {max(per_day).isoformat()}
+    assert [c.name for c in latest.schema.columns][:2] == ["symbol", "session_date"]
     quarantined = p.lake.read("quarantine", "bars")
     by_day = quarantined.drop_nulls("session_date").group_by("session_date").len()
     assert by_day.height >= 1
@@ -269,7 +273,7 @@ def test_a_split_changes_no_earlier_row_and_adjusted_prices_follow_on_read(local
     stored_before = daily.lake.read_partitions("processed", "bars").drop("lake_date", "lake_year", "lake_file", "lake_row", strict=False)
     warehouse_before = daily.query("SELECT * FROM market.bars_daily ORDER BY symbol, session_date")
     runs = daily.run("2023-07-17", "2023-07-21")
-    bars_event = runs[-1]["result"].asset_materializations_for_node("bars")[0]
+    bars_event = runs[-1]["result"].asset_materializations_for_node("bars")[-1]  # the window's summary
     assert bars_event.metadata["restatement"].value == "none"
     stored = daily.lake.read_partitions("processed", "bars").drop("lake_date", "lake_year", "lake_file", "lake_row", strict=False)
     assert stored.filter(pl.col("session_date") < dt.date(2023, 7, 17)).sort(["symbol", "session_date"]).equals(

@@ -13,6 +13,7 @@ from wealth_pipeline.core import calendars, identifiers, universe
 from wealth_pipeline.core.schemas import with_source
 from wealth_pipeline.defs import datasets, lineage, publish, quality
 from wealth_pipeline.defs.ingest.symbol_history import publish_history
+from wealth_pipeline.defs.partition_metadata import add_window_summary
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -261,7 +262,7 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
             "path": dg.MetadataValue.path(store.uri(f"raw/{dataset.name}")),
             "preview": dg.MetadataValue.md(frame.head(5).to_pandas().to_markdown(index=False)) if frame.height else "no rows",
         }
-        metadata.update(lineage.raw_sources(context, provider, dataset.name, start, end))  # issue 22
+        sources = lineage.raw_sources(context, provider, dataset.name, start, end)  # issue 22: per partition
         superseded = [{"date": str(w.day), "new": w.key, "previous": w.superseded_key} for w in writes if w.status == "superseded"]
         if superseded:
             metadata["superseded"] = dg.MetadataValue.json(superseded[:50])
@@ -278,7 +279,9 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         if start == end and start in closed:
             metadata["market_status"] = "closed"
             context.log.info(f"{start} is not a session on any listing exchange: market closed, nothing to ingest")
-        yield dg.MaterializeResult(metadata=metadata)
+        everywhere = add_window_summary(context, context.asset_key, metadata,
+                                        ("dagster/row_count", "provider", "window", "market_status"))
+        yield dg.MaterializeResult(metadata={**everywhere, **sources})
 
     return _raw_asset
 
