@@ -11,8 +11,8 @@ writes such a batch the way the materialization batch is written: one ``INSERT .
 one index transaction updating each asset's row with its last planned event (what the per-event path
 leaves there too). Per-partition planned events are kept (rather than
 ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), so failed and in-progress partitions still show
-in the UI. A planned asset check of a ranged run (one event, one row per partition) is written with
-the event serialized once and one executemany (``_store_asset_check_evaluation_planned``). A batch
+in the UI. A planned asset check of a ranged run is one row per check and run, the row its
+(unpartitioned) evaluation updates (``_store_asset_check_evaluation_planned``). A batch
 of materializations (or observations) is written as dagster-postgres writes it, but its rows go as one
 executemany rather than one freshly compiled multi-VALUES statement (``_insert_events``). Anything
 else still goes through dagster-postgres unchanged.
@@ -106,28 +106,29 @@ class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
         return event_ids
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
-        """One ``asset_check_executions`` row per planned partition, as dagster-postgres writes them,
-        but the event serialized once and the rows sent as one executemany.
+        """One ``asset_check_executions`` row per planned check and run, the row its evaluation updates.
 
-        Measured reason (issue 23): Dagster plans each check of a ranged run as one event whose
-        partitions each get a row carrying the serialized event; the parent serializes the event
-        again for every row and compiles one multi-VALUES statement with 8 bind parameters per row.
-        Planning a 2,608-session run of the daily graph (about 100 checks) spent more than 30 min
-        there on the loaded 2-core box (py-spy: ``SQLCompiler.visit_bindparam`` under
-        ``_store_asset_check_evaluation_planned``).
+        Dagster 1.13 plans a check of a ranged run with one row per partition of the run, even when
+        the check has no partitions definition; its evaluation then carries no partition, finds none
+        of those rows (it updates ``partition IS NULL``) and inserts one more, so the 2,608 planned
+        rows of each check stay PLANNED for ever. Measured (issue 23): a 2,608-session run of the
+        daily graph left 341,799 such rows, 1.4 KB each, and writing them was a quarter of its run
+        planning. This project's checks judge a run's window and none is partitioned (the
+        definitions test pins that), so the one row written here is the row the evaluation turns
+        into SUCCEEDED or FAILED. A partitioned check added later would still record its
+        evaluations (Dagster inserts a row per evaluated partition) but show no per-partition
+        planned state while its run is in progress.
         """
         planned = event.get_dagster_event().event_specific_data
-        partitions = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
-        common = {
+        row = {
             "asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "run_id": event.run_id,
-            "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+            "partition": None, "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
             "evaluation_event": serialize_value(event),
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
         }
-        rows = [{**common, "partition": partition} for partition in partitions]
         with self.index_connection() as conn:
-            conn.execute(AssetCheckExecutionsTable.insert(), rows)
+            conn.execute(AssetCheckExecutionsTable.insert(), [row])
 
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
         """A batch of planned, materialization or observation events: the rows, their indexed tags,

@@ -38,11 +38,13 @@ RANGE_TAGS = {"dagster/asset_partition_range_start": KEYS[0], "dagster/asset_par
 
 
 def _step(name: str, upstream: list[dg.AssetsDefinition], fail: bool) -> dg.AssetsDefinition:
-    @dg.asset(name=name, partitions_def=SESSIONS, deps=upstream, backfill_policy=dg.BackfillPolicy.single_run())
+    @dg.asset(name=name, partitions_def=SESSIONS, deps=upstream, backfill_policy=dg.BackfillPolicy.single_run(),
+              check_specs=[dg.AssetCheckSpec("window_ok", asset=name)])
     def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         if fail:
             raise RuntimeError("planned failure")
-        return dg.MaterializeResult(metadata={"partitions": len(context.partition_keys)})
+        return dg.MaterializeResult(metadata={"partitions": len(context.partition_keys)},
+                                    check_results=[dg.AssetCheckResult(check_name="window_ok", passed=True)])
 
     return _asset
 
@@ -81,6 +83,9 @@ def _run(url: str, home: Path, assets: list[dg.AssetsDefinition]) -> dict[str, o
                                instance.fetch_materializations(a.key, limit=10_000, ascending=True).records
                                if r.run_id == result.run_id]
                        for a in assets},
+            # the run's check executions: (status, partition) of each record the instance keeps
+            "checks": {a.key: [(r.status.value, r.partition) for r in storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(a.key, "window_ok"), limit=10_000) if r.run_id == result.run_id] for a in assets},
             "latest": {a.key: (lambda e: e and (e.run_id == result.run_id, e.dagster_event.partition))(
                 instance.get_latest_materialization_event(a.key)) for a in assets},
             # partitions planned by a run and never materialized (what the UI shows as failed/in progress)
@@ -122,6 +127,8 @@ def test_the_project_tuning_writes_a_many_partition_run_in_few_transactions(
         # one event per partition, stored in the run's order with the run's metadata; the latest is the last
         assert result["events"][key] == [(k, len(KEYS)) for k in KEYS], key
         assert result["latest"][key] == (True, KEYS[-1]), key
+        # the check judged the run's window once: one record, evaluated (no planned row per partition left)
+        assert result["checks"][key] == [("SUCCEEDED", None)], key
 
 
 def test_a_failed_batched_run_still_marks_each_planned_partition(project_home: Path, pg_url: str) -> None:
@@ -134,6 +141,18 @@ def test_a_failed_batched_run_still_marks_each_planned_partition(project_home: P
     assert result["missing"][assets[0].key] == set()
     assert result["missing"][assets[2].key] == set(KEYS)
     assert result["materialized"][assets[2].key] == set()
+    assert result["checks"][assets[0].key] == [("SUCCEEDED", None)]
+    assert result["checks"][assets[2].key] == [("PLANNED", None)], "planned, never evaluated: the step failed"
+
+
+def test_no_check_of_the_project_is_partitioned() -> None:
+    """The event storage writes one planned row per check and run (``instance_storage``): right only
+    while every check judges a run's window rather than one partition."""
+    from wealth_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert graph.asset_check_keys
+    assert [k for k in graph.asset_check_keys if graph.get(k).partitions_def is not None] == []
 
 
 def test_an_existing_batch_size_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
