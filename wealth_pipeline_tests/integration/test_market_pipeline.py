@@ -210,6 +210,16 @@ def test_each_partition_materialization_carries_its_own_figures_and_checks_follo
     for m in materializations:
         assert m.metadata["dagster/row_count"].value == per_day.get(dt.date.fromisoformat(m.partition), 0)
         assert m.metadata["window"].value == f"{first}..{last}"
+    # raw_bars too: each partition's count is that session's delivered rows (read back from the raw tier)
+    from wealth_pipeline.lakehouse import raw
+
+    raw_result = next(r["result"] for r in runs
+                      if any(e.asset_key == dg.AssetKey("raw_bars") for e in r["result"].get_asset_materialization_events()))
+    delivered = raw.read_current(p.lake.store, "bars", first, last, {"session_date": pl.Date()})
+    delivered_per_day = {d.isoformat(): n for d, n in delivered.group_by("session_date").len().iter_rows()}
+    raw_counts = {m.partition: m.metadata["dagster/row_count"].value for m in raw_result.asset_materializations_for_node("raw_bars")}
+    assert raw_counts == {k: delivered_per_day.get(k, 0) for k in raw_counts} and set(delivered_per_day) <= set(raw_counts)
+    assert len(set(raw_counts.values())) > 1, "the dirty market delivers a different count on some session"
     # the window's summary once, on its last partition (the asset's latest materialization), not copied to each
     *earlier, final = sorted(materializations, key=lambda m: m.partition)
     assert all("window_rows" not in m.metadata and "preview" not in m.metadata for m in earlier)

@@ -13,7 +13,7 @@ from wealth_pipeline.core import calendars, identifiers, universe
 from wealth_pipeline.core.schemas import with_source
 from wealth_pipeline.defs import datasets, lineage, publish, quality
 from wealth_pipeline.defs.ingest.symbol_history import publish_history
-from wealth_pipeline.defs.partition_metadata import add_window_summary
+from wealth_pipeline.defs.partition_metadata import add_per_partition, add_window_summary
 from wealth_pipeline.defs.partitions import closed_days, partition_window, single_run, trading_sessions
 from wealth_pipeline.defs.resources import MarketDataResource, WarehouseResource
 from wealth_pipeline.lakehouse import raw
@@ -254,8 +254,12 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         writes = raw.write_versions(store, dataset.name, frame, dataset.date_column, calendars.weekdays(start, end))
         closed = closed_days(start, end)
         status_counts = {s: sum(1 for w in writes if w.status == s) for s in ("new", "unchanged", "superseded")}
+        rows_by_day = {w.day.isoformat(): w.rows for w in writes}
+        # each partition's own row count (the window's total is `window_rows`, in the window's summary)
+        per_partition = add_per_partition(context, context.asset_key, {
+            key: {"dagster/row_count": rows_by_day.get(key, 0)} for key in context.partition_keys})
         metadata: dict[str, object] = {
-            "dagster/row_count": frame.height,
+            "window_rows": frame.height,
             "provider": provider.name,
             "window": f"{start} .. {end}",
             "partitions_written": dg.MetadataValue.json(status_counts),
@@ -279,9 +283,8 @@ def _make_raw_asset(dataset: RawDataset) -> dg.AssetsDefinition:
         if start == end and start in closed:
             metadata["market_status"] = "closed"
             context.log.info(f"{start} is not a session on any listing exchange: market closed, nothing to ingest")
-        everywhere = add_window_summary(context, context.asset_key, metadata,
-                                        ("dagster/row_count", "provider", "window", "market_status"))
-        yield dg.MaterializeResult(metadata={**everywhere, **sources})
+        everywhere = add_window_summary(context, context.asset_key, metadata, ("provider", "window", "market_status"))
+        yield dg.MaterializeResult(metadata={**per_partition, **everywhere, **sources})
 
     return _raw_asset
 
