@@ -11,6 +11,9 @@ Both layouts run in the same process on the same frames, through the same ``Lake
 * delta: the processed tier now, one Delta table per dataset partitioned by year, a window written
   by ``write_window`` as one commit, read by ``read_partitions`` (polars ``scan_delta``).
 
+Also the raw tier's ten-year backfill write (``raw.write_versions``: one immutable, content-hashed
+file per session) on one thread against the store's write threads.
+
 Timed: the ten-year backfill write, the ten-year read, a one-year read, and a daily session write
 (a new session appended, ``--daily`` times, median) on top of ten years of history; reads are the
 best of three, the layouts alternating (a shared machine's noise). Ratios are
@@ -112,6 +115,31 @@ def bench_table(lake: Lakehouse, name: str, frame: pl.DataFrame, history: list[d
     return row
 
 
+def bench_raw(root: str, bars: pl.DataFrame, history: list[dt.date]) -> dict[str, Any]:
+    """The raw tier's ten-year backfill write (one immutable file per session) on one thread and on the
+    store's ``write_concurrency`` threads, same process, fresh folders, twice each, alternating."""
+    from wealth_pipeline.lakehouse import raw
+    from wealth_pipeline.lakehouse.store import LocalObjectStore
+
+    cases = {"bars": bars, "one_row": bars.filter(pl.col("symbol") == bars["symbol"][0])}  # fx, benchmark returns
+    out: dict[str, Any] = {}
+    for name, frame in cases.items():
+        best: dict[str, float] = {}
+        keys: dict[str, list[str]] = {}
+        for attempt in range(2):
+            for label, workers in (("one_thread", 1), ("threads", None)):
+                store = LocalObjectStore(Path(root) / f"raw-{name}-{label}-{attempt}")
+                seconds, writes = timed(lambda s=store, w=workers, f=frame: raw.write_versions(
+                    s, "bars", f, "session_date", history, workers=w))
+                best[label] = min(best.get(label, seconds), seconds)
+                keys[label] = [w.key for w in writes]
+        assert keys["one_thread"] == keys["threads"], "the same files either way"
+        out[name] = {"files": len(keys["threads"]), **{f"{k}_s": v for k, v in best.items()},
+                     "ratio": best["threads"] / best["one_thread"],
+                     "threads": LocalObjectStore(root).write_concurrency}
+    return out
+
+
 def run(securities: int, years: int, daily: int) -> dict[str, Any]:
     days = sessions(years, daily)
     history, new_days = days[: len(days) - daily], days[len(days) - daily:]
@@ -123,6 +151,7 @@ def run(securities: int, years: int, daily: int) -> dict[str, Any]:
         lake = Lakehouse.from_uri(root)
         for name, frame in data.items():
             results["tables"][name] = bench_table(lake, name, frame, history, new_days, last_year)
+        results["raw"] = bench_raw(root, data["bars"].filter(pl.col("session_date").is_in(history)), history)
     return results
 
 
@@ -148,6 +177,11 @@ def main() -> None:
             print(f"{name:<11}{op:<14}{row[f'{op}_parquet_s']:>10.3f}{row[f'{op}_delta_s']:>10.3f}"
                   f"{row[f'{op}_ratio']:>15.2f}")
         print(f"{name:<11}{'delta files':<14}{row['delta_active_files']:>20}")
+    print("raw tier, ten-year backfill write (one immutable file per session, best of two):")
+    print(f"{'dataset':<11}{'files':>7}{'1 thread s':>12}{'threads s':>11}{'threads/1':>11}")
+    for name, row in results["raw"].items():
+        print(f"{name:<11}{row['files']:>7}{row['one_thread_s']:>12.3f}{row['threads_s']:>11.3f}{row['ratio']:>11.2f}"
+              f"   ({row['threads']} threads)")
 
 
 if __name__ == "__main__":

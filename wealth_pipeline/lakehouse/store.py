@@ -93,6 +93,8 @@ class ObjectStore(abc.ABC):
 
     #: Threads used to fetch many objects at once (see ``get_many``).
     read_concurrency: int = 4
+    #: Threads used to write many immutable objects at once (``raw.write_versions``).
+    write_concurrency: int = 4
 
     @abc.abstractmethod
     def _put_bytes(self, key: str, data: bytes) -> None: ...
@@ -144,10 +146,11 @@ class ObjectStore(abc.ABC):
 
     def get_many(self, keys: list[str]) -> list[bytes]:
         """The objects at ``keys``, in order, fetched with up to ``read_concurrency`` threads."""
-        return _map_threads(self.get_bytes, keys, self.read_concurrency)
+        return map_threads(self.get_bytes, keys, self.read_concurrency)
 
 
-def _map_threads(fn: Callable[[str], T], items: list[str], workers: int) -> list[T]:
+def map_threads(fn: Callable[[Any], T], items: list[Any], workers: int) -> list[T]:
+    """``[fn(item) for item in items]`` on up to ``workers`` threads, in order; the first error is raised."""
     if len(items) <= 1 or workers <= 1:
         return [fn(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="lakehouse") as pool:
@@ -274,6 +277,7 @@ class S3ObjectStore(ObjectStore):
     """
 
     read_concurrency = 8
+    write_concurrency = 8
 
     def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
         if not bucket or "/" in bucket:
@@ -882,7 +886,7 @@ class Lakehouse:
         def load(key: str) -> pl.DataFrame:
             return parquet_to_frame(self.store.get_bytes(key), columns=columns, source=self.store.uri(key))
 
-        frames = _map_threads(load, keys, self.store.read_concurrency)
+        frames = map_threads(load, keys, self.store.read_concurrency)
         expected = frames[0].columns
         for key, frame in zip(keys, frames, strict=True):
             if frame.columns != expected:
