@@ -123,7 +123,6 @@ def reference_events(partitions: int, assets: int = 25) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp(prefix="bench-events-"))
     folder.chmod(0o755)
     cluster = LocalPostgres(folder / "pg")
-    cluster.start()
     parts = dg.DailyPartitionsDefinition(start_date="2010-01-01")
     keys = parts.get_partition_keys()[:partitions]
 
@@ -140,7 +139,8 @@ def reference_events(partitions: int, assets: int = 25) -> tuple[float, float]:
     defs = dg.Definitions(assets=chain, jobs=[dg.define_asset_job("ref", selection="*")], executor=dg.in_process_executor)
     timings = {}
     saved = os.environ.get("DAGSTER_EVENT_BATCH_SIZE")
-    try:
+    cluster.start()
+    try:  # the cluster is stopped and its folder removed whatever fails below
         for layout in ("tuned", "previous"):
             database = f"ref_{layout}"
             cluster.ensure_database(database)
