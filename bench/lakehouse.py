@@ -136,7 +136,7 @@ def bench_raw(root: str, bars: pl.DataFrame, history: list[dt.date]) -> dict[str
         assert keys["one_thread"] == keys["threads"], "the same files either way"
         out[name] = {"files": len(keys["threads"]), **{f"{k}_s": v for k, v in best.items()},
                      "ratio": best["threads"] / best["one_thread"],
-                     "threads": LocalObjectStore(root).write_concurrency}
+                     "threads": LocalObjectStore.write_concurrency}
     return out
 
 

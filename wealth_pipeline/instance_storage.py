@@ -44,8 +44,13 @@ PLANNED = DagsterEventType.ASSET_MATERIALIZATION_PLANNED
 RECORDED_AS_BATCH = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
 
 
+def _kind(event: EventLogEntry) -> DagsterEventType | None:
+    """The Dagster event type of a log entry; None for a plain log line."""
+    return event.get_dagster_event().event_type if event.is_dagster_event else None
+
+
 class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
-    """``PostgresEventLogStorage`` that also stores a batch of planned-materialization events at once."""
+    """``PostgresEventLogStorage`` that stores planned, materialization and observation batches in one executemany each."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True,
                  inst_data: ConfigurableClassData | None = None, token_provider: Any = None) -> None:
@@ -74,19 +79,17 @@ class BatchedPostgresEventLogStorage(PostgresEventLogStorage):
         )
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        planned = [e for e in events if e.is_dagster_event and e.get_dagster_event().event_type == PLANNED]
-        others = [e for e in events if not (e.is_dagster_event and e.get_dagster_event().event_type == PLANNED)]
-        if len(planned) > 1:
+        planned = [e for e in events if _kind(e) == PLANNED]
+        others = [e for e in events if _kind(e) != PLANNED]
+        if planned:
             self._store_asset_events(planned)
-        elif planned:
-            self.store_event(planned[0])
-        if others:
-            kinds = {e.get_dagster_event().event_type for e in others if e.is_dagster_event}
-            if len(others) > 1 and len(kinds) == 1 and kinds <= RECORDED_AS_BATCH and all(e.is_dagster_event for e in others):
-                # dagster-postgres drops asset-failed-to-materialize events from such a batch; so does this.
-                self._store_asset_events([e for e in others if not e.get_dagster_event().is_asset_failed_to_materialize])
-            else:
-                super().store_event_batch(others)
+        if not others:
+            return
+        if len({_kind(e) for e in others}) == 1 and _kind(others[0]) in RECORDED_AS_BATCH:
+            # dagster-postgres drops asset-failed-to-materialize events from such a batch; so does this.
+            self._store_asset_events([e for e in others if not e.get_dagster_event().is_asset_failed_to_materialize])
+        else:
+            super().store_event_batch(others)
 
     def _insert_events(self, events: Sequence[EventLogEntry]) -> list[int]:
         """Insert event rows as one executemany; their storage ids, in the events' order.
