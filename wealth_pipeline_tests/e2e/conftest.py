@@ -180,19 +180,29 @@ class DagsterStack:
         found.update({s["name"]: ("schedule", s["id"], s["scheduleState"]["status"]) for s in data["schedules"]})
         return found
 
-    def stop_background_automation(self) -> list[str]:
-        """Stop every running sensor and schedule (see the module docstring); returns their names."""
-        stopped = []
-        for name, (kind, ident, status) in sorted(self.instigators().items()):
-            if status != "RUNNING":
+    def stop_background_automation(self, timeout: float = 60.0) -> list[str]:
+        """Stop every running sensor and schedule (see the module docstring); returns their names.
+
+        Seen once on the loaded 2-core box: ``run_failure_alert`` still RUNNING right after its stop
+        succeeded (most likely a tick in flight writing back the state it had read). So what still
+        runs is stopped again, until a second look ``POLL`` later finds nothing running.
+        """
+        stopped: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            running = {n: (k, i) for n, (k, i, s) in sorted(self.instigators().items()) if s == "RUNNING"}
+            if not running:
+                time.sleep(POLL)
+                if not any(s == "RUNNING" for _, _, s in self.instigators().values()):
+                    return stopped
                 continue
-            mutation, field = (STOP_SENSOR, "stopSensor") if kind == "sensor" else (STOP_SCHEDULE, "stopRunningSchedule")
-            result = self.graphql(mutation, {"id": ident})[field]
-            assert result["__typename"] in ("StopSensorMutationResult", "ScheduleStateResult"), (name, result)
-            stopped.append(name)
-        still = {n: s for n, (_, _, s) in self.instigators().items() if s == "RUNNING"}
-        assert not still, f"still running after stop: {still}"
-        return stopped
+            assert time.monotonic() < deadline, f"still running after stop: {sorted(running)}"
+            for name, (kind, ident) in running.items():
+                mutation, field = (STOP_SENSOR, "stopSensor") if kind == "sensor" else (STOP_SCHEDULE, "stopRunningSchedule")
+                result = self.graphql(mutation, {"id": ident})[field]
+                assert result["__typename"] in ("StopSensorMutationResult", "ScheduleStateResult"), (name, result)
+                if name not in stopped:
+                    stopped.append(name)
 
     def runs(self, tags: dict[str, str] | None = None, job: str | None = None) -> list[dict[str, Any]]:
         """Runs matching ``tags`` (and job), newest first: id, status, job name, tags, selected assets."""
